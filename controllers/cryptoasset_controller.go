@@ -1,0 +1,366 @@
+// Package controllers holds the CryptoAsset reconciler: it reads the resource and its Secrets,
+// calls the pure renderers in internal/render, applies the results and reports status.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/render"
+)
+
+// SecretNameIndex indexes CryptoAssets by the names of the Secrets they reference.
+const SecretNameIndex = "spec.secretNames"
+
+// Condition reasons.
+const (
+	ReasonAvailable             = "Available"
+	ReasonDeploymentUnavailable = "DeploymentUnavailable"
+	ReasonRollingOut            = "RollingOut"
+	ReasonRolledOut             = "RolledOut"
+	ReasonProgressDeadline      = "ProgressDeadlineExceeded"
+	ReasonSecretNotFound        = "SecretNotFound"
+	ReasonSecretKeyNotFound     = "SecretKeyNotFound"
+	ReasonInvalidConfig         = "InvalidConfig"
+	ReasonChildConflict         = "ChildConflict"
+	ReasonApplyFailed           = "ApplyFailed"
+	ReasonReconciled            = "Reconciled"
+	ReasonRescanRequested       = "RescanRequested"
+	ReasonInvalidRescanRequest  = "InvalidRescanRequest"
+)
+
+// CryptoAssetReconciler reconciles CryptoAsset objects.
+type CryptoAssetReconciler struct {
+	// Client reads from the operator's cache and writes to the API server.
+	Client client.Client
+	// SecretReader reads Secrets straight from the API server: the cache holds only their
+	// metadata, so the operator never keeps every Secret of the cluster in memory.
+	SecretReader client.Reader
+	Recorder     events.EventRecorder
+	Render       render.Options
+}
+
+// configProblem is a problem the user must fix in the CryptoAsset or its Secrets; retrying does not
+// help, so it is reported in status and the reconcile ends without error (a Secret watch or a spec
+// change brings the next one).
+type configProblem struct {
+	reason, message string
+}
+
+func (p *configProblem) Error() string { return p.message }
+
+// +kubebuilder:rbac:groups=cryptoassets.io,resources=cryptoassets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cryptoassets.io,resources=cryptoassets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one CryptoAsset's helper objects in line with its spec and reports status.
+func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	ca := &v1alpha1.CryptoAsset{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ca); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ca.DeletionTimestamp.IsZero() {
+		// Children carry owner references; the garbage collector removes them.
+		return ctrl.Result{}, nil
+	}
+	before := ca.Status.DeepCopy()
+	status := ca.Status.DeepCopy()
+	status.ObservedGeneration = ca.Generation
+	status.Helper = &v1alpha1.HelperObjects{
+		ConfigMap: render.HelperName(ca), Deployment: render.HelperName(ca),
+		Service: render.HelperName(ca), ServiceAccount: render.HelperName(ca),
+	}
+
+	deploy, applyErr := r.applyChildren(ctx, ca, status)
+	r.setConditions(ca, status, deploy, applyErr)
+	r.noticeRescanRequest(ca, status)
+	r.recordTransitions(ca, before, status)
+
+	if !equality.Semantic.DeepEqual(before, status) {
+		patchBase := ca.DeepCopy()
+		ca.Status = *status
+		// A merge patch built from the cached object carries only the fields that changed, so
+		// the helper's status.rescan is never overwritten by the operator.
+		if err := r.Client.Status().Patch(ctx, ca, client.MergeFrom(patchBase)); err != nil {
+			if apierrors.IsNotFound(err) {
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
+		}
+	}
+
+	var problem *configProblem
+	if applyErr != nil && !errors.As(applyErr, &problem) {
+		log.Error(applyErr, "reconcile failed; retrying with backoff")
+		return ctrl.Result{}, applyErr
+	}
+	return ctrl.Result{}, nil
+}
+
+// applyChildren reads the referenced Secrets, renders and applies the helper's objects, and
+// returns the Deployment as the cache last saw it.
+func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus) (*appsv1.Deployment, error) {
+	secrets, err := r.readSecrets(ctx, ca)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := render.Config(ca)
+	if err != nil {
+		return nil, &configProblem{reason: ReasonInvalidConfig, message: "rendering the helper config: " + err.Error()}
+	}
+	status.Confirmations = cfg.Asset.Confirmations
+	configData, err := cfg.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("writing the helper config: %w", err)
+	}
+	hash, err := render.ConfigHash(ca, configData, secrets)
+	if err != nil {
+		return nil, &configProblem{reason: ReasonSecretKeyNotFound, message: err.Error()}
+	}
+
+	deploy := render.Deployment(ca, r.Render, hash)
+	children := []struct {
+		obj   client.Object
+		merge mergeFunc
+	}{
+		{render.ServiceAccount(ca), mergeServiceAccount},
+		{render.Role(ca), mergeRole},
+		{render.RoleBinding(ca), mergeRoleBinding},
+		{render.ConfigMap(ca, configData), mergeConfigMap},
+		{render.Service(ca), mergeService},
+		{deploy, mergeDeployment},
+	}
+	log := logf.FromContext(ctx)
+	for _, child := range children {
+		wrote, err := apply(ctx, r.Client, child.obj, child.merge)
+		var notOwned *errNotOwned
+		if errors.As(err, &notOwned) {
+			return nil, &configProblem{reason: ReasonChildConflict, message: err.Error()}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if wrote {
+			log.Info("applied helper object", "kind", fmt.Sprintf("%T", child.obj), "name", child.obj.GetName())
+		}
+	}
+	status.ConfigHash = hash
+
+	current := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(deploy), current); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil // just created; the cache has not seen it yet
+		}
+		return nil, fmt.Errorf("reading Deployment %s: %w", deploy.Name, err)
+	}
+	return current, nil
+}
+
+// readSecrets fetches every referenced Secret and checks each referenced key is there.
+func (r *CryptoAssetReconciler) readSecrets(ctx context.Context, ca *v1alpha1.CryptoAsset) (map[string]render.SecretData, error) {
+	out := map[string]render.SecretData{}
+	for _, u := range ca.Spec.SecretUses() {
+		s, seen := out[u.Ref.Name]
+		if !seen {
+			secret := &corev1.Secret{}
+			err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ca.Namespace, Name: u.Ref.Name}, secret)
+			if apierrors.IsNotFound(err) {
+				return nil, &configProblem{reason: ReasonSecretNotFound,
+					message: fmt.Sprintf("Secret %q referenced by %s not found in namespace %s", u.Ref.Name, u.Field, ca.Namespace)}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading Secret %s: %w", u.Ref.Name, err)
+			}
+			s = render.SecretData{UID: string(secret.UID), Data: secret.Data}
+			out[u.Ref.Name] = s
+		}
+		if _, ok := s.Data[u.Ref.Key]; !ok {
+			return nil, &configProblem{reason: ReasonSecretKeyNotFound,
+				message: fmt.Sprintf("Secret %q has no key %q (referenced by %s)", u.Ref.Name, u.Ref.Key, u.Field)}
+		}
+	}
+	return out, nil
+}
+
+// setConditions derives Ready, Progressing and Degraded from what happened in this reconcile.
+func (r *CryptoAssetReconciler) setConditions(ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus, deploy *appsv1.Deployment, applyErr error) {
+	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+			Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: ca.Generation,
+		})
+	}
+	if applyErr != nil {
+		reason := ReasonApplyFailed
+		var problem *configProblem
+		if errors.As(applyErr, &problem) {
+			reason = problem.reason
+		}
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, applyErr.Error())
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, applyErr.Error())
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, reason, "blocked until the problem is fixed")
+		return
+	}
+	set(v1alpha1.ConditionDegraded, metav1.ConditionFalse, ReasonReconciled, "helper objects are in line with the spec")
+
+	available, progressing, msg := deploymentState(deploy)
+	switch {
+	case available && !progressing:
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable, "helper Deployment is available with the current config")
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonRolledOut, "helper runs the current config")
+	case deploy != nil && deadlineExceeded(deploy):
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentUnavailable, msg)
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonProgressDeadline, msg)
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonProgressDeadline, msg)
+	default:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentUnavailable, msg)
+		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
+	}
+}
+
+// deploymentState says whether the helper Deployment is available and whether a rollout of its
+// current spec is still under way, with a message for status.
+func deploymentState(d *appsv1.Deployment) (available, progressing bool, msg string) {
+	if d == nil {
+		return false, true, "helper Deployment created; waiting for it to be observed"
+	}
+	if d.Status.ObservedGeneration < d.Generation {
+		return false, true, "helper Deployment update not yet observed by the deployment controller"
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
+			available = true
+		}
+	}
+	progressing = d.Status.UpdatedReplicas < replicas || d.Status.AvailableReplicas < replicas || d.Status.Replicas > replicas
+	switch {
+	case !available:
+		msg = fmt.Sprintf("helper Deployment %s is not available (%d of %d replicas available)", d.Name, d.Status.AvailableReplicas, replicas)
+	case progressing:
+		msg = fmt.Sprintf("helper Deployment %s is rolling out (%d of %d replicas updated)", d.Name, d.Status.UpdatedReplicas, replicas)
+	}
+	return available && !progressing, progressing, msg
+}
+
+func deadlineExceeded(d *appsv1.Deployment) bool {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			return true
+		}
+	}
+	return false
+}
+
+// noticeRescanRequest announces a new rescan token. The helper runs the rescan and owns
+// status.rescan; the operator only validates the request and records that it saw it.
+func (r *CryptoAssetReconciler) noticeRescanRequest(ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus) {
+	token := ca.Annotations[v1alpha1.RescanAnnotation]
+	if token == "" || token == status.ObservedRescanToken {
+		return
+	}
+	status.ObservedRescanToken = token
+	if from, ok := ca.Annotations[v1alpha1.RescanFromHeightAnnotation]; ok {
+		if h, err := strconv.ParseInt(from, 10, 64); err != nil || h < 0 {
+			r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, ReasonInvalidRescanRequest, "Rescan",
+				"rescan %q: annotation %s=%q is not a block height (a whole number >= 0)", token, v1alpha1.RescanFromHeightAnnotation, from)
+			return
+		}
+	}
+	note := "rescan %q requested; the helper runs it and reports progress in status.rescan"
+	if !meta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionReady) {
+		note += " (the helper is not ready yet; it starts the rescan when it is)"
+	}
+	r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, ReasonRescanRequested, "Rescan", note, token)
+}
+
+// recordTransitions emits an Event when Ready or Degraded changes, so `kubectl describe` tells
+// the story without an Event per reconcile. Only problems are Warnings: a rollout is routine.
+func (r *CryptoAssetReconciler) recordTransitions(ca *v1alpha1.CryptoAsset, before, after *v1alpha1.CryptoAssetStatus) {
+	degraded := meta.IsStatusConditionTrue(after.Conditions, v1alpha1.ConditionDegraded)
+	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded} {
+		old := meta.FindStatusCondition(before.Conditions, t)
+		cur := meta.FindStatusCondition(after.Conditions, t)
+		if cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
+			continue
+		}
+		if t == v1alpha1.ConditionDegraded && cur.Status != metav1.ConditionTrue && (old == nil || old.Status != metav1.ConditionTrue) {
+			continue // "not degraded" is news only after having been degraded
+		}
+		eventType := corev1.EventTypeNormal
+		if degraded {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(ca, nil, eventType, cur.Reason, "Reconcile", "%s=%s: %s", t, cur.Status, cur.Message)
+	}
+}
+
+// secretToAssets maps a Secret event to the CryptoAssets in its namespace that reference it.
+func (r *CryptoAssetReconciler) secretToAssets(ctx context.Context, obj client.Object) []reconcile.Request {
+	list := &v1alpha1.CryptoAssetList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{SecretNameIndex: obj.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing CryptoAssets that reference a Secret", "secret", obj.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ca := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ca)})
+	}
+	return reqs
+}
+
+// IndexSecretNames is the field indexer behind SecretNameIndex.
+func IndexSecretNames(obj client.Object) []string {
+	return obj.(*v1alpha1.CryptoAsset).Spec.SecretNames()
+}
+
+// SetupWithManager registers the reconciler and its watches.
+func (r *CryptoAssetReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, maxConcurrent int) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.CryptoAsset{}, SecretNameIndex, IndexSecretNames); err != nil {
+		return fmt.Errorf("indexing CryptoAssets by Secret name: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("cryptoasset").
+		// Status writes (the operator's own and the helper's rescan progress) change neither the
+		// generation nor the annotations, so they do not trigger a reconcile; spec edits and the
+		// rescan annotation do.
+		For(&v1alpha1.CryptoAsset{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
+		Owns(&appsv1.Deployment{}).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToAssets)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
+		Complete(r)
+}

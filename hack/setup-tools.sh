@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs what the project's build, tests and dev stack need on a fresh machine, and nothing that
+# is already there. Debian packages through apt; Go tools with `go install` into bin/; Kubernetes
+# control-plane binaries built from Go modules (hack/build-kube.sh). Everything is cached under bin/.
+#
+# usage: hack/setup-tools.sh test|dev|all
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${ROOT}/bin"
+mode="${1:-test}"
+
+CONTROLLER_TOOLS_VERSION="${CONTROLLER_TOOLS_VERSION:-v0.23.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+
+log() { echo "setup: $*" >&2; }
+
+apt_updated=""
+apt_install() { # apt_install BINARY PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ -x "/usr/bin/$1" ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    log "$1 is missing; install the Debian package $2 (needs root)"; exit 1
+  fi
+  if [ -z "${apt_updated}" ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "installing Debian package $2"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+go_install() { # go_install NAME MODULE@VERSION
+  local name="$1" pkg="$2" stamp="${BIN}/.$1.version"
+  if [ -x "${BIN}/${name}" ] && [ "$(cat "${stamp}" 2>/dev/null)" = "${pkg}" ]; then return 0; fi
+  log "go install ${pkg}"
+  GOBIN="${BIN}" GOFLAGS=-mod=mod go install "${pkg}"
+  echo "${pkg}" > "${stamp}"
+}
+
+# The envtest asset directory holds links to the binaries envtest starts (KUBEBUILDER_ASSETS).
+envtest_assets() {
+  local dir="${BIN}/envtest"
+  mkdir -p "${dir}"
+  ln -sf "${BIN}/k8s/${KUBE_VERSION}/kube-apiserver" "${dir}/kube-apiserver"
+  ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "${dir}/etcd"
+  ln -sf "$(command -v kubectl)" "${dir}/kubectl"
+}
+
+mkdir -p "${BIN}"
+apt_install etcd etcd-server
+command -v kubectl >/dev/null 2>&1 || { log "kubectl is missing"; exit 1; }
+go_install controller-gen "sigs.k8s.io/controller-tools/cmd/controller-gen@${CONTROLLER_TOOLS_VERSION}"
+go_install helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+case "${mode}" in
+  test)
+    KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kube-apiserver ;;
+  dev|all)
+    KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kube-apiserver kube-controller-manager kube-scheduler
+    go_install kwok "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+    go_install kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}" ;;
+  *) log "unknown mode ${mode} (test, dev or all)"; exit 2 ;;
+esac
+envtest_assets

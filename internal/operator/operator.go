@@ -1,0 +1,149 @@
+// Package operator builds and runs the controller manager behind `cryptoassets operator`.
+package operator
+
+import (
+	"context"
+	"net/http"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/controllers"
+	"github.com/cryptoassets/cryptoassets-operator/internal/render"
+)
+
+// ManagedByLabel marks every object the operator creates; its caches hold only such objects.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "cryptoassets-operator"
+)
+
+// Options configure the operator.
+type Options struct {
+	MetricsAddr             string
+	ProbeAddr               string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	MaxConcurrentReconciles int
+	// WatchNamespaces limits the operator to these namespaces; empty means the whole cluster.
+	WatchNamespaces []string
+	Render          render.Options
+}
+
+// Scheme knows the built-in types and the CryptoAsset API.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ParseNamespaces splits a comma-separated namespace list, ignoring blanks.
+func ParseNamespaces(s string) []string {
+	var out []string
+	for _, ns := range strings.Split(s, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// stripForCache drops what the operator never reads from cached objects. Secret metadata goes
+// too: kubectl's last-applied-configuration annotation would otherwise put Secret values in memory.
+func stripForCache(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		p.Annotations = nil
+	}
+	return obj, nil
+}
+
+// NewManager builds the controller manager with the CryptoAsset reconciler registered.
+func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, fmt.Errorf("building scheme: %w", err)
+	}
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})}
+	cacheOpts := cache.Options{
+		DefaultTransform: stripForCache,
+		// Children are cached only when they carry the operator's label, so the operator does not
+		// hold every ConfigMap and Deployment of the cluster.
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}:      managed,
+			&corev1.Service{}:        managed,
+			&corev1.ServiceAccount{}: managed,
+			&rbacv1.Role{}:           managed,
+			&rbacv1.RoleBinding{}:    managed,
+			&appsv1.Deployment{}:     managed,
+		},
+	}
+	if len(opts.WatchNamespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.WatchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.ProbeAddr,
+		LeaderElection:                opts.LeaderElect,
+		LeaderElectionID:              "cryptoassets-operator.cryptoassets.io",
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		// Secret values are read only when a reconcile needs them, straight from the API server;
+		// never through a cache of full Secrets.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	r := &controllers.CryptoAssetReconciler{
+		Client:       mgr.GetClient(),
+		SecretReader: mgr.GetAPIReader(),
+		Recorder:     mgr.GetEventRecorder("cryptoassets-operator"),
+		Render:       opts.Render,
+	}
+	maxConcurrent := opts.MaxConcurrentReconciles
+	if maxConcurrent < 1 {
+		maxConcurrent = 1
+	}
+	if err := r.SetupWithManager(ctx, mgr, maxConcurrent); err != nil {
+		return nil, fmt.Errorf("setting up the CryptoAsset controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("adding ready check: %w", err)
+	}
+	return mgr, nil
+}

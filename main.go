@@ -1,0 +1,144 @@
+// Command cryptoassets is the one binary of cryptoassets-operator: the Kubernetes operator, the
+// per-coin helper service and its maintenance commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := rootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cryptoassets",
+		Short:         "Kubernetes operator and helper service for applications that take and send cryptocurrency",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(operatorCommand(), versionCommand())
+	for _, c := range []struct{ use, short, issue string }{
+		{"helper", "Run the helper service for one asset (--config FILE)", "3"},
+		{"initializedb", "Create or upgrade the ledger schema (--config FILE)", "3"},
+		{"rescan", "Rescan the backend once for missed transactions (--config FILE)", "5"},
+		{"walletnotify", "Tell a running helper about a wallet transaction (for bitcoind -walletnotify)", "4"},
+	} {
+		root.AddCommand(unavailableCommand(c.use, c.short, c.issue))
+	}
+	return root
+}
+
+// unavailableCommand stands for a subcommand this build does not contain yet, so scripts and
+// manifests already written against the final command set fail loudly instead of silently.
+func unavailableCommand(use, short, issue string) *cobra.Command {
+	return &cobra.Command{
+		Use:                use,
+		Short:              short + " [not in this build]",
+		DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("%q is not in this build of cryptoassets %s yet (tracked in issue %s)", use, version, issue)
+		},
+	}
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), version)
+		},
+	}
+}
+
+func operatorCommand() *cobra.Command {
+	var (
+		opts       operator.Options
+		namespaces string
+		kubeconfig string
+		pullPolicy string
+		zapOpts    = zap.Options{Development: false}
+	)
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the operator that reconciles CryptoAsset resources",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			if opts.Render.Image == "" {
+				return errors.New("--helper-image (or CRYPTOASSETS_HELPER_IMAGE) is required: the image helper pods run, normally the operator's own")
+			}
+			switch corev1.PullPolicy(pullPolicy) {
+			case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+				opts.Render.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
+			default:
+				return fmt.Errorf("--helper-image-pull-policy must be Always, IfNotPresent or Never, got %q", pullPolicy)
+			}
+			opts.WatchNamespaces = operator.ParseNamespaces(namespaces)
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			cfg.UserAgent = "cryptoassets-operator/" + version
+			mgr, err := operator.NewManager(cmd.Context(), cfg, opts)
+			if err != nil {
+				return err
+			}
+			ctrl.Log.Info("starting operator", "version", version, "namespaces", opts.WatchNamespaces, "helperImage", opts.Render.Image)
+			return mgr.Start(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.BoolVar(&opts.LeaderElect, "leader-elect", false, "elect a leader so several replicas can run with one active")
+	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease; default: the pod's namespace")
+	f.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "CryptoAssets reconciled in parallel")
+	f.StringVar(&namespaces, "watch-namespace", os.Getenv("WATCH_NAMESPACE"), "comma-separated namespaces to watch; empty watches the whole cluster")
+	f.StringVar(&opts.Render.Image, "helper-image", os.Getenv("CRYPTOASSETS_HELPER_IMAGE"), "image of helper pods that do not set spec.helper.image")
+	f.StringVar(&pullPolicy, "helper-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of helper pods that do not set one")
+	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(gofs)
+	f.AddGoFlagSet(gofs)
+	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("finding cluster credentials: %w", err)
+	}
+	return cfg, nil
+}
+
