@@ -123,6 +123,7 @@ type CryptoAssetSpec struct {
 
 	// Helper adjusts the helper pod: image, resources and scheduling.
 	// +optional
+	// +kubebuilder:default={}
 	Helper HelperSpec `json:"helper,omitempty"`
 }
 
@@ -203,7 +204,7 @@ type BitcoindBackend struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('10m')",message="timeout must be between 1s and 10m"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // BlockIOBackend uses the block.io API v2.
@@ -265,12 +266,12 @@ type NotifySpec struct {
 
 	// PollInterval is how often the helper asks the backend for new transactions, whatever the method.
 	// +optional
-	// +kubebuilder:default="60s"
+	// +kubebuilder:default="1m0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5s') && duration(self) <= duration('24h')",message="pollInterval must be between 5s and 24h"
-	PollInterval metav1.Duration `json:"pollInterval,omitempty"`
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
 
 	// HTTP settings for method http.
 	// +optional
@@ -448,7 +449,7 @@ type HTTPEventTarget struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="timeout must be between 1s and 5m"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // RedisEventTarget publishes events on a Redis channel.
@@ -496,7 +497,7 @@ type ScriptEventTarget struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // APISpec configures the application API.
@@ -521,7 +522,7 @@ type BroadcastSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="broadcast period must be between 1s and 24h"
-	Period metav1.Duration `json:"period,omitempty"`
+	Period *metav1.Duration `json:"period,omitempty"`
 }
 
 // LogLevel of the helper.

@@ -9,6 +9,8 @@ import (
 	"path"
 	"strconv"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
@@ -61,13 +63,13 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 		Backend: config.Backend{Type: string(spec.Backend.Type)},
 		Notify: config.Notify{
 			Method:       string(spec.Notify.Method),
-			PollInterval: config.Duration{Duration: spec.Notify.PollInterval.Duration},
+			PollInterval: duration(spec.Notify.PollInterval),
 		},
 		API: config.API{
 			Listen:    listen(spec.API.Port, config.DefaultAPIPort),
 			TokenFile: files["spec.api.tokenSecretRef"],
 		},
-		Broadcast:  config.Broadcast{Period: config.Duration{Duration: spec.Broadcast.Period.Duration}},
+		Broadcast:  config.Broadcast{Period: duration(spec.Broadcast.Period)},
 		Server:     config.Server{MetricsListen: listen(0, config.DefaultMetricsPort)},
 		Kubernetes: &config.KubernetesOwner{Namespace: ca.Namespace, Name: ca.Name},
 		Log:        config.Log{Level: string(spec.Helper.LogLevel)},
@@ -81,7 +83,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 			UsernameFile:         files["spec.backend.bitcoind.usernameSecretRef"],
 			PasswordFile:         files["spec.backend.bitcoind.passwordSecretRef"],
 			WalletPassphraseFile: files["spec.backend.bitcoind.walletPassphraseSecretRef"],
-			Timeout:              config.Duration{Duration: b.Timeout.Duration},
+			Timeout:              duration(b.Timeout),
 		}
 	}
 	if b := spec.Backend.BlockIO; b != nil {
@@ -141,7 +143,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 			t.HTTP = &config.HTTPEventTarget{
 				URL:            e.HTTP.URL,
 				SigningKeyFile: files[prefix+".http.signingSecretRef"],
-				Timeout:        config.Duration{Duration: e.HTTP.Timeout.Duration},
+				Timeout:        duration(e.HTTP.Timeout),
 			}
 		}
 		if e.Redis != nil {
@@ -157,7 +159,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 		if e.Script != nil {
 			t.Script = &config.ScriptEventTarget{
 				Command: append([]string(nil), e.Script.Command...),
-				Timeout: config.Duration{Duration: e.Script.Timeout.Duration},
+				Timeout: duration(e.Script.Timeout),
 			}
 		}
 		cfg.Events = append(cfg.Events, t)
@@ -227,4 +229,12 @@ func listen(port int32, def int) string {
 		port = int32(def)
 	}
 	return net.JoinHostPort("", strconv.Itoa(int(port)))
+}
+
+// duration converts an optional API duration; zero lets config.SetDefaults fill in the default.
+func duration(d *metav1.Duration) config.Duration {
+	if d == nil {
+		return config.Duration{}
+	}
+	return config.Duration{Duration: d.Duration}
 }
