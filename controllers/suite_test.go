@@ -222,7 +222,7 @@ func sampleAsset(ns, name string) *v1alpha1.CryptoAsset {
 				PasswordSecretRef:         ref("rpc-password"),
 				WalletPassphraseSecretRef: ptr.To(ref("wallet-passphrase")),
 			}},
-			Notify: v1alpha1.NotifySpec{Method: v1alpha1.NotifyHTTP, HTTP: &v1alpha1.HTTPNotify{TokenSecretRef: ptr.To(ref("walletnotify-token"))}},
+			Notify:   v1alpha1.NotifySpec{Method: v1alpha1.NotifyHTTP, HTTP: &v1alpha1.HTTPNotify{TokenSecretRef: ptr.To(ref("walletnotify-token"))}},
 			Database: v1alpha1.DatabaseSpec{URLSecretRef: ref("database-url")},
 			API:      v1alpha1.APISpec{TokenSecretRef: ref("api-token")},
 			Events: []v1alpha1.EventTarget{{Name: "app", Type: v1alpha1.EventHTTP, HTTP: &v1alpha1.HTTPEventTarget{

@@ -54,7 +54,9 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			"btcwallet wallets are always encrypted"},
 		{"named wallet on btcwallet", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Backend.Bitcoind.Wallet = "payments" },
 			"named wallets are a Bitcoin Core feature"},
-		{"broadcast period too short", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Broadcast.Period = &metav1.Duration{Duration: 500 * time.Millisecond} },
+		{"broadcast period too short", func(ca *v1alpha1.CryptoAsset) {
+			ca.Spec.Broadcast.Period = &metav1.Duration{Duration: 500 * time.Millisecond}
+		},
 			"broadcast period must be between 1s and 24h"},
 		{"poll interval too short", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Notify.PollInterval = &metav1.Duration{Duration: time.Second} },
 			"pollInterval must be between 5s and 24h"},

@@ -166,9 +166,9 @@ type EventTarget struct {
 
 // HTTPEventTarget posts signed JSON.
 type HTTPEventTarget struct {
-	URL             string   `json:"url"`
-	SigningKeyFile  string   `json:"signingKeyFile"`
-	Timeout         Duration `json:"timeout"`
+	URL            string   `json:"url"`
+	SigningKeyFile string   `json:"signingKeyFile"`
+	Timeout        Duration `json:"timeout"`
 }
 
 // RedisEventTarget publishes on a channel.
