@@ -21,3 +21,13 @@ mkdir -p "$(dirname "${dst}")"
   ' "${src}" | sed '1{/^---$/d}'
   echo "{{- end }}"
 } > "${dst}"
+
+# The operator's RBAC rules, generated from the reconciler's markers, as a template the chart's
+# ClusterRole or per-namespace Roles include.
+rules="${ROOT}/charts/cryptoassets-operator/templates/_rules.tpl"
+{
+  echo '{{- /* Generated from config/rbac/role.yaml by hack/sync-chart.sh; do not edit. */ -}}'
+  echo '{{- define "cryptoassets-operator.rules" }}'
+  sed -n '/^rules:$/,$p' "${ROOT}/config/rbac/role.yaml" | sed '1d'
+  echo '{{- end }}'
+} > "${rules}"

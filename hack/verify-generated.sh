@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "${ROOT}"
-files=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml charts/cryptoassets-operator/templates/crds)
+files=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml charts/cryptoassets-operator/templates/crds charts/cryptoassets-operator/templates/_rules.tpl)
 tmp="$(mktemp -d)"; trap 'rm -rf "${tmp}"' EXIT
 for f in "${files[@]}"; do mkdir -p "${tmp}/$(dirname "$f")"; cp -r "$f" "${tmp}/$f"; done
 make -s generate manifests >/dev/null

@@ -403,7 +403,7 @@ const (
 // EventTarget is one place the application is told about transaction updates.
 // +kubebuilder:validation:XValidation:rule="(self.type == 'http') == has(self.http)",message="the http block is required with type http and only allowed there"
 // +kubebuilder:validation:XValidation:rule="(self.type == 'redis') == has(self.redis)",message="the redis block is required with type redis and only allowed there"
-// +kubebuilder:validation:XValidation:rule="(self.type == 'pg-notify') == has(self.pgNotify)",message="the pgNotify block is required with type pg-notify and only allowed there"
+// +kubebuilder:validation:XValidation:rule="self.type == 'pg-notify' || !has(self.pgNotify)",message="the pgNotify block is only allowed with type pg-notify"
 // +kubebuilder:validation:XValidation:rule="(self.type == 'script') == has(self.script)",message="the script block is required with type script and only allowed there"
 type EventTarget struct {
 	// Name of the target, unique within the asset; it appears in metrics and delivery records.
@@ -423,7 +423,8 @@ type EventTarget struct {
 	// +optional
 	Redis *RedisEventTarget `json:"redis,omitempty"`
 
-	// PGNotify sends each event with PostgreSQL NOTIFY on the ledger database.
+	// PGNotify sends each event with PostgreSQL NOTIFY on the ledger database; optional with
+	// type pg-notify (the channel defaults to cryptoassets_events).
 	// +optional
 	PGNotify *PGNotifyEventTarget `json:"pgNotify,omitempty"`
 

@@ -231,7 +231,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("duration %q: write it like \"30s\" or \"1m30s\"", s)
 	}
 	d.Duration = v
 	return nil
@@ -331,6 +331,9 @@ func (c *Config) SetDefaults() {
 	}
 	for i := range c.Events {
 		e := &c.Events[i]
+		if e.Type == "pg-notify" && e.PGNotify == nil {
+			e.PGNotify = &PGNotifyEventTarget{}
+		}
 		if e.HTTP != nil && e.HTTP.Timeout.Duration == 0 {
 			e.HTTP.Timeout.Duration = DefaultEventTimeout
 		}

@@ -1,0 +1,274 @@
+// Package chart tests the Helm chart, the kustomize manifests and the samples against a real API
+// server: everything is applied with a server-side dry run, so the API server's own validation
+// (schemas, CEL rules, RBAC object checks) judges them.
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+const kubeVersion = "1.36.3"
+
+var (
+	root  = filepath.Join("..", "..")
+	chart = filepath.Join(root, "charts", "cryptoassets-operator")
+	k8s   client.Client
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("HELM") == "" {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS and HELM must be set; run `make test`")
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: KUBEBUILDER_ASSETS or HELM not set; `make test` runs these tests")
+		os.Exit(0)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the test API server:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = apiextensionsv1.AddToScheme(scheme)
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, ns := range []string{"cryptoassets-system", "team-a", "team-b", "samples"} {
+		if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Getenv("HELM"), args...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("helm %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out.String(), nil
+}
+
+func template(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", "rel", chart, "--namespace", "cryptoassets-system", "--kube-version", kubeVersion}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decode(t, out)
+}
+
+func decode(t *testing.T, manifests string) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifests), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatalf("decoding manifests: %v", err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+// dryRunApply sends every object to the API server as a server-side apply with dryRun=All.
+func dryRunApply(t *testing.T, objs []*unstructured.Unstructured, defaultNS string) {
+	t.Helper()
+	for _, u := range objs {
+		if u.GetNamespace() == "" && u.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(u.GetKind(), "Cluster") && u.GetKind() != "Namespace" {
+			u.SetNamespace(defaultNS)
+		}
+		err := k8s.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
+			client.DryRunAll, client.FieldOwner("chart-test"), client.ForceOwnership)
+		if err != nil {
+			t.Errorf("%s %s/%s rejected by the API server: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
+	}
+}
+
+func kinds(objs []*unstructured.Unstructured) map[string]int {
+	out := map[string]int{}
+	for _, u := range objs {
+		out[u.GetKind()]++
+	}
+	return out
+}
+
+func find(objs []*unstructured.Unstructured, kind string) *unstructured.Unstructured {
+	for _, u := range objs {
+		if u.GetKind() == kind {
+			return u
+		}
+	}
+	return nil
+}
+
+func TestHelmLint(t *testing.T) {
+	if out, err := helm(t, "lint", "--strict", chart); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+func TestChartRendersValidObjects(t *testing.T) {
+	cases := []struct {
+		name  string
+		set   []string
+		kinds map[string]int
+	}{
+		{"defaults", nil, map[string]int{
+			"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+			"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1}},
+		{"namespace scoped", []string{"watchNamespaces={team-a,team-b}"}, map[string]int{
+			"CustomResourceDefinition": 1, "ServiceAccount": 1, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 1}},
+		{"no CRDs, no metrics, no leader election", []string{"crds.install=false", "metrics.enabled=false", "leaderElection.enabled=false"},
+			map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Deployment": 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := template(t, tc.set...)
+			if got := kinds(objs); !equality.Semantic.DeepEqual(got, tc.kinds) {
+				t.Errorf("rendered kinds %v, want %v", got, tc.kinds)
+			}
+			dryRunApply(t, objs, "cryptoassets-system")
+		})
+	}
+}
+
+func TestChartOperatorDeployment(t *testing.T) {
+	d := find(template(t, "image.tag=v9.9.9", "watchNamespaces={team-a}"), "Deployment")
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	c := containers[0].(map[string]any)
+	if c["image"] != "ghcr.io/cryptoassets/cryptoassets-operator:v9.9.9" {
+		t.Errorf("image %v", c["image"])
+	}
+	args := fmt.Sprint(c["args"])
+	for _, want := range []string{"operator", "--leader-elect=true", "--watch-namespace=team-a"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %s lack %s", args, want)
+		}
+	}
+	env := fmt.Sprint(c["env"])
+	if !strings.Contains(env, "CRYPTOASSETS_HELPER_IMAGE value:ghcr.io/cryptoassets/cryptoassets-operator:v9.9.9") {
+		t.Errorf("helper image does not default to the operator's image: %s", env)
+	}
+	sc := c["securityContext"].(map[string]any)
+	if sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false || sc["runAsNonRoot"] != true ||
+		fmt.Sprint(sc["capabilities"]) != "map[drop:[ALL]]" || fmt.Sprint(sc["seccompProfile"]) != "map[type:RuntimeDefault]" {
+		t.Errorf("operator container is not locked down: %v", sc)
+	}
+}
+
+// TestChartCRDMatchesGenerated guards against the chart shipping a CRD other than the one the
+// Go types generate, and checks the keep policy.
+func TestChartCRDMatchesGenerated(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "config", "crd", "bases", "cryptoassets.io_cryptoassets.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.Unmarshal(raw, want); err != nil {
+		t.Fatal(err)
+	}
+	u := find(template(t), "CustomResourceDefinition")
+	got := &apiextensionsv1.CustomResourceDefinition{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, got); err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got.Spec, want.Spec) {
+		t.Errorf("the chart's CRD differs from config/crd/bases; run `make manifests`")
+	}
+	if got.Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("chart CRD lacks helm.sh/resource-policy: keep")
+	}
+	if u := find(template(t, "crds.keep=false"), "CustomResourceDefinition"); u.GetAnnotations()["helm.sh/resource-policy"] != "" {
+		t.Errorf("crds.keep=false still keeps the CRD")
+	}
+}
+
+func TestChartValuesSchemaRejectsBadValues(t *testing.T) {
+	for _, set := range []string{"logLevel=loud", "replicaCount=0", "image.pullPolicy=Sometimes", "watchNamespaces={Bad_NS}", "unknownKey=1",
+		"replicaCount=2,leaderElection.enabled=false"} {
+		if _, err := helm(t, "template", "rel", chart, "--kube-version", kubeVersion, "--set", set); err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+			t.Errorf("--set %s: want a schema error, got %v", set, err)
+		}
+	}
+}
+
+func TestKustomizeAndSamples(t *testing.T) {
+	out, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "default")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/default: %v", err)
+	}
+	objs := decode(t, string(out))
+	if kinds(objs)["Deployment"] != 1 || kinds(objs)["CustomResourceDefinition"] != 1 {
+		t.Errorf("config/default renders %v", kinds(objs))
+	}
+	dryRunApply(t, objs, "cryptoassets-system")
+
+	samples, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assets := 0
+	for _, f := range samples {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := decode(t, string(raw))
+		assets += kinds(objs)["CryptoAsset"]
+		dryRunApply(t, objs, "samples")
+	}
+	if assets < 4 {
+		t.Errorf("want a sample per backend (4), found %d CryptoAssets", assets)
+	}
+}
