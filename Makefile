@@ -79,3 +79,7 @@ docker-build: ## Build the image (needs a Docker engine; not available on the CI
 .PHONY: clean
 clean:
 	rm -rf $(BIN)/cryptoassets .dev
+
+.PHONY: dev-smoke
+dev-smoke: setup-dev build ## Start the dev stack, check Ready, Secret rotation and garbage collection, stop.
+	DEV_SMOKE=1 hack/dev.sh

@@ -167,7 +167,7 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 			return nil, err
 		}
 		if wrote {
-			log.Info("applied helper object", "kind", fmt.Sprintf("%T", child.obj), "name", child.obj.GetName())
+			log.Info("applied helper object", "object", fmt.Sprintf("%T %s", child.obj, child.obj.GetName()))
 		}
 	}
 	status.ConfigHash = hash
