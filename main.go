@@ -81,6 +81,8 @@ func operatorCommand() *cobra.Command {
 		namespaces string
 		kubeconfig string
 		pullPolicy string
+		qps        float32
+		burst      int
 		zapOpts    = zap.Options{Development: false}
 	)
 	cmd := &cobra.Command{
@@ -103,6 +105,9 @@ func operatorCommand() *cobra.Command {
 				return err
 			}
 			cfg.UserAgent = "cryptoassets-operator/" + version
+			// client-go's own default (5/s) makes a cold start with hundreds of assets crawl;
+			// the API server's priority and fairness still protects it.
+			cfg.QPS, cfg.Burst = qps, burst
 			mgr, err := operator.NewManager(cmd.Context(), cfg, opts)
 			if err != nil {
 				return err
@@ -120,6 +125,8 @@ func operatorCommand() *cobra.Command {
 	f.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "CryptoAssets reconciled in parallel")
 	f.StringVar(&namespaces, "watch-namespace", os.Getenv("WATCH_NAMESPACE"), "comma-separated namespaces to watch; empty watches the whole cluster")
 	f.StringVar(&opts.Render.Image, "helper-image", os.Getenv("CRYPTOASSETS_HELPER_IMAGE"), "image of helper pods that do not set spec.helper.image")
+	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second the operator sends to the API server at most")
+	f.IntVar(&burst, "kube-api-burst", 100, "burst of requests to the API server above --kube-api-qps")
 	f.StringVar(&pullPolicy, "helper-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of helper pods that do not set one")
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(gofs)

@@ -1,0 +1,324 @@
+// Package bench measures the operator against a real API server. Figures are ratios to a baseline
+// measured in the same run, because these machines are too noisy for absolute times to mean much.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
+	"github.com/cryptoassets/cryptoassets-operator/internal/render"
+)
+
+const workers = 4 // the operator runs with --max-concurrent-reconciles=4; the baseline writes with as many clients
+
+func secretFor(ns, name string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-creds", Namespace: ns},
+		StringData: map[string]string{"user": "u", "password": "p-" + name, "db": "postgres://db/" + name, "token": "t-" + name},
+	}
+}
+
+func assetFor(ns, name string) *v1alpha1.CryptoAsset {
+	ref := func(key string) v1alpha1.SecretKeyRef { return v1alpha1.SecretKeyRef{Name: name + "-creds", Key: key} }
+	return &v1alpha1.CryptoAsset{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.CryptoAssetSpec{
+			Coin: "bitcoin", Network: "regtest", Confirmations: ptr.To(int32(3)), MaxTrackedConfirmations: 15,
+			Backend: v1alpha1.BackendSpec{Type: v1alpha1.BackendBitcoind, Bitcoind: &v1alpha1.BitcoindBackend{
+				URL: "http://node:18443", Flavor: v1alpha1.FlavorBitcoinCore, UsernameSecretRef: ref("user"), PasswordSecretRef: ref("password"),
+			}},
+			Notify:   v1alpha1.NotifySpec{Method: v1alpha1.NotifyHTTP},
+			Database: v1alpha1.DatabaseSpec{URLSecretRef: ref("db")},
+			API:      v1alpha1.APISpec{TokenSecretRef: ref("token")},
+		},
+	}
+}
+
+// parallel runs f(i) for i in [0,n) on `workers` goroutines and returns the first error.
+func parallel(n int, f func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// BenchmarkOperatorConvergence creates N CryptoAssets (BENCH_N, default 200) for a running operator
+// process and measures the time until every one has all its children and a current
+// observedGeneration; next to it, the time a plain client needs to write the same objects
+// directly. It also reports the operator's peak RSS and the writes it makes in 30 s of idling.
+func BenchmarkOperatorConvergence(b *testing.B) {
+	bin := os.Getenv("OPERATOR_BINARY")
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" || bin == "" {
+		b.Skip("needs KUBEBUILDER_ASSETS and OPERATOR_BINARY; run `make bench-operator`")
+	}
+	n := 200
+	if s := os.Getenv("BENCH_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("BENCH_N=%q is not a positive number", s)
+		}
+		n = v
+	}
+	idle := 30 * time.Second
+	if s := os.Getenv("BENCH_IDLE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatalf("BENCH_IDLE: %v", err)
+		}
+		idle = d
+	}
+
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		b.Fatalf("starting the API server: %v", err)
+	}
+	defer func() { _ = env.Stop() }()
+	scheme, err := operator.Scheme()
+	if err != nil {
+		b.Fatal(err)
+	}
+	fast := rest.CopyConfig(cfg)
+	fast.QPS, fast.Burst = 500, 1000 // the clients, not the API server's flow control, would otherwise set the pace
+	c, err := client.New(fast, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, ns := range []string{"baseline", "operated"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	// Baseline: the same Secrets, CryptoAssets and rendered children, written directly, plus the
+	// status patch the operator makes. UIDs come from the created CryptoAsset, as in the operator.
+	start := time.Now()
+	err = parallel(n, func(i int) error {
+		name := fmt.Sprintf("asset-%04d", i)
+		s := secretFor("baseline", name)
+		ca := assetFor("baseline", name)
+		if err := c.Create(ctx, s); err != nil {
+			return err
+		}
+		if err := c.Create(ctx, ca); err != nil {
+			return err
+		}
+		data, err := render.ConfigData(ca)
+		if err != nil {
+			return err
+		}
+		objs := []client.Object{render.ServiceAccount(ca), render.Role(ca), render.RoleBinding(ca), render.ConfigMap(ca, data), render.Service(ca),
+			render.Deployment(ca, render.Options{Image: "bench:1"}, "hash")}
+		for _, o := range objs {
+			if err := c.Create(ctx, o); err != nil {
+				return fmt.Errorf("baseline %s: %w", name, err)
+			}
+		}
+		base := ca.DeepCopy()
+		ca.Status.ObservedGeneration = ca.Generation
+		return c.Status().Patch(ctx, ca, client.MergeFrom(base))
+	})
+	baseline := time.Since(start)
+	if err != nil {
+		b.Fatalf("baseline: %v", err)
+	}
+
+	// The operator as a separate process, so its RSS is its own.
+	kubeconfig := filepath.Join(b.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, bin, "operator", "--kubeconfig", kubeconfig, "--helper-image", "bench:1",
+		"--max-concurrent-reconciles", strconv.Itoa(workers), "--watch-namespace", "operated",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:18081", "--zap-log-level", "error")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting the operator: %v", err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	waitReady(b, "http://127.0.0.1:18081/readyz")
+
+	start = time.Now()
+	if err := parallel(n, func(i int) error {
+		name := fmt.Sprintf("asset-%04d", i)
+		if err := c.Create(ctx, secretFor("operated", name)); err != nil {
+			return err
+		}
+		return c.Create(ctx, assetFor("operated", name))
+	}); err != nil {
+		b.Fatalf("creating CryptoAssets: %v", err)
+	}
+	for {
+		done, err := converged(ctx, c, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if time.Since(start) > 15*time.Minute {
+			b.Fatalf("the operator did not converge within 15 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	converge := time.Since(start)
+
+	writesBefore := apiWrites(b, cfg)
+	time.Sleep(idle)
+	idleWrites := apiWrites(b, cfg) - writesBefore
+	rss := peakRSS(b, cmd.Process.Pid)
+
+	b.ReportMetric(converge.Seconds(), "operator-s")
+	b.ReportMetric(baseline.Seconds(), "direct-s")
+	b.ReportMetric(converge.Seconds()/baseline.Seconds(), "ratio")
+	b.ReportMetric(float64(rss)/1024, "peak-rss-MiB")
+	b.ReportMetric(float64(idleWrites), "idle-writes")
+	b.Logf("N=%d: operator converged in %s, direct writes took %s (ratio %.2f); operator peak RSS %d KiB; %d writes in %s idle",
+		n, converge.Round(time.Millisecond), baseline.Round(time.Millisecond), converge.Seconds()/baseline.Seconds(), rss, idleWrites, idle)
+	if idleWrites != 0 {
+		b.Fatalf("the operator wrote %d times while nothing changed", idleWrites)
+	}
+}
+
+func waitReady(b *testing.B, url string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("operator not ready at %s", url)
+}
+
+// converged reports whether all n CryptoAssets have a current observedGeneration and all children.
+func converged(ctx context.Context, c client.Client, n int) (bool, error) {
+	cas := &v1alpha1.CryptoAssetList{}
+	if err := c.List(ctx, cas, client.InNamespace("operated")); err != nil {
+		return false, err
+	}
+	current := 0
+	for _, ca := range cas.Items {
+		if ca.Status.ObservedGeneration == ca.Generation && ca.Status.ConfigHash != "" {
+			current++
+		}
+	}
+	if current < n {
+		return false, nil
+	}
+	lists := []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}}
+	for _, l := range lists {
+		if err := c.List(ctx, l, client.InNamespace("operated"), client.HasLabels{"cryptoassets.io/coin"}); err != nil {
+			return false, err
+		}
+		if meta.LenList(l) < n {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// apiWrites sums the API server's count of mutating requests on the resources the operator
+// manages (not leases or events, which the API server and event recorders write on their own).
+func apiWrites(b *testing.B, cfg *rest.Config) int {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := hc.Get(cfg.Host + "/metrics")
+	if err != nil {
+		b.Fatalf("reading API server metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	total := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		mutating := false
+		for _, v := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`, `verb="APPLY"`, `verb="CREATE"`, `verb="UPDATE"`} {
+			mutating = mutating || strings.Contains(line, v)
+		}
+		managed := false
+		for _, r := range []string{`resource="cryptoassets"`, `resource="deployments"`, `resource="configmaps"`, `resource="services"`,
+			`resource="serviceaccounts"`, `resource="roles"`, `resource="rolebindings"`, `resource="secrets"`} {
+			managed = managed || strings.Contains(line, r)
+		}
+		if !mutating || !managed {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			b.Fatalf("parsing %q: %v", line, err)
+		}
+		total += int(v)
+	}
+	return total
+}
+
+// peakRSS reads the process's peak resident set size in KiB.
+func peakRSS(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatalf("reading the operator's memory: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	b.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
