@@ -80,7 +80,6 @@ func (p *configProblem) Error() string { return p.message }
 
 // Reconcile brings one CryptoAsset's helper objects in line with its spec and reports status.
 func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
 	ca := &v1alpha1.CryptoAsset{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ca); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -117,8 +116,7 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	var problem *configProblem
 	if applyErr != nil && !errors.As(applyErr, &problem) {
-		log.Error(applyErr, "reconcile failed; retrying with backoff")
-		return ctrl.Result{}, applyErr
+		return ctrl.Result{}, applyErr // logged by controller-runtime, retried with backoff
 	}
 	return ctrl.Result{}, nil
 }

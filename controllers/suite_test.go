@@ -28,6 +28,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 const testImage = "registry.example/cryptoassets/cryptoassets-operator:test"
@@ -86,13 +87,8 @@ type roundTripperFunc func(*http.Request) (*http.Response, error)
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set; run `make test`, which builds the API server")
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: KUBEBUILDER_ASSETS not set; `make test` runs these tests against a real API server")
-		os.Exit(0)
+	if code, ok := testassets.Check("KUBEBUILDER_ASSETS"); !ok {
+		os.Exit(code)
 	}
 	os.Exit(run(m))
 }

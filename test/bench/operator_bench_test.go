@@ -109,6 +109,8 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	}
 
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	// Every asset has a Service, twice over (baseline and operated): envtest's /24 is too small.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/12")
 	cfg, err := env.Start()
 	if err != nil {
 		b.Fatalf("starting the API server: %v", err)

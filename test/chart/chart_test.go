@@ -26,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 const kubeVersion = "1.36.3"
@@ -37,13 +39,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" || os.Getenv("HELM") == "" {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS and HELM must be set; run `make test`")
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: KUBEBUILDER_ASSETS or HELM not set; `make test` runs these tests")
-		os.Exit(0)
+	if code, ok := testassets.Check("KUBEBUILDER_ASSETS", "HELM"); !ok {
+		os.Exit(code)
 	}
 	os.Exit(run(m))
 }
