@@ -52,6 +52,10 @@ envtest_assets() {
 
 mkdir -p "${BIN}"
 apt_install etcd etcd-server
+# The ledger tests start their own PostgreSQL from the server binaries.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]; then
+  apt_install /usr/lib/postgresql/15/bin/initdb postgresql-15
+fi
 command -v kubectl >/dev/null 2>&1 || { log "kubectl is missing"; exit 1; }
 go_install controller-gen "sigs.k8s.io/controller-tools/cmd/controller-gen@${CONTROLLER_TOOLS_VERSION}"
 go_install helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"

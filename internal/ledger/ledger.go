@@ -1,0 +1,479 @@
+// Package ledger is the helper's PostgreSQL ledger: accounts, addresses, transactions, the chain
+// cursor and the event outbox of one asset. Every write runs in a SERIALIZABLE transaction retried
+// on contention; nothing in here talks to the network, so a retried transaction never repeats a
+// side effect.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	ErrNotFound            = errors.New("not found")
+	ErrExists              = errors.New("already exists")
+	ErrSameAccount         = errors.New("sending and receiving account are the same")
+	ErrInsufficientBalance = errors.New("insufficient balance")
+	ErrInvalidAmount       = errors.New("amount must be greater than zero")
+	ErrInvalidAddress      = errors.New("invalid address")
+	ErrNotOurAddress       = errors.New("not one of our receiving addresses")
+	ErrIdempotencyConflict = errors.New("idempotency key was used for a different request")
+	ErrInconsistent        = errors.New("backend report contradicts the ledger")
+)
+
+// DefaultWallet is the wallet every asset has; the original library's API had several, the helper
+// serves one per asset.
+const DefaultWallet = "default"
+
+// FeeAccount takes network fees and may go negative.
+const FeeAccount = "network fees"
+
+// Options describe the asset a Ledger serves.
+type Options struct {
+	Asset                   string
+	Coin                    string
+	Network                 string
+	Confirmations           int32
+	MaxTrackedConfirmations int32
+	// ValidateAddress checks an external address for the asset's coin and network.
+	ValidateAddress func(string) error
+	// EventTargets are the names of the application notification targets; every event gets one
+	// delivery row per target.
+	EventTargets []string
+	Retry        RetryPolicy
+}
+
+// Ledger is the ledger of one asset.
+type Ledger struct {
+	pool         *pgxpool.Pool
+	opts         Options
+	coin         coin.Coin
+	assetID      int64
+	walletID     int64
+	feeAccountID int64
+}
+
+// Account is a ledger account.
+type Account struct {
+	ID      int64
+	Name    string
+	Kind    string
+	Balance Amount
+}
+
+// Address is one of our receiving addresses (AccountID set) or an external address.
+type Address struct {
+	ID        int64
+	Address   string
+	AccountID *int64
+	Label     string
+}
+
+// Transaction is a ledger transaction.
+type Transaction struct {
+	ID                 int64
+	Kind               string
+	State              string
+	SendingAccountID   *int64
+	ReceivingAccountID *int64
+	Address            string
+	Amount             Amount
+	TxID               string
+	OutputIndex        *int32
+	Confirmations      int32
+	Credited           bool
+	ProcessedAt        *time.Time
+	IdempotencyKey     string
+	CreatedAt          time.Time
+}
+
+// Open checks the schema and makes sure the asset, its default wallet and its fee account exist.
+func Open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Ledger, error) {
+	k, err := coin.LookupNetwork(opts.Coin, opts.Network)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Retry.Attempts == 0 {
+		opts.Retry = DefaultRetry()
+	}
+	if opts.ValidateAddress == nil {
+		return nil, errors.New("ledger: ValidateAddress is required")
+	}
+	if err := CheckSchema(ctx, pool); err != nil {
+		return nil, err
+	}
+	l := &Ledger{pool: pool, opts: opts, coin: k}
+	err = inTx(ctx, pool, opts.Retry, func(tx pgx.Tx) error {
+		var coinName, network string
+		err := tx.QueryRow(ctx, `INSERT INTO assets (name, coin, network) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id, coin, network`,
+			opts.Asset, opts.Coin, opts.Network).Scan(&l.assetID, &coinName, &network)
+		if err != nil {
+			return err
+		}
+		if coinName != opts.Coin || network != opts.Network {
+			return fmt.Errorf("asset %q in the ledger is %s on %s, the config says %s on %s: refusing to mix coins",
+				opts.Asset, coinName, network, opts.Coin, opts.Network)
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO wallets (asset_id, name) VALUES ($1, $2)
+			ON CONFLICT (asset_id, name) DO UPDATE SET name = excluded.name RETURNING id`, l.assetID, DefaultWallet).Scan(&l.walletID); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO accounts (wallet_id, name, kind) VALUES ($1, $2, 'network_fees')
+			ON CONFLICT (wallet_id, name) DO UPDATE SET name = excluded.name RETURNING id`, l.walletID, FeeAccount).Scan(&l.feeAccountID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the ledger of asset %s: %w", opts.Asset, err)
+	}
+	return l, nil
+}
+
+// Coin is the coin of the ledger's asset.
+func (l *Ledger) Coin() coin.Coin { return l.coin }
+
+// FeeAccountID is the id of the network fees account.
+func (l *Ledger) FeeAccountID() int64 { return l.feeAccountID }
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// CreateAccount creates a user account with balance 0.
+func (l *Ledger) CreateAccount(ctx context.Context, name string) (Account, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return Account{}, fmt.Errorf("account name must be 1-200 characters")
+	}
+	if name == FeeAccount {
+		return Account{}, fmt.Errorf("account %q: %w (reserved for network fees)", name, ErrExists)
+	}
+	a := Account{Name: name, Kind: "user"}
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `INSERT INTO accounts (wallet_id, name) VALUES ($1, $2) RETURNING id`, l.walletID, name).Scan(&a.ID)
+	})
+	if isUniqueViolation(err) {
+		return Account{}, fmt.Errorf("account %q: %w", name, ErrExists)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("creating account %q: %w", name, err)
+	}
+	return a, nil
+}
+
+func scanAccount(row pgx.Row) (Account, error) {
+	var a Account
+	err := row.Scan(&a.ID, &a.Name, &a.Kind, &a.Balance)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, ErrNotFound
+	}
+	return a, err
+}
+
+// Account returns one account of this asset.
+func (l *Ledger) Account(ctx context.Context, id int64) (Account, error) {
+	a, err := scanAccount(l.pool.QueryRow(ctx, `SELECT id, name, kind, balance FROM accounts WHERE id = $1 AND wallet_id = $2`, id, l.walletID))
+	if err != nil {
+		return Account{}, fmt.Errorf("account %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// Accounts lists the accounts of this asset, the fee account included.
+func (l *Ledger) Accounts(ctx context.Context) ([]Account, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, name, kind, balance FROM accounts WHERE wallet_id = $1 ORDER BY id`, l.walletID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Account, error) { return scanAccount(r) })
+}
+
+// WalletBalance is the balance of the asset's wallet.
+func (l *Ledger) WalletBalance(ctx context.Context) (Amount, error) {
+	var b Amount
+	err := l.pool.QueryRow(ctx, `SELECT balance FROM wallets WHERE id = $1`, l.walletID).Scan(&b)
+	return b, err
+}
+
+// AddReceivingAddress records an address the backend created for an account. The backend call
+// happens before, outside any database transaction.
+func (l *Ledger) AddReceivingAddress(ctx context.Context, accountID int64, address, label string) (Address, error) {
+	if err := l.opts.ValidateAddress(address); err != nil {
+		return Address{}, fmt.Errorf("the backend returned address %q: %w: %v", address, ErrInvalidAddress, err)
+	}
+	a := Address{Address: address, AccountID: &accountID, Label: label}
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		if _, err := l.lockAccount(ctx, tx, accountID); err != nil {
+			return err
+		}
+		var owner *int64
+		err := tx.QueryRow(ctx, `SELECT id, account_id FROM addresses WHERE asset_id = $1 AND address = $2`, l.assetID, address).Scan(&a.ID, &owner)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return tx.QueryRow(ctx, `INSERT INTO addresses (asset_id, wallet_id, account_id, address, label) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+				l.assetID, l.walletID, accountID, address, label).Scan(&a.ID)
+		case err != nil:
+			return err
+		case owner != nil && *owner != accountID:
+			return fmt.Errorf("address %s already belongs to account %d: %w", address, *owner, ErrExists)
+		default:
+			// Known as an external address we once paid, or already this account's: it is ours now.
+			_, err := tx.Exec(ctx, `UPDATE addresses SET account_id = $1, label = $2 WHERE id = $3`, accountID, label, a.ID)
+			return err
+		}
+	})
+	if err != nil {
+		return Address{}, fmt.Errorf("adding receiving address %s: %w", address, err)
+	}
+	return a, nil
+}
+
+// ReceivingAddresses lists an account's receiving addresses.
+func (l *Ledger) ReceivingAddresses(ctx context.Context, accountID int64) ([]Address, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, address, account_id, label FROM addresses WHERE account_id = $1 AND wallet_id = $2 ORDER BY id`, accountID, l.walletID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Address, error) {
+		var a Address
+		err := r.Scan(&a.ID, &a.Address, &a.AccountID, &a.Label)
+		return a, err
+	})
+}
+
+// lockAccount reads an account of this wallet inside tx, locking its row for the transaction.
+func (l *Ledger) lockAccount(ctx context.Context, tx pgx.Tx, id int64) (Account, error) {
+	a, err := scanAccount(tx.QueryRow(ctx, `SELECT id, name, kind, balance FROM accounts WHERE id = $1 AND wallet_id = $2 FOR UPDATE`, id, l.walletID))
+	if err != nil {
+		return Account{}, fmt.Errorf("account %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// adjustAccount moves delta into an account, refusing to leave int64's range.
+func (l *Ledger) adjustAccount(ctx context.Context, tx pgx.Tx, account Account, delta Amount) error {
+	if _, err := account.Balance.Add(delta); err != nil {
+		return fmt.Errorf("account %d: %w", account.ID, err)
+	}
+	_, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $1 WHERE id = $2`, delta, account.ID)
+	return err
+}
+
+// adjustWallet moves delta into the wallet. Only money entering or leaving the wallet touches its
+// row; internal transfers do not, so concurrent transfers do not all collide on it.
+func (l *Ledger) adjustWallet(ctx context.Context, tx pgx.Tx, delta Amount) error {
+	var wallet Amount
+	if err := tx.QueryRow(ctx, `SELECT balance FROM wallets WHERE id = $1 FOR UPDATE`, l.walletID).Scan(&wallet); err != nil {
+		return err
+	}
+	if _, err := wallet.Add(delta); err != nil {
+		return fmt.Errorf("wallet: %w", err)
+	}
+	_, err := tx.Exec(ctx, `UPDATE wallets SET balance = balance + $1 WHERE id = $2`, delta, l.walletID)
+	return err
+}
+
+// adjust moves delta into an account and, with it, the wallet.
+func (l *Ledger) adjust(ctx context.Context, tx pgx.Tx, account Account, delta Amount) error {
+	if err := l.adjustAccount(ctx, tx, account, delta); err != nil {
+		return err
+	}
+	return l.adjustWallet(ctx, tx, delta)
+}
+
+// existingByKey returns the transaction an idempotency key already created, if any.
+func (l *Ledger) existingByKey(ctx context.Context, tx pgx.Tx, from int64, key string) (*Transaction, error) {
+	if key == "" {
+		return nil, nil
+	}
+	t, err := l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.sending_account_id = $1 AND t.idempotency_key = $2`, from, key))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return &t, err
+}
+
+// SendInternal moves amount between two accounts of the asset.
+func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount, idempotencyKey string) (Transaction, error) {
+	if amount <= 0 {
+		return Transaction{}, ErrInvalidAmount
+	}
+	if from == to {
+		return Transaction{}, ErrSameAccount
+	}
+	var out Transaction
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		if prev, err := l.existingByKey(ctx, tx, from, idempotencyKey); err != nil || prev != nil {
+			if prev != nil {
+				if prev.Kind != "internal" || prev.Amount != amount || prev.ReceivingAccountID == nil || *prev.ReceivingAccountID != to {
+					return ErrIdempotencyConflict
+				}
+				out = *prev
+			}
+			return err
+		}
+		id, err := l.internalTransfer(ctx, tx, from, to, amount, idempotencyKey)
+		if err != nil {
+			return err
+		}
+		out, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return Transaction{}, fmt.Errorf("internal send of %s from account %d to %d: %w", amount.Format(l.coin.Decimals), from, to, err)
+	}
+	return out, nil
+}
+
+func (l *Ledger) internalTransfer(ctx context.Context, tx pgx.Tx, from, to int64, amount Amount, key string) (int64, error) {
+	// Lock in id order so two opposite transfers cannot deadlock.
+	first, second := from, to
+	if second < first {
+		first, second = second, first
+	}
+	locked := map[int64]Account{}
+	for _, id := range []int64{first, second} {
+		a, err := l.lockAccount(ctx, tx, id)
+		if err != nil {
+			return 0, err
+		}
+		locked[id] = a
+	}
+	sender, receiver := locked[from], locked[to]
+	if sender.Kind != "network_fees" && sender.Balance < amount {
+		return 0, fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
+	}
+	if err := l.adjustAccount(ctx, tx, sender, -amount); err != nil {
+		return 0, err
+	}
+	if err := l.adjustAccount(ctx, tx, receiver, amount); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
+		VALUES ($1, $2, 'internal', 'done', $3, $4, $5, nullif($6, '')) RETURNING id`,
+		l.assetID, l.walletID, from, to, amount, key).Scan(&id)
+	return id, err
+}
+
+// SendExternal queues a send to an address outside the ledger. The amount is reserved at once and
+// the send stays pending until the broadcaster sends it, however long the backend is down. A send
+// to one of our own receiving addresses is booked as an internal transfer unless forceExternal.
+func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, amount Amount, idempotencyKey string, forceExternal bool) (Transaction, error) {
+	if amount <= 0 {
+		return Transaction{}, ErrInvalidAmount
+	}
+	if err := l.opts.ValidateAddress(address); err != nil {
+		return Transaction{}, fmt.Errorf("send to %q: %w: %v", address, ErrInvalidAddress, err)
+	}
+	var out Transaction
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		if prev, err := l.existingByKey(ctx, tx, from, idempotencyKey); err != nil || prev != nil {
+			if prev != nil {
+				if prev.Amount != amount || (prev.Kind == "outgoing" && prev.Address != address) {
+					return ErrIdempotencyConflict
+				}
+				out = *prev
+			}
+			return err
+		}
+		var addrID int64
+		var owner *int64
+		err := tx.QueryRow(ctx, `SELECT id, account_id FROM addresses WHERE asset_id = $1 AND address = $2`, l.assetID, address).Scan(&addrID, &owner)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = tx.QueryRow(ctx, `INSERT INTO addresses (asset_id, wallet_id, address) VALUES ($1, $2, $3) RETURNING id`, l.assetID, l.walletID, address).Scan(&addrID)
+		}
+		if err != nil {
+			return err
+		}
+		var id int64
+		if owner != nil && !forceExternal {
+			if *owner == from {
+				return ErrSameAccount
+			}
+			if id, err = l.internalTransfer(ctx, tx, from, *owner, amount, idempotencyKey); err != nil {
+				return err
+			}
+		} else {
+			sender, err := l.lockAccount(ctx, tx, from)
+			if err != nil {
+				return err
+			}
+			if sender.Kind == "network_fees" {
+				return fmt.Errorf("the network fees account cannot send")
+			}
+			if sender.Balance < amount {
+				return fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
+			}
+			if err := l.adjust(ctx, tx, sender, -amount); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount, idempotency_key)
+				VALUES ($1, $2, 'outgoing', 'pending', $3, $4, $5, nullif($6, '')) RETURNING id`,
+				l.assetID, l.walletID, from, addrID, amount, idempotencyKey).Scan(&id); err != nil {
+				return err
+			}
+		}
+		out, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return Transaction{}, fmt.Errorf("send of %s from account %d to %s: %w", amount.Format(l.coin.Decimals), from, address, err)
+	}
+	return out, nil
+}
+
+const transactionSelect = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
+	t.amount, coalesce(n.txid, ''), t.output_index, coalesce(n.confirmations, -1), t.credited, t.processed_at,
+	coalesce(t.idempotency_key, ''), t.created_at
+	FROM transactions t
+	LEFT JOIN addresses a ON a.id = t.address_id
+	LEFT JOIN network_transactions n ON n.id = t.network_transaction_id`
+
+func (l *Ledger) scanTransaction(row pgx.Row) (Transaction, error) {
+	var t Transaction
+	err := row.Scan(&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Address, &t.Amount, &t.TxID,
+		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Transaction{}, ErrNotFound
+	}
+	return t, err
+}
+
+// Transaction returns one transaction of this asset.
+func (l *Ledger) Transaction(ctx context.Context, id int64) (Transaction, error) {
+	t, err := l.scanTransaction(l.pool.QueryRow(ctx, transactionSelect+` WHERE t.id = $1 AND t.asset_id = $2`, id, l.assetID))
+	if err != nil {
+		return Transaction{}, fmt.Errorf("transaction %d: %w", id, err)
+	}
+	return t, nil
+}
+
+// MarkProcessed records that the application has handled a deposit. It changes nothing else:
+// confirmation updates keep arriving afterwards (the original library broke them).
+func (l *Ledger) MarkProcessed(ctx context.Context, id int64) (Transaction, error) {
+	var out Transaction
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE transactions SET processed_at = coalesce(processed_at, now()), updated_at = now()
+			WHERE id = $1 AND asset_id = $2 AND kind = 'deposit'`, id, l.assetID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("deposit %d: %w", id, ErrNotFound)
+		}
+		out, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
+		return err
+	})
+	return out, err
+}

@@ -1,0 +1,502 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+)
+
+var server *pgtest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	server, err = pgtest.Start()
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, "starting PostgreSQL:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: no PostgreSQL:", err)
+		os.Exit(0)
+	}
+	code := m.Run()
+	server.Stop()
+	os.Exit(code)
+}
+
+// testAddress accepts the addresses the tests make up ("addr-..."), standing in for the coin's
+// address validation, which has its own tests.
+func testAddress(a string) error {
+	if !strings.HasPrefix(a, "addr-") {
+		return errors.New("not an addr- address")
+	}
+	return nil
+}
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), server.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+func open(t *testing.T, pool *pgxpool.Pool, targets ...string) *Ledger {
+	t.Helper()
+	l, err := Open(context.Background(), pool, Options{
+		Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3, MaxTrackedConfirmations: 6,
+		ValidateAddress: testAddress, EventTargets: targets,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// mustCheck fails the test if any ledger invariant is broken.
+func mustCheck(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	v, err := Check(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) > 0 {
+		t.Fatalf("ledger check: %v", v)
+	}
+}
+
+func balance(t *testing.T, l *Ledger, id int64) Amount {
+	t.Helper()
+	a, err := l.Account(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance
+}
+
+// fund credits an account through a confirmed deposit, the only way money enters the ledger.
+func fund(t *testing.T, l *Ledger, account int64, amount Amount) {
+	t.Helper()
+	ctx := context.Background()
+	addr := fmt.Sprintf("addr-fund-%d-%d", account, rand.Int64())
+	if _, err := l.AddReceivingAddress(ctx, account, addr, ""); err != nil {
+		t.Fatal(err)
+	}
+	up, err := l.RecordDeposit(ctx, Observation{TxID: "fund-" + addr, Output: 0, Address: addr, Amount: amount, Confirmations: 6})
+	if err != nil || !up.Credited {
+		t.Fatalf("funding: %+v %v", up, err)
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, server.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := CheckSchema(ctx, pool); err == nil {
+		t.Fatal("CheckSchema passed on an empty database")
+	}
+	// Concurrent runs (two helper pods starting together) apply each migration once.
+	var wg sync.WaitGroup
+	applied := make([][]string, 4)
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); applied[i], errs[i] = Migrate(ctx, pool) }()
+	}
+	wg.Wait()
+	total := 0
+	for i := range 4 {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		total += len(applied[i])
+	}
+	if total != SchemaVersion() {
+		t.Errorf("%d migrations applied across 4 concurrent runs, want %d", total, SchemaVersion())
+	}
+	if again, err := Migrate(ctx, pool); err != nil || len(again) != 0 {
+		t.Errorf("second run applied %v, %v; want nothing", again, err)
+	}
+	if err := CheckSchema(ctx, pool); err != nil {
+		t.Error(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO cryptoassets_schema (version, name) VALUES (999, 'future')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(ctx, pool); err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+		t.Errorf("migrating a newer schema: %v", err)
+	}
+}
+
+func TestOpenRefusesAnotherCoin(t *testing.T) {
+	pool := newPool(t)
+	open(t, pool)
+	_, err := Open(context.Background(), pool, Options{Asset: "btc", Coin: "litecoin", Network: "regtest",
+		Confirmations: 6, MaxTrackedConfirmations: 15, ValidateAddress: testAddress})
+	if err == nil || !strings.Contains(err.Error(), "refusing to mix coins") {
+		t.Fatalf("opening btc as litecoin: %v", err)
+	}
+}
+
+func TestAccountsAndAddresses(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	alice, err := l.CreateAccount(ctx, "alice")
+	if err != nil || alice.Balance != 0 {
+		t.Fatalf("%+v %v", alice, err)
+	}
+	bob, _ := l.CreateAccount(ctx, "bob")
+	for _, name := range []string{"alice", FeeAccount} {
+		if _, err := l.CreateAccount(ctx, name); !errors.Is(err, ErrExists) {
+			t.Errorf("creating %q again: %v", name, err)
+		}
+	}
+	if _, err := l.CreateAccount(ctx, "  "); err == nil {
+		t.Errorf("blank account name accepted")
+	}
+	for i := range 2 {
+		if _, err := l.AddReceivingAddress(ctx, alice.ID, fmt.Sprintf("addr-a%d", i), "shop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.AddReceivingAddress(ctx, bob.ID, "addr-a0", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("an address of alice given to bob: %v", err)
+	}
+	if _, err := l.AddReceivingAddress(ctx, bob.ID, "bc1-not-valid", ""); !errors.Is(err, ErrInvalidAddress) {
+		t.Errorf("invalid address: %v", err)
+	}
+	if _, err := l.AddReceivingAddress(ctx, 99999, "addr-x", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown account: %v", err)
+	}
+	addrs, err := l.ReceivingAddresses(ctx, alice.ID)
+	if err != nil || len(addrs) != 2 || addrs[0].Address != "addr-a0" || addrs[0].Label != "shop" {
+		t.Errorf("alice's addresses: %+v %v", addrs, err)
+	}
+	mustCheck(t, pool)
+}
+
+func TestInternalSend(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	alice, _ := l.CreateAccount(ctx, "alice")
+	bob, _ := l.CreateAccount(ctx, "bob")
+	fund(t, l, alice.ID, 100_000)
+
+	tx, err := l.SendInternal(ctx, alice.ID, bob.ID, 30_000, "order-1")
+	if err != nil || tx.Kind != "internal" || tx.State != "done" {
+		t.Fatalf("%+v %v", tx, err)
+	}
+	if balance(t, l, alice.ID) != 70_000 || balance(t, l, bob.ID) != 30_000 {
+		t.Errorf("balances %d/%d", balance(t, l, alice.ID), balance(t, l, bob.ID))
+	}
+	// The same idempotency key returns the same transaction and moves nothing.
+	again, err := l.SendInternal(ctx, alice.ID, bob.ID, 30_000, "order-1")
+	if err != nil || again.ID != tx.ID || balance(t, l, alice.ID) != 70_000 {
+		t.Errorf("repeat: %+v %v, alice %d", again, err, balance(t, l, alice.ID))
+	}
+	if _, err := l.SendInternal(ctx, alice.ID, bob.ID, 1, "order-1"); !errors.Is(err, ErrIdempotencyConflict) {
+		t.Errorf("reused key for another amount: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		from, to int64
+		amount   Amount
+		want     error
+	}{
+		"low balance":  {bob.ID, alice.ID, 30_001, ErrInsufficientBalance},
+		"same account": {alice.ID, alice.ID, 1, ErrSameAccount},
+		"zero":         {alice.ID, bob.ID, 0, ErrInvalidAmount},
+		"negative":     {alice.ID, bob.ID, -5, ErrInvalidAmount},
+		"no account":   {alice.ID, 424242, 1, ErrNotFound},
+	} {
+		if _, err := l.SendInternal(ctx, tc.from, tc.to, tc.amount, ""); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	if balance(t, l, alice.ID) != 70_000 || balance(t, l, bob.ID) != 30_000 {
+		t.Errorf("failed sends moved money: %d/%d", balance(t, l, alice.ID), balance(t, l, bob.ID))
+	}
+	mustCheck(t, pool)
+}
+
+func TestSendExternal(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	alice, _ := l.CreateAccount(ctx, "alice")
+	bob, _ := l.CreateAccount(ctx, "bob")
+	fund(t, l, alice.ID, 100_000)
+	if _, err := l.AddReceivingAddress(ctx, bob.ID, "addr-bob", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := l.SendExternal(ctx, alice.ID, "addr-shop", 25_000, "pay-1", false)
+	if err != nil || out.Kind != "outgoing" || out.State != "pending" || out.Address != "addr-shop" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	if balance(t, l, alice.ID) != 75_000 {
+		t.Errorf("send not reserved at once: alice %d", balance(t, l, alice.ID))
+	}
+	if again, err := l.SendExternal(ctx, alice.ID, "addr-shop", 25_000, "pay-1", false); err != nil || again.ID != out.ID {
+		t.Errorf("repeat with the same key: %+v %v", again, err)
+	}
+	if _, err := l.SendExternal(ctx, alice.ID, "addr-elsewhere", 25_000, "pay-1", false); !errors.Is(err, ErrIdempotencyConflict) {
+		t.Errorf("same key, other address: %v", err)
+	}
+
+	// Paying one of our own addresses is an internal transfer, unless forced out to the network.
+	in, err := l.SendExternal(ctx, alice.ID, "addr-bob", 5_000, "", false)
+	if err != nil || in.Kind != "internal" || balance(t, l, bob.ID) != 5_000 {
+		t.Errorf("send to own address: %+v %v bob %d", in, err, balance(t, l, bob.ID))
+	}
+	forced, err := l.SendExternal(ctx, alice.ID, "addr-bob", 5_000, "", true)
+	if err != nil || forced.Kind != "outgoing" || forced.State != "pending" || balance(t, l, bob.ID) != 5_000 {
+		t.Errorf("forced external: %+v %v bob %d", forced, err, balance(t, l, bob.ID))
+	}
+
+	for name, tc := range map[string]struct {
+		addr   string
+		amount Amount
+		want   error
+	}{
+		"invalid address": {"1BoatSLRHtKNngkdXEeobR76b53LETtpyT!", 1, ErrInvalidAddress},
+		"low balance":     {"addr-shop", 65_001, ErrInsufficientBalance},
+		"zero":            {"addr-shop", 0, ErrInvalidAmount},
+	} {
+		if _, err := l.SendExternal(ctx, alice.ID, tc.addr, tc.amount, "", false); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	if _, err := l.SendExternal(ctx, l.FeeAccountID(), "addr-shop", 1, "", false); err == nil {
+		t.Errorf("the fee account sent money")
+	}
+	// 100000 funded - 25000 pending - 5000 to bob internally - 5000 forced out.
+	if got := balance(t, l, alice.ID); got != 65_000 {
+		t.Errorf("alice %d, want 65000", got)
+	}
+	mustCheck(t, pool)
+}
+
+func TestDepositLifecycle(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool, "app", "audit")
+	alice, _ := l.CreateAccount(ctx, "alice")
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	obs := Observation{TxID: "aa11", Output: 1, Address: "addr-alice", Amount: 50_000}
+	step := func(conf int32) DepositUpdate {
+		t.Helper()
+		o := obs
+		o.Confirmations = conf
+		up, err := l.RecordDeposit(ctx, o)
+		if err != nil {
+			t.Fatalf("confirmations %d: %v", conf, err)
+		}
+		mustCheck(t, pool)
+		return up
+	}
+
+	up := step(0)
+	if !up.New || up.Credited || up.Transaction.State != "incoming" || balance(t, l, alice.ID) != 0 {
+		t.Fatalf("unconfirmed deposit: %+v", up)
+	}
+	if up := step(0); up.Changed {
+		t.Errorf("a repeated notification changed something: %+v", up)
+	}
+	if up := step(2); up.Credited || balance(t, l, alice.ID) != 0 || up.Transaction.Confirmations != 2 {
+		t.Errorf("below the threshold: %+v", up)
+	}
+	if _, err := l.MarkProcessed(ctx, up.Transaction.ID); err != nil {
+		t.Fatal(err)
+	}
+	up = step(3)
+	if !up.Credited || up.Transaction.State != "credited" || balance(t, l, alice.ID) != 50_000 || up.Transaction.ProcessedAt == nil {
+		t.Errorf("at the threshold (after mark processed): %+v", up)
+	}
+	for _, c := range []int32{3, 4, 5} {
+		if up := step(c); up.Credited || balance(t, l, alice.ID) != 50_000 {
+			t.Errorf("confirmations %d credited again: %+v", c, up)
+		}
+	}
+	// Tracking stops at maxTrackedConfirmations: beyond it nothing changes any more.
+	step(6)
+	if up := step(9); up.Changed || up.Transaction.Confirmations != 6 {
+		t.Errorf("beyond the tracking horizon: %+v", up)
+	}
+	// A reorg drops the transaction: the credit is taken back and reported.
+	up = step(-1)
+	if !up.Uncredited || up.Transaction.State != "reverted" || balance(t, l, alice.ID) != 0 {
+		t.Errorf("reorg: %+v alice %d", up, balance(t, l, alice.ID))
+	}
+	// It is mined again: credited again, once.
+	up = step(4)
+	if !up.Credited || balance(t, l, alice.ID) != 50_000 {
+		t.Errorf("re-mined: %+v", up)
+	}
+
+	// The outbox holds one event per change, each with a delivery per target.
+	rows, err := pool.Query(ctx, `SELECT e.payload, count(d.*) FROM outbox_events e JOIN outbox_deliveries d ON d.event_id = e.id GROUP BY e.id ORDER BY e.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []TxUpdate
+	for rows.Next() {
+		var raw []byte
+		var deliveries int
+		if err := rows.Scan(&raw, &deliveries); err != nil {
+			t.Fatal(err)
+		}
+		if deliveries != 2 {
+			t.Errorf("event with %d deliveries, want 2", deliveries)
+		}
+		var e TxUpdate
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+	}
+	var states []string
+	for _, e := range events {
+		states = append(states, fmt.Sprintf("%d/%v/%s", e.Confirmations, e.Credited, e.State))
+	}
+	want := "0/false/incoming 2/false/incoming 3/true/credited 4/true/credited 5/true/credited 6/true/credited -1/false/reverted 4/true/credited"
+	if strings.Join(states, " ") != want {
+		t.Errorf("events:\n got %s\nwant %s", strings.Join(states, " "), want)
+	}
+	last := events[len(events)-1]
+	if last.Amount != "0.00050000" || last.TxID != "aa11" || *last.OutputIndex != 1 || last.Coin != "bitcoin" || !last.Processed {
+		t.Errorf("payload %+v", last)
+	}
+}
+
+func TestDepositRejects(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	alice, _ := l.CreateAccount(ctx, "alice")
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SendExternal(ctx, alice.ID, "addr-stranger", 1, "", false); !errors.Is(err, ErrInsufficientBalance) {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		o    Observation
+		want error
+	}{
+		"unknown address": {Observation{TxID: "bb", Address: "addr-stranger", Amount: 5, Confirmations: 9}, ErrNotOurAddress},
+		"zero amount":     {Observation{TxID: "bb", Address: "addr-alice", Amount: 0, Confirmations: 9}, ErrInvalidAmount},
+	} {
+		if _, err := l.RecordDeposit(ctx, tc.o); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	if _, err := l.RecordDeposit(ctx, Observation{TxID: "cc", Output: 0, Address: "addr-alice", Amount: 10, Confirmations: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.RecordDeposit(ctx, Observation{TxID: "cc", Output: 0, Address: "addr-alice", Amount: 99, Confirmations: 5}); !errors.Is(err, ErrInconsistent) {
+		t.Errorf("changed amount: %v", err)
+	}
+	if balance(t, l, alice.ID) != 0 {
+		t.Errorf("a contradicted deposit was credited")
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM network_transactions WHERE txid = 'bb'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("an unrelated txid left %d rows behind", n)
+	}
+	mustCheck(t, pool)
+}
+
+func TestCheckFindsTampering(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	alice, _ := l.CreateAccount(ctx, "alice")
+	fund(t, l, alice.ID, 1000)
+	mustCheck(t, pool)
+	if _, err := pool.Exec(ctx, `UPDATE accounts SET balance = balance + 1 WHERE id = $1`, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Check(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, x := range v {
+		found[x.Check] = true
+	}
+	if !found["wallet balance equals the sum of its accounts"] || !found["account balance equals its booked transactions"] {
+		t.Errorf("tampering not found: %v", v)
+	}
+}
+
+// TestConcurrentTransfers runs transfers from 8 clients over a few accounts: serialization
+// failures are retried, no money is created or lost, and the invariants hold.
+func TestConcurrentTransfers(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	var ids []int64
+	for i := range 4 {
+		a, err := l.CreateAccount(ctx, fmt.Sprintf("acct-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fund(t, l, a.ID, 1_000_000)
+		ids = append(ids, a.ID)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(c), 7))
+			for i := range 50 {
+				from, to := ids[r.IntN(4)], ids[r.IntN(4)]
+				if from == to {
+					continue
+				}
+				_, err := l.SendInternal(ctx, from, to, Amount(r.IntN(5000)+1), fmt.Sprintf("c%d-%d", c, i))
+				if err != nil && !errors.Is(err, ErrInsufficientBalance) {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var total Amount
+	for _, id := range ids {
+		total += balance(t, l, id)
+	}
+	if total != 4_000_000 {
+		t.Errorf("money created or lost: total %d", total)
+	}
+	mustCheck(t, pool)
+}

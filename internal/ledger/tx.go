@@ -1,0 +1,61 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// RetryPolicy bounds the retries of a serializable transaction.
+type RetryPolicy struct {
+	Attempts int
+	Base     time.Duration
+	Max      time.Duration
+}
+
+// DefaultRetry retries contention with jittered exponential backoff. Transfers that touch the same
+// account serialise through row locks, and under SERIALIZABLE a transaction that waited for such a
+// lock must start over; a busy account can take several rounds.
+func DefaultRetry() RetryPolicy {
+	return RetryPolicy{Attempts: 25, Base: 2 * time.Millisecond, Max: 250 * time.Millisecond}
+}
+
+// retryable reports PostgreSQL's serialization failure and deadlock: the transaction did nothing
+// and running it again is correct.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// inTx runs fn in a SERIALIZABLE transaction, retrying it from the start on serialization failures
+// and deadlocks. fn must only touch the database: no network calls, since it may run several times.
+func inTx(ctx context.Context, pool *pgxpool.Pool, policy RetryPolicy, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		if err == nil || !retryable(err) || attempt >= policy.Attempts {
+			break
+		}
+		backoff := policy.Base << (attempt - 1)
+		if backoff > policy.Max || backoff <= 0 {
+			backoff = policy.Max
+		}
+		// Full jitter: colliding transactions must not retry in lockstep.
+		sleep := time.Duration(rand.Int64N(int64(backoff)) + 1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(sleep):
+		}
+	}
+	if err != nil && retryable(err) {
+		return fmt.Errorf("gave up after %d attempts on contention: %w", policy.Attempts, err)
+	}
+	return err
+}
