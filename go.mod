@@ -3,6 +3,7 @@ module github.com/cryptoassets/cryptoassets-operator
 go 1.26.8
 
 require (
+	github.com/btcsuite/btcd/btcutil v1.1.6
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_model v0.6.2
 	github.com/spf13/cobra v1.10.2
