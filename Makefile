@@ -20,6 +20,7 @@ N               ?= 200
 
 export KUBEBUILDER_ASSETS
 export HELM
+export BTCD_BIN_DIR := $(BIN)
 
 .PHONY: help
 help: ## Show the targets.

@@ -14,6 +14,8 @@ CONTROLLER_TOOLS_VERSION="${CONTROLLER_TOOLS_VERSION:-v0.23.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+BTCD_VERSION="${BTCD_VERSION:-v0.26.2}"
+BTCWALLET_VERSION="${BTCWALLET_VERSION:-v0.15.1}"
 
 log() { echo "setup: $*" >&2; }
 
@@ -59,6 +61,10 @@ fi
 command -v kubectl >/dev/null 2>&1 || { log "kubectl is missing"; exit 1; }
 go_install controller-gen "sigs.k8s.io/controller-tools/cmd/controller-gen@${CONTROLLER_TOOLS_VERSION}"
 go_install helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+# A real bitcoind-compatible node and wallet for the backend tests (simnet).
+go_install btcd "github.com/btcsuite/btcd@${BTCD_VERSION}"
+go_install btcctl "github.com/btcsuite/btcd/cmd/btcctl@${BTCD_VERSION}"
+go_install btcwallet "github.com/btcsuite/btcwallet@${BTCWALLET_VERSION}"
 case "${mode}" in
   test)
     KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kube-apiserver ;;

@@ -1,0 +1,273 @@
+// Package btctest runs a real btcd node and btcwallet on simnet for tests: their own directories,
+// free loopback ports, a funded wallet (110+ blocks mined to it), and helpers to mine, send and
+// stop or restart the node. The binaries come from `go install` (hack/setup-tools.sh puts them in
+// bin/); BTCD_BIN_DIR points at them.
+package btctest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/rpcclient"
+)
+
+// WalletPassphrase is the passphrase of btcwallet's --createtemp wallet.
+const WalletPassphrase = "password"
+
+// Node is a btcd + btcwallet pair on simnet.
+type Node struct {
+	dir        string
+	bin        string
+	btcdPort   int
+	walletPort int
+	user, pass string
+	btcd       *process
+	wallet     *process
+	// MiningAddress receives the block rewards; it belongs to the wallet.
+	MiningAddress string
+	// Node is an RPC client of btcd; Wallet of btcwallet.
+	Node, Wallet *rpcclient.Client
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *process) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// BinDir finds btcd and btcwallet: BTCD_BIN_DIR, or bin/ of the repository, or PATH.
+func BinDir() (string, error) {
+	candidates := []string{os.Getenv("BTCD_BIN_DIR")}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; d != "/"; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				candidates = append(candidates, filepath.Join(d, "bin"))
+				break
+			}
+		}
+	}
+	if p, err := exec.LookPath("btcwallet"); err == nil {
+		candidates = append(candidates, filepath.Dir(p))
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		_, e1 := os.Stat(filepath.Join(c, "btcd"))
+		_, e2 := os.Stat(filepath.Join(c, "btcwallet"))
+		if e1 == nil && e2 == nil {
+			return c, nil
+		}
+	}
+	return "", errors.New("btcd and btcwallet not found: run hack/setup-tools.sh test (go install puts them in bin/) or set BTCD_BIN_DIR")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func client(port int, user, pass string) (*rpcclient.Client, error) {
+	return rpcclient.New(&rpcclient.ConnConfig{
+		Host: "127.0.0.1:" + strconv.Itoa(port), User: user, Pass: pass,
+		HTTPPostMode: true, DisableTLS: true, Params: chaincfg.SimNetParams.Name,
+	}, nil)
+}
+
+func (n *Node) start(name string, args ...string) (*process, error) {
+	cmd := exec.Command(filepath.Join(n.bin, name), args...)
+	log, err := os.OpenFile(filepath.Join(n.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	// The binaries want to write a default config into $HOME; give them the test's directory.
+	cmd.Env = append(os.Environ(), "HOME="+n.dir)
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); log.Close(); close(p.done) }()
+	return p, nil
+}
+
+// StartBtcd (re)starts the node; StopBtcd stops it, leaving the wallet running (and complaining),
+// as when the network is down.
+func (n *Node) StartBtcd() error {
+	args := []string{"--simnet", "--notls", "--nolisten", "--rpclisten=127.0.0.1:" + strconv.Itoa(n.btcdPort),
+		"--rpcuser=" + n.user, "--rpcpass=" + n.pass, "--datadir=" + filepath.Join(n.dir, "btcd"),
+		"--logdir=" + filepath.Join(n.dir, "btcd-logs"), "--debuglevel=warn"}
+	if n.MiningAddress != "" {
+		args = append(args, "--miningaddr="+n.MiningAddress)
+	}
+	p, err := n.start("btcd", args...)
+	if err != nil {
+		return err
+	}
+	n.btcd = p
+	return waitFor(30*time.Second, func() error { _, err := n.Node.GetBlockCount(); return err })
+}
+
+// StopBtcd stops the node.
+func (n *Node) StopBtcd() { n.btcd.stop(); n.btcd = nil }
+
+func waitFor(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Start starts btcd and btcwallet and funds the wallet: 110 blocks mined to it leave 550 spendable
+// coins (simnet coinbase outputs mature after 100 blocks).
+func Start() (n *Node, err error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "btctest-")
+	if err != nil {
+		return nil, err
+	}
+	n = &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password"}
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	if n.btcdPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	if n.walletPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	if n.Node, err = client(n.btcdPort, n.user, n.pass); err != nil {
+		return nil, err
+	}
+	if n.Wallet, err = client(n.walletPort, n.user, n.pass); err != nil {
+		return nil, err
+	}
+	if err := n.StartBtcd(); err != nil {
+		return nil, fmt.Errorf("btcd: %w", err)
+	}
+	if n.wallet, err = n.start("btcwallet", "--simnet", "--createtemp", "--appdata="+filepath.Join(dir, "wallet"),
+		"--noclienttls", "--noservertls", "--rpcconnect=127.0.0.1:"+strconv.Itoa(n.btcdPort),
+		"--rpclisten=127.0.0.1:"+strconv.Itoa(n.walletPort), "-u", n.user, "-P", n.pass,
+		"--logdir="+filepath.Join(dir, "wallet-logs")); err != nil {
+		return nil, err
+	}
+	var addr address.Address
+	if err := waitFor(60*time.Second, func() (err error) { addr, err = n.Wallet.GetNewAddress("default"); return err }); err != nil {
+		return nil, fmt.Errorf("btcwallet did not answer: %w", err)
+	}
+	// btcd mines to a fixed address given at start-up.
+	n.MiningAddress = addr.EncodeAddress()
+	n.StopBtcd()
+	if err := n.StartBtcd(); err != nil {
+		return nil, fmt.Errorf("restarting btcd with a mining address: %w", err)
+	}
+	if _, err := n.Mine(110); err != nil {
+		return nil, err
+	}
+	// After btcd restarted, btcwallet takes its spendable height from the next block notification.
+	if _, err := n.Mine(1); err != nil {
+		return nil, err
+	}
+	if err := n.Wallet.WalletPassphrase(WalletPassphrase, 3600); err != nil {
+		return nil, fmt.Errorf("unlocking the wallet: %w", err)
+	}
+	return n, nil
+}
+
+// Mine mines blocks and waits until the wallet has processed them.
+func (n *Node) Mine(blocks uint32) ([]*chainhash.Hash, error) {
+	hashes, err := n.Node.Generate(blocks)
+	if err != nil {
+		return nil, fmt.Errorf("mining %d blocks: %w", blocks, err)
+	}
+	want, err := n.Node.GetBlockCount()
+	if err != nil {
+		return nil, err
+	}
+	return hashes, n.WaitWalletHeight(want)
+}
+
+// WaitWalletHeight waits until btcwallet has processed the chain up to height: its own best block
+// (getbestblockhash answers from the wallet's sync state) is the node's block at that height.
+func (n *Node) WaitWalletHeight(height int64) error {
+	return waitFor(60*time.Second, func() error {
+		want, err := n.Node.GetBlockHash(height)
+		if err != nil {
+			return err
+		}
+		raw, err := n.Wallet.RawRequest("getbestblockhash", nil)
+		if err != nil {
+			return err
+		}
+		var got string
+		if err := json.Unmarshal(raw, &got); err != nil {
+			return err
+		}
+		if got != want.String() {
+			return fmt.Errorf("wallet synced to %s, want block %d (%s)", got, height, want)
+		}
+		return nil
+	})
+}
+
+// WalletURL is btcwallet's RPC endpoint.
+func (n *Node) WalletURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.walletPort) }
+
+// Credentials are the RPC user and password of both servers.
+func (n *Node) Credentials() (user, pass string) { return n.user, n.pass }
+
+// Dir holds the servers' data and logs.
+func (n *Node) Dir() string { return n.dir }
+
+// Stop stops both servers and removes their directory.
+func (n *Node) Stop() {
+	if n.Wallet != nil {
+		n.Wallet.Shutdown()
+	}
+	if n.Node != nil {
+		n.Node.Shutdown()
+	}
+	n.wallet.stop()
+	n.btcd.stop()
+	os.RemoveAll(n.dir)
+}

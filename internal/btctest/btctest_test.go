@@ -1,0 +1,53 @@
+package btctest
+
+import (
+	"os"
+	"testing"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/btcutil/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+)
+
+// TestNodeSendsAndConfirms is the harness's own check: a funded wallet that can send, and a node
+// that mines the send.
+func TestNodeSendsAndConfirms(t *testing.T) {
+	n, err := Start()
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer n.Stop()
+	bal, err := n.Wallet.GetBalance("default")
+	if err != nil || bal < 500*btcutil.SatoshiPerBitcoin {
+		t.Fatalf("wallet balance %v, %v: want at least 500 spendable", bal, err)
+	}
+	to, err := n.Wallet.GetNewAddress("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := address.DecodeAddress(to.EncodeAddress(), &chaincfg.SimNetParams); err != nil {
+		t.Fatal(err)
+	}
+	txid, err := n.Wallet.SendToAddress(to, btcutil.Amount(150_000_000))
+	if err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	if _, err := n.Mine(1); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := n.Wallet.GetTransaction(txid)
+	if err != nil || tx.Confirmations != 1 {
+		t.Fatalf("transaction %v: %+v %v", txid, tx, err)
+	}
+	// The node can go away and come back, as the network does.
+	n.StopBtcd()
+	if err := n.StartBtcd(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Mine(1); err != nil {
+		t.Fatal(err)
+	}
+}
