@@ -1,0 +1,422 @@
+// Package bitcoind is the backend for bitcoind-compatible wallets over JSON-RPC: Bitcoin Core
+// (labels, named wallets), btcwallet (accounts, always encrypted), and the litecoin and dogecoin
+// daemons that speak the same RPC.
+//
+// Reads go through btcd's rpcclient in HTTP POST mode. Sends do not: rpcclient retries a failed
+// POST up to ten times on its own, and a sendmany whose reply was lost may already have paid, so a
+// retry could pay twice. Sends are one POST with the caller's context and no retry; the helper's
+// broadcaster reconciles an unanswered send against the wallet before trying again.
+//
+// Differences handled here:
+//   - Bitcoin Core: getnewaddress takes a label; sendmany's first argument is a dummy "".
+//   - btcwallet: getnewaddress and sendmany take an account, and it sends only from "default";
+//     labels are not supported; the wallet is always encrypted (walletpassphrase before a send);
+//     it refuses send comments (none are sent); listsinceblock does not report reorganised
+//     transactions, so the helper re-checks tracked transactions with gettransaction.
+//   - Amounts arrive as JSON numbers; they are parsed as decimal text, never through float64.
+package bitcoind
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/btcjson"
+	"github.com/btcsuite/btcd/rpcclient"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+// Flavors of wallet.
+const (
+	BitcoinCore = "bitcoin-core"
+	Btcwallet   = "btcwallet"
+)
+
+// Options configure a Client. Credentials are values here; the caller reads them from files.
+type Options struct {
+	URL              string
+	Flavor           string
+	Wallet           string
+	User, Password   string
+	WalletPassphrase string
+	Timeout          time.Duration
+	Coin, Network    string
+}
+
+// Client is a bitcoind-compatible wallet.
+type Client struct {
+	opts     Options
+	decimals int
+	rpc      *rpcclient.Client
+	http     *http.Client
+	postURL  string
+	ids      atomic.Uint64
+}
+
+var _ backend.Backend = (*Client)(nil)
+
+// New checks the options and prepares the clients; it does not connect.
+func New(opts Options) (*Client, error) {
+	k, err := coin.LookupNetwork(opts.Coin, opts.Network)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("bitcoind url %q must be http(s)://host:port", opts.URL)
+	}
+	if u.User != nil {
+		return nil, errors.New("bitcoind url must not carry credentials")
+	}
+	switch opts.Flavor {
+	case BitcoinCore:
+	case Btcwallet:
+		if opts.Wallet != "" {
+			return nil, errors.New("named wallets are a Bitcoin Core feature")
+		}
+	default:
+		return nil, fmt.Errorf("unknown bitcoind flavor %q", opts.Flavor)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	path := strings.TrimSuffix(u.Path, "/")
+	if opts.Wallet != "" {
+		path += "/wallet/" + url.PathEscape(opts.Wallet)
+	}
+	// rpcclient posts to scheme://Host, so the wallet path rides along in Host.
+	rpc, err := rpcclient.New(&rpcclient.ConnConfig{
+		Host: u.Host + path, User: opts.User, Pass: opts.Password,
+		HTTPPostMode: true, DisableTLS: u.Scheme == "http",
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating the RPC client: %w", err)
+	}
+	return &Client{
+		opts:     opts,
+		decimals: k.Decimals,
+		rpc:      rpc,
+		http:     &http.Client{Timeout: opts.Timeout},
+		postURL:  u.Scheme + "://" + u.Host + path,
+	}, nil
+}
+
+// Close releases the client.
+func (c *Client) Close() { c.rpc.Shutdown() }
+
+func marshalParams(params []any) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(params))
+	for _, p := range params {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// classify maps an RPC error to the backend's errors, keeping the node's message.
+func classify(method string, err error) error {
+	var rpcErr *btcjson.RPCError
+	if errors.As(err, &rpcErr) {
+		switch {
+		case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(rpcErr.Message, "insufficient funds"):
+			return fmt.Errorf("%s: %w: %s", method, backend.ErrInsufficientFunds, rpcErr.Message)
+		case method == "gettransaction" && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey:
+			return fmt.Errorf("%s: %w", method, backend.ErrUnknownTransaction)
+		case rpcErr.Code == btcjson.ErrRPCInWarmup:
+			return fmt.Errorf("%s: %w: node is warming up: %s", method, backend.ErrUnreachable, rpcErr.Message)
+		}
+		return fmt.Errorf("%s: %w: %s (code %d)", method, backend.ErrRejected, rpcErr.Message, rpcErr.Code)
+	}
+	if strings.Contains(err.Error(), "401") {
+		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
+	}
+	return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
+}
+
+// read calls a read-only method through rpcclient, which may retry it; the caller's context and
+// the configured timeout bound the wait.
+func (c *Client) read(ctx context.Context, method string, result any, params ...any) error {
+	raw, err := marshalParams(params)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	type reply struct {
+		msg json.RawMessage
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		msg, err := c.rpc.RawRequest(method, raw)
+		done <- reply{msg, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, ctx.Err())
+	case r := <-done:
+		if r.err != nil {
+			return classify(method, r.err)
+		}
+		return decode(method, r.msg, result)
+	}
+}
+
+func decode(method string, msg json.RawMessage, result any) error {
+	if result == nil {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.UseNumber()
+	if err := dec.Decode(result); err != nil {
+		return fmt.Errorf("%s: the node's reply does not parse: %w", method, err)
+	}
+	return nil
+}
+
+// post calls a method exactly once.
+func (c *Client) post(ctx context.Context, method string, result any, params ...any) error {
+	if params == nil {
+		params = []any{}
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": "1.0", "id": c.ids.Add(1), "method": method, "params": params})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.postURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(c.opts.User, c.opts.Password)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
+	}
+	var reply struct {
+		Result json.RawMessage    `json:"result"`
+		Error  *btcjson.RPCError `json:"error"`
+	}
+	if err := json.Unmarshal(data, &reply); err != nil {
+		// Bitcoin Core answers RPC errors with HTTP 500 and a JSON body; anything else is the
+		// server or a proxy failing.
+		return fmt.Errorf("%s: %w: HTTP %d", method, backend.ErrUnreachable, resp.StatusCode)
+	}
+	if reply.Error != nil {
+		return classify(method, reply.Error)
+	}
+	return decode(method, reply.Result, result)
+}
+
+// NewAddress creates a receiving address. Bitcoin Core records the label; btcwallet has accounts,
+// not labels, and receives into "default", the only account it sends from.
+func (c *Client) NewAddress(ctx context.Context, label string) (string, error) {
+	var addr string
+	arg := label
+	if c.opts.Flavor == Btcwallet {
+		arg = "default"
+	}
+	if err := c.read(ctx, "getnewaddress", &addr, arg); err != nil {
+		return "", err
+	}
+	if err := coin.ValidateAddress(c.opts.Coin, c.opts.Network, addr); err != nil {
+		return "", fmt.Errorf("getnewaddress: the node returned an address for another network: %w", err)
+	}
+	return addr, nil
+}
+
+type detail struct {
+	Address  string      `json:"address"`
+	Category string      `json:"category"`
+	Amount   json.Number `json:"amount"`
+	Vout     int32       `json:"vout"`
+}
+
+type walletTx struct {
+	TxID          string      `json:"txid"`
+	Confirmations int32       `json:"confirmations"`
+	BlockHash     string      `json:"blockhash"`
+	Fee           json.Number `json:"fee"`
+	Details       []detail    `json:"details"`
+	// listsinceblock entries carry one detail each, flattened into the entry.
+	detail
+}
+
+func (c *Client) amount(method string, n json.Number) (ledger.Amount, error) {
+	if n == "" {
+		return 0, nil
+	}
+	s := n.String()
+	// Nodes print amounts with up to `decimals` places; an exponent ("1e-08") would be a node
+	// quirk worth refusing loudly rather than guessing.
+	a, err := ledger.ParseAmount(strings.TrimPrefix(s, "-"), c.decimals)
+	if err != nil {
+		return 0, fmt.Errorf("%s: amount %s from the node: %w", method, s, err)
+	}
+	return a, nil
+}
+
+// convert builds a Transaction from a wallet transaction's details.
+func (c *Client) convert(method string, t walletTx, details []detail, tipHeight int64) (backend.Transaction, error) {
+	out := backend.Transaction{TxID: t.TxID, Confirmations: t.Confirmations, BlockHash: t.BlockHash}
+	if out.Confirmations < 0 {
+		out.Confirmations = -1
+	}
+	if out.Confirmations > 0 && tipHeight > 0 {
+		out.BlockHeight = tipHeight - int64(out.Confirmations) + 1
+	}
+	fee, err := c.amount(method, t.Fee)
+	if err != nil {
+		return backend.Transaction{}, err
+	}
+	out.Fee = fee
+	for _, d := range details {
+		switch d.Category {
+		case "receive":
+			a, err := c.amount(method, d.Amount)
+			if err != nil {
+				return backend.Transaction{}, err
+			}
+			out.Received = append(out.Received, backend.Output{Index: d.Vout, Address: d.Address, Amount: a})
+		case "send":
+			out.Sent = true
+		}
+	}
+	return out, nil
+}
+
+func validTxID(txid string) bool {
+	b, err := hex.DecodeString(txid)
+	return err == nil && len(b) == 32
+}
+
+// Transaction looks up a wallet transaction.
+func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transaction, error) {
+	if !validTxID(txid) {
+		return backend.Transaction{}, fmt.Errorf("%q is not a transaction id (64 hex digits)", txid)
+	}
+	tip, err := c.Tip(ctx)
+	if err != nil {
+		return backend.Transaction{}, err
+	}
+	var t walletTx
+	if err := c.read(ctx, "gettransaction", &t, txid); err != nil {
+		return backend.Transaction{}, err
+	}
+	if t.TxID == "" {
+		t.TxID = txid
+	}
+	return c.convert("gettransaction", t, t.Details, tip.Height)
+}
+
+// Since lists wallet transactions since a block. The tip is read first, so a block mined during
+// the call is listed again next time rather than skipped: booking is idempotent, a gap is not.
+func (c *Client) Since(ctx context.Context, blockHash string) ([]backend.Transaction, backend.Tip, error) {
+	tip, err := c.Tip(ctx)
+	if err != nil {
+		return nil, backend.Tip{}, err
+	}
+	var res struct {
+		Transactions []walletTx `json:"transactions"`
+		LastBlock    string     `json:"lastblock"`
+	}
+	var params []any
+	if blockHash != "" {
+		params = append(params, blockHash)
+	}
+	if err := c.read(ctx, "listsinceblock", &res, params...); err != nil {
+		return nil, backend.Tip{}, err
+	}
+	byTx := map[string]int{}
+	var out []backend.Transaction
+	for _, e := range res.Transactions {
+		i, seen := byTx[e.TxID]
+		if !seen {
+			t, err := c.convert("listsinceblock", e, nil, tip.Height)
+			if err != nil {
+				return nil, backend.Tip{}, err
+			}
+			byTx[e.TxID], i = len(out), len(out)
+			out = append(out, t)
+		}
+		one, err := c.convert("listsinceblock", walletTx{TxID: e.TxID}, []detail{e.detail}, 0)
+		if err != nil {
+			return nil, backend.Tip{}, err
+		}
+		out[i].Received = append(out[i].Received, one.Received...)
+		out[i].Sent = out[i].Sent || one.Sent
+	}
+	return out, tip, nil
+}
+
+// Tip is the wallet's best block.
+func (c *Client) Tip(ctx context.Context) (backend.Tip, error) {
+	var height int64
+	if err := c.read(ctx, "getblockcount", &height); err != nil {
+		return backend.Tip{}, err
+	}
+	var hash string
+	if err := c.read(ctx, "getblockhash", &hash, height); err != nil {
+		return backend.Tip{}, err
+	}
+	return backend.Tip{Height: height, Hash: hash}, nil
+}
+
+// SendMany pays outputs in one transaction. It unlocks an encrypted wallet for the send and locks
+// it again after, and sends no comment (btcwallet refuses them).
+func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+	if len(outputs) == 0 {
+		return "", errors.New("sendmany: nothing to send")
+	}
+	amounts := make(map[string]json.Number, len(outputs))
+	for addr, a := range outputs {
+		if a <= 0 {
+			return "", fmt.Errorf("sendmany: amount for %s must be positive", addr)
+		}
+		if err := coin.ValidateAddress(c.opts.Coin, c.opts.Network, addr); err != nil {
+			return "", fmt.Errorf("sendmany: %w: %v", backend.ErrRejected, err)
+		}
+		amounts[addr] = json.Number(a.Format(c.decimals))
+	}
+	if c.opts.WalletPassphrase != "" {
+		if err := c.post(ctx, "walletpassphrase", nil, c.opts.WalletPassphrase, 60); err != nil {
+			return "", fmt.Errorf("unlocking the wallet: %w", err)
+		}
+		defer func() { _ = c.post(context.WithoutCancel(ctx), "walletlock", nil) }()
+	}
+	from := ""
+	if c.opts.Flavor == Btcwallet {
+		from = "default"
+	}
+	var txid string
+	if err := c.post(ctx, "sendmany", &txid, from, amounts, 1); err != nil {
+		return "", err
+	}
+	if !validTxID(txid) {
+		return "", fmt.Errorf("sendmany: the node answered %q, not a transaction id", txid)
+	}
+	return txid, nil
+}

@@ -1,0 +1,250 @@
+package bitcoind
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/btcutil/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"github.com/btcsuite/btcd/chainhash/v2"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+var node *btctest.Node
+
+func TestMain(m *testing.M) {
+	var err error
+	node, err = btctest.Start()
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, "starting btcd and btcwallet:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: no btcd/btcwallet:", err)
+		os.Exit(0)
+	}
+	code := m.Run()
+	node.Stop()
+	os.Exit(code)
+}
+
+func newClient(t *testing.T, mutate ...func(*Options)) *Client {
+	t.Helper()
+	user, pass := node.Credentials()
+	opts := Options{URL: node.WalletURL(), Flavor: Btcwallet, User: user, Password: pass,
+		WalletPassphrase: btctest.WalletPassphrase, Timeout: 20 * time.Second, Coin: "bitcoin", Network: "simnet"}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// pay sends from the node's wallet with btcd's own client, as a customer's wallet would.
+func pay(t *testing.T, to string, sat int64) string {
+	t.Helper()
+	addr, err := address.DecodeAddress(to, &chaincfg.SimNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Wallet.WalletPassphrase(btctest.WalletPassphrase, 600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := node.Wallet.SendToAddress(addr, btcutil.Amount(sat))
+	if err != nil {
+		t.Fatalf("paying %s: %v", to, err)
+	}
+	return h.String()
+}
+
+func mine(t *testing.T, n uint32) {
+	t.Helper()
+	if _, err := node.Mine(n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReceiveAndConfirm(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	addr, err := c.NewAddress(ctx, "order-17")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := coin.ValidateAddress("bitcoin", "simnet", addr); err != nil {
+		t.Fatalf("new address %s: %v", addr, err)
+	}
+	txid := pay(t, addr, 12_345_678)
+
+	tx, err := c.Transaction(ctx, txid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx.Confirmations != 0 || len(tx.Received) != 1 || tx.Received[0].Address != addr || tx.Received[0].Amount != 12_345_678 {
+		t.Fatalf("unconfirmed: %+v", tx)
+	}
+	mine(t, 2)
+	tip, err := c.Tip(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err = c.Transaction(ctx, txid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx.Confirmations != 2 || tx.BlockHeight != tip.Height-1 || tx.BlockHash == "" {
+		t.Errorf("after 2 blocks: %+v (tip %d)", tx, tip.Height)
+	}
+	block, _ := chainhash.NewHashFromStr(tx.BlockHash)
+	header, err := node.Node.GetBlockHeaderVerbose(block)
+	if err != nil || int64(header.Height) != tx.BlockHeight {
+		t.Errorf("block %s is at height %v (%v), the backend said %d", tx.BlockHash, header, err, tx.BlockHeight)
+	}
+}
+
+func TestSinceListsNewTransactionsOnly(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	_, tip, err := c.Since(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := c.NewAddress(ctx, "")
+	first := pay(t, addr, 100_000)
+	mine(t, 1)
+	txs, tip2, err := c.Since(ctx, tip.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tip2.Height != tip.Height+1 {
+		t.Errorf("tip %d after one block on %d", tip2.Height, tip.Height)
+	}
+	found := false
+	for _, tx := range txs {
+		if tx.TxID == first {
+			found = true
+			if len(tx.Received) == 0 || tx.Received[0].Amount != 100_000 || tx.Confirmations != 1 {
+				t.Errorf("listed as %+v", tx)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("%s not listed since block %d", first, tip.Height)
+	}
+	second := pay(t, addr, 200_000)
+	mine(t, 1)
+	txs, _, err = c.Since(ctx, tip2.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, tx := range txs {
+		ids = append(ids, tx.TxID)
+	}
+	if !strings.Contains(strings.Join(ids, " "), second) || strings.Contains(strings.Join(ids, " "), first) {
+		t.Errorf("since %d: %v; want %s and not %s", tip2.Height, ids, second, first)
+	}
+}
+
+func TestSendMany(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	outputs := map[string]ledger.Amount{}
+	for i := range 3 {
+		addr, err := c.NewAddress(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs[addr] = ledger.Amount(1_000_000 * (i + 1))
+	}
+	txid, err := c.SendMany(ctx, outputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine(t, 1)
+	tx, err := c.Transaction(ctx, txid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]ledger.Amount{}
+	for _, o := range tx.Received {
+		got[o.Address] = o.Amount
+	}
+	for addr, want := range outputs {
+		if got[addr] != want {
+			t.Errorf("output to %s: %d, want %d", addr, got[addr], want)
+		}
+	}
+	if !tx.Sent || tx.Fee <= 0 || tx.Confirmations != 1 {
+		t.Errorf("send: %+v", tx)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	if _, err := c.Transaction(ctx, strings.Repeat("ab", 32)); !errors.Is(err, backend.ErrUnknownTransaction) {
+		t.Errorf("unknown txid: %v", err)
+	}
+	if _, err := c.Transaction(ctx, "not-a-txid"); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+		t.Errorf("malformed txid: %v", err)
+	}
+	addr, _ := c.NewAddress(ctx, "")
+	if _, err := c.SendMany(ctx, map[string]ledger.Amount{addr: 10_000 * 100_000_000}); !errors.Is(err, backend.ErrInsufficientFunds) {
+		t.Errorf("sending more than the wallet has: %v", err)
+	}
+	if _, err := c.SendMany(ctx, map[string]ledger.Amount{"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa": 1000}); !errors.Is(err, backend.ErrRejected) {
+		t.Errorf("a mainnet address on simnet: %v", err)
+	}
+	wrong := newClient(t, func(o *Options) { o.Password = "wrong" })
+	if _, err := wrong.Tip(ctx); !errors.Is(err, backend.ErrRejected) || !strings.Contains(err.Error(), "authentication") {
+		t.Errorf("wrong password: %v", err)
+	}
+	if _, err := wrong.SendMany(ctx, map[string]ledger.Amount{addr: 1000}); !errors.Is(err, backend.ErrRejected) {
+		t.Errorf("send with a wrong password: %v", err)
+	}
+	down := newClient(t, func(o *Options) { o.URL = "http://127.0.0.1:1"; o.Timeout = 2 * time.Second })
+	start := time.Now()
+	if _, err := down.Tip(ctx); !errors.Is(err, backend.ErrUnreachable) {
+		t.Errorf("nothing listening: %v", err)
+	}
+	if _, err := down.SendMany(ctx, map[string]ledger.Amount{addr: 1000}); !errors.Is(err, backend.ErrUnreachable) {
+		t.Errorf("send with nothing listening: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("an unreachable backend took %s to report", time.Since(start))
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*Options)
+		want   string
+	}{
+		{func(o *Options) { o.URL = "http://u:p@node:8332" }, "credentials"},
+		{func(o *Options) { o.URL = "ftp://node" }, "http(s)://host:port"},
+		{func(o *Options) { o.Flavor = "electrum" }, "unknown bitcoind flavor"},
+		{func(o *Options) { o.Wallet = "w" }, "named wallets are a Bitcoin Core feature"},
+		{func(o *Options) { o.Coin = "dogecoin" }, `no network "simnet"`},
+	} {
+		opts := Options{URL: "http://node:8332", Flavor: Btcwallet, Coin: "bitcoin", Network: "simnet"}
+		tc.mutate(&opts)
+		if _, err := New(opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", opts, err, tc.want)
+		}
+	}
+}
