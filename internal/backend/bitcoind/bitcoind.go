@@ -217,7 +217,7 @@ func (c *Client) post(ctx context.Context, method string, result any, params ...
 		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
 	}
 	var reply struct {
-		Result json.RawMessage    `json:"result"`
+		Result json.RawMessage   `json:"result"`
 		Error  *btcjson.RPCError `json:"error"`
 	}
 	if err := json.Unmarshal(data, &reply); err != nil {
