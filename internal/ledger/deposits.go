@@ -232,3 +232,23 @@ func (l *Ledger) SetCursor(ctx context.Context, c Cursor) error {
 		return err
 	})
 }
+
+// OpenDeposits lists the deposit outputs whose confirmations are still followed: below
+// maxTrackedConfirmations, including ones that disappeared (they may come back). The intake asks
+// the backend about each, so a reorganisation is seen even by backends that do not report one.
+func (l *Ledger) OpenDeposits(ctx context.Context) ([]Observation, error) {
+	rows, err := l.pool.Query(ctx, `SELECT n.txid, t.output_index, a.address, t.amount, n.confirmations
+		FROM transactions t
+		JOIN network_transactions n ON n.id = t.network_transaction_id
+		JOIN addresses a ON a.id = t.address_id
+		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.confirmations < $2
+		ORDER BY n.id, t.output_index`, l.assetID, l.opts.MaxTrackedConfirmations)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
+		var o Observation
+		err := r.Scan(&o.TxID, &o.Output, &o.Address, &o.Amount, &o.Confirmations)
+		return o, err
+	})
+}

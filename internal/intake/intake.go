@@ -1,0 +1,166 @@
+// Package intake books deposits. Every wake-up (a walletnotify, a poll tick, a rescan) ends here,
+// and nothing here believes the wake-up: transactions are looked up at the backend, outputs are
+// booked only when they pay one of our receiving addresses, and booking is idempotent, so repeated
+// or forged notifications change nothing.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/go-logr/logr"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+// Result counts what a pass did.
+type Result struct {
+	// Seen: wallet transactions looked at. Booked: deposits new to the ledger. Updated: deposits
+	// whose confirmations or credit changed. Credited/Uncredited: credits given and taken back.
+	Seen, Booked, Updated, Credited, Uncredited int
+}
+
+func (r *Result) add(up ledger.DepositUpdate) {
+	if up.New {
+		r.Booked++
+	} else if up.Changed {
+		r.Updated++
+	}
+	if up.Credited {
+		r.Credited++
+	}
+	if up.Uncredited {
+		r.Uncredited++
+	}
+}
+
+// Intake connects a backend to a ledger.
+type Intake struct {
+	ledger  *ledger.Ledger
+	backend backend.Backend
+	log     logr.Logger
+	// One catch-up at a time: concurrent ones would only race for the same rows.
+	catchUp sync.Mutex
+}
+
+// New returns an Intake.
+func New(l *ledger.Ledger, b backend.Backend, log logr.Logger) *Intake {
+	return &Intake{ledger: l, backend: b, log: log}
+}
+
+// book records every output of tx that pays us.
+func (in *Intake) book(ctx context.Context, tx backend.Transaction, r *Result) error {
+	for _, o := range tx.Received {
+		up, err := in.ledger.RecordDeposit(ctx, ledger.Observation{
+			TxID: tx.TxID, Output: o.Index, Address: o.Address, Amount: o.Amount,
+			Confirmations: tx.Confirmations, BlockHash: tx.BlockHash, BlockHeight: tx.BlockHeight,
+		})
+		if errors.Is(err, ledger.ErrNotOurAddress) {
+			continue // change of our own sends, or an address the ledger does not hand out
+		}
+		if err != nil {
+			return err
+		}
+		r.add(up)
+		if up.Uncredited {
+			in.log.Info("deposit lost confirmations and was taken back", "txid", tx.TxID, "output", o.Index,
+				"confirmations", tx.Confirmations, "amount", o.Amount)
+		}
+	}
+	return nil
+}
+
+// Notify handles a wake-up about one transaction id.
+func (in *Intake) Notify(ctx context.Context, txid string) (Result, error) {
+	var r Result
+	tx, err := in.backend.Transaction(ctx, txid)
+	if errors.Is(err, backend.ErrUnknownTransaction) {
+		in.log.V(1).Info("notification for a transaction the wallet does not have; ignored", "txid", txid)
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("looking up %s: %w", txid, err)
+	}
+	r.Seen = 1
+	return r, in.book(ctx, tx, &r)
+}
+
+// CatchUp books what the wallet saw since the cursor, re-checks every deposit still followed, and
+// moves the cursor. It is what the poll timer, start-up and every notification source's
+// reconnect run.
+func (in *Intake) CatchUp(ctx context.Context) (Result, error) {
+	in.catchUp.Lock()
+	defer in.catchUp.Unlock()
+	var r Result
+	cur, ok, err := in.ledger.Cursor(ctx)
+	if err != nil {
+		return r, fmt.Errorf("reading the cursor: %w", err)
+	}
+	from := ""
+	if ok {
+		from = cur.Hash
+	}
+	txs, tip, err := in.backend.Since(ctx, from)
+	if errors.Is(err, backend.ErrRejected) && from != "" {
+		// The cursor's block is unknown to the backend (reorganised away, or a new node):
+		// read the whole history again; booking is idempotent.
+		in.log.Info("the backend does not know the cursor block; catching up from the start", "cursor", cur.Hash, "height", cur.Height)
+		txs, tip, err = in.backend.Since(ctx, "")
+	}
+	if err != nil {
+		return r, fmt.Errorf("listing transactions since %q: %w", from, err)
+	}
+	for _, tx := range txs {
+		r.Seen++
+		if err := in.book(ctx, tx, &r); err != nil {
+			return r, err
+		}
+	}
+	if err := in.refreshOpen(ctx, &r); err != nil {
+		return r, err
+	}
+	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
+		return r, fmt.Errorf("moving the cursor: %w", err)
+	}
+	return r, nil
+}
+
+// refreshOpen asks the backend about every deposit below the tracking horizon.
+func (in *Intake) refreshOpen(ctx context.Context, r *Result) error {
+	open, err := in.ledger.OpenDeposits(ctx)
+	if err != nil {
+		return fmt.Errorf("listing open deposits: %w", err)
+	}
+	looked := map[string]bool{}
+	for _, o := range open {
+		if looked[o.TxID] {
+			continue
+		}
+		looked[o.TxID] = true
+		tx, err := in.backend.Transaction(ctx, o.TxID)
+		if errors.Is(err, backend.ErrUnknownTransaction) {
+			// The wallet forgot it: treat every output we booked as gone.
+			for _, gone := range open {
+				if gone.TxID == o.TxID {
+					gone.Confirmations = -1
+					up, err := in.ledger.RecordDeposit(ctx, gone)
+					if err != nil {
+						return err
+					}
+					r.add(up)
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("re-checking %s: %w", o.TxID, err)
+		}
+		if err := in.book(ctx, tx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package intake
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/btcutil/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"github.com/go-logr/logr/testr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+)
+
+var (
+	pg   *pgtest.Server
+	node *btctest.Node
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if pg, err = pgtest.Start(); err == nil {
+		defer pg.Stop()
+		if node, err = btctest.Start(); err == nil {
+			defer node.Stop()
+		}
+	}
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, "test servers:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
+		return 0
+	}
+	return m.Run()
+}
+
+type fixture struct {
+	pool    *pgxpool.Pool
+	ledger  *ledger.Ledger
+	backend *bitcoind.Client
+	intake  *Intake
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{
+		Asset: "btc", Coin: "bitcoin", Network: "simnet", Confirmations: 3, MaxTrackedConfirmations: 6,
+		ValidateAddress: func(a string) error { return coin.ValidateAddress("bitcoin", "simnet", a) },
+		EventTargets:    []string{"app"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := node.Credentials()
+	b, err := bitcoind.New(bitcoind.Options{URL: node.WalletURL(), Flavor: bitcoind.Btcwallet, User: user, Password: pass,
+		WalletPassphrase: btctest.WalletPassphrase, Timeout: 20 * time.Second, Coin: "bitcoin", Network: "simnet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return &fixture{pool: pool, ledger: l, backend: b, intake: New(l, b, testr.New(t))}
+}
+
+func (f *fixture) receivingAddress(t *testing.T, account int64) string {
+	t.Helper()
+	addr, err := f.backend.NewAddress(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ledger.AddReceivingAddress(context.Background(), account, addr, ""); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+func pay(t *testing.T, to string, sat int64) string {
+	t.Helper()
+	addr, err := address.DecodeAddress(to, &chaincfg.SimNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Wallet.WalletPassphrase(btctest.WalletPassphrase, 600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := node.Wallet.SendToAddress(addr, btcutil.Amount(sat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+func mine(t *testing.T, n uint32) {
+	t.Helper()
+	if _, err := node.Mine(n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) balance(t *testing.T, id int64) ledger.Amount {
+	t.Helper()
+	a, err := f.ledger.Account(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance
+}
+
+func (f *fixture) check(t *testing.T) {
+	t.Helper()
+	v, err := ledger.Check(context.Background(), f.pool)
+	if err != nil || len(v) > 0 {
+		t.Fatalf("ledger check: %v %v", v, err)
+	}
+}
+
+func TestNotificationsAndCatchUp(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	if _, err := f.intake.CatchUp(ctx); err != nil { // start-up catch-up on an empty ledger
+		t.Fatal(err)
+	}
+	alice, _ := f.ledger.CreateAccount(ctx, "alice")
+	addr := f.receivingAddress(t, alice.ID)
+
+	txid := pay(t, addr, 50_000_000)
+	r, err := f.intake.Notify(ctx, txid)
+	if err != nil || r.Booked != 1 || f.balance(t, alice.ID) != 0 {
+		t.Fatalf("first notification: %+v %v", r, err)
+	}
+	for range 3 { // bitcoind calls walletnotify more than once; repeats change nothing
+		if r, err := f.intake.Notify(ctx, txid); err != nil || r.Booked+r.Updated+r.Credited != 0 {
+			t.Fatalf("repeated notification: %+v %v", r, err)
+		}
+	}
+	if r, err := f.intake.Notify(ctx, strings.Repeat("ee", 32)); err != nil || r.Seen != 0 {
+		t.Errorf("forged txid: %+v %v", r, err)
+	}
+
+	mine(t, 2)
+	if r, err := f.intake.CatchUp(ctx); err != nil || r.Credited != 0 || f.balance(t, alice.ID) != 0 {
+		t.Fatalf("2 confirmations: %+v %v", r, err)
+	}
+	mine(t, 1)
+	if r, err := f.intake.CatchUp(ctx); err != nil || r.Credited != 1 || f.balance(t, alice.ID) != 50_000_000 {
+		t.Fatalf("3 confirmations: %+v %v balance %d", r, err, f.balance(t, alice.ID))
+	}
+
+	// Sent while no notification arrived: the catch-up alone finds and credits it.
+	missed := pay(t, addr, 7_000_000)
+	mine(t, 3)
+	r, err = f.intake.CatchUp(ctx)
+	if err != nil || r.Booked != 1 || r.Credited != 1 || f.balance(t, alice.ID) != 57_000_000 {
+		t.Fatalf("missed transaction %s: %+v %v", missed, r, err)
+	}
+
+	// Payments to addresses the ledger did not hand out are not deposits.
+	stranger, err := node.Wallet.GetNewAddress("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerTx := pay(t, stranger.EncodeAddress(), 1_000_000)
+	mine(t, 1)
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM network_transactions WHERE txid = $1`, strangerTx).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("a payment to an unknown address left %d rows", rows)
+	}
+
+	// A second catch-up with no new blocks changes nothing; the cursor is at the tip.
+	if r, err := f.intake.CatchUp(ctx); err != nil || r.Booked+r.Updated+r.Credited+r.Uncredited != 0 {
+		t.Errorf("idle catch-up: %+v %v", r, err)
+	}
+	cur, ok, err := f.ledger.Cursor(ctx)
+	tip, _ := f.backend.Tip(ctx)
+	if err != nil || !ok || cur.Hash != tip.Hash {
+		t.Errorf("cursor %+v, tip %+v", cur, tip)
+	}
+	// Confirmations are followed to the horizon (6), then the deposit is final.
+	mine(t, 5)
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	open, err := f.ledger.OpenDeposits(ctx)
+	if err != nil || len(open) != 0 {
+		t.Errorf("deposits still followed past the horizon: %+v %v", open, err)
+	}
+	f.check(t)
+
+	// Every change became one event: incoming, 2, 3 (credited), then up to 6, for both deposits.
+	var events int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events`).Scan(&events); err != nil || events < 6 {
+		t.Errorf("%d events in the outbox", events)
+	}
+}
