@@ -6,6 +6,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
@@ -51,6 +52,13 @@ type Tip struct {
 	Hash   string
 }
 
+// Send is a payment the wallet made, as the wallet recorded it.
+type Send struct {
+	TxID    string
+	Outputs map[string]ledger.Amount
+	Time    time.Time
+}
+
 // Backend is the service holding the asset's coins.
 type Backend interface {
 	// NewAddress creates a receiving address in the backend's wallet.
@@ -65,4 +73,7 @@ type Backend interface {
 	SendMany(ctx context.Context, outputs map[string]ledger.Amount) (txid string, err error)
 	// Tip is the best block.
 	Tip(ctx context.Context) (Tip, error)
+	// RecentSends lists the wallet's own record of the payments it made since a time. The
+	// broadcaster uses it to learn whether a send whose answer was lost went out.
+	RecentSends(ctx context.Context, since time.Time) ([]Send, error)
 }

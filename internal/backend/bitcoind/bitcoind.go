@@ -420,3 +420,45 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount)
 	}
 	return txid, nil
 }
+
+// recentSendsWindow is how many wallet entries RecentSends reads: the broadcaster asks about the
+// last few minutes, and a wallet does not make a thousand payments in that time.
+const recentSendsWindow = 1000
+
+// RecentSends lists the wallet's sends since a time, from listtransactions. The wallet's clock
+// may differ from ours; the caller passes a time with margin.
+func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Send, error) {
+	var entries []struct {
+		detail
+		TxID string `json:"txid"`
+		Time int64  `json:"time"`
+	}
+	if err := c.read(ctx, "listtransactions", &entries, "*", recentSendsWindow, 0); err != nil {
+		return nil, err
+	}
+	byTx := map[string]*backend.Send{}
+	var order []string
+	for _, e := range entries {
+		if e.Category != "send" || time.Unix(e.Time, 0).Before(since) {
+			continue
+		}
+		a, err := c.amount("listtransactions", e.Amount)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := byTx[e.TxID]
+		if !ok {
+			s = &backend.Send{TxID: e.TxID, Outputs: map[string]ledger.Amount{}, Time: time.Unix(e.Time, 0)}
+			byTx[e.TxID] = s
+			order = append(order, e.TxID)
+		}
+		if s.Outputs[e.Address], err = s.Outputs[e.Address].Add(a); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]backend.Send, 0, len(order))
+	for _, id := range order {
+		out = append(out, *byTx[id])
+	}
+	return out, nil
+}

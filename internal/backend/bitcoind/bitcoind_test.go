@@ -192,6 +192,28 @@ func TestSendMany(t *testing.T) {
 	if !tx.Sent || tx.Fee <= 0 || tx.Confirmations != 1 {
 		t.Errorf("send: %+v", tx)
 	}
+	// The wallet's own record of the send carries the same outputs.
+	sends, err := c.RecentSends(ctx, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range sends {
+		if s.TxID == txid {
+			found = true
+			if len(s.Outputs) != len(outputs) {
+				t.Errorf("recorded outputs %v, sent %v", s.Outputs, outputs)
+			}
+			for addr, want := range outputs {
+				if s.Outputs[addr] != want {
+					t.Errorf("recorded %s: %d, want %d", addr, s.Outputs[addr], want)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("send %s not in RecentSends", txid)
+	}
 }
 
 func TestErrors(t *testing.T) {

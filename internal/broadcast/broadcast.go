@@ -1,0 +1,192 @@
+// Package broadcast sends the ledger's pending outgoing payments: every period, the pending sends
+// of the wallet go out as one network transaction.
+//
+// The one rule: a payment is never sent twice. A broadcast is opened in the ledger before the
+// backend is asked to pay and closed with the txid after. If the helper dies in between, or the
+// backend's answer is lost, the broadcast stays open; the next pass asks the wallet for its own
+// record of recent sends and closes the broadcast with the matching one. Only when no such send
+// exists, and enough time has passed that an unanswered request can no longer complete, does it
+// pay again.
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+// Result says what a pass did.
+type Result struct {
+	// TxID of the network transaction that paid the broadcast, if one was sent or found.
+	TxID string
+	// Sent: this pass paid; Reconciled: an earlier attempt had paid and was found.
+	Sent, Reconciled bool
+	// Sends is the number of ledger sends the broadcast carried.
+	Sends int
+	// Waiting: an interrupted broadcast is not yet known to have failed; nothing was sent.
+	Waiting bool
+}
+
+// Broadcaster pays pending sends.
+type Broadcaster struct {
+	ledger  *ledger.Ledger
+	backend backend.Backend
+	log     logr.Logger
+	// grace is how long after an unanswered send the wallet might still complete it.
+	grace time.Duration
+	now   func() time.Time
+	// afterSend is a fault-injection point for tests: it runs between the backend's answer and
+	// the ledger's record of it, where a crash is most dangerous.
+	afterSend func(txid string) error
+}
+
+// New returns a Broadcaster. grace should exceed the backend's request timeout.
+func New(l *ledger.Ledger, b backend.Backend, grace time.Duration, log logr.Logger) *Broadcaster {
+	return &Broadcaster{ledger: l, backend: b, log: log, grace: grace, now: time.Now}
+}
+
+// clockSkew widens the window of the wallet's send records: its clock is not ours.
+const clockSkew = 10 * time.Minute
+
+// Pass runs one broadcast: reconcile or send, record, book the fee, follow confirmations.
+func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
+	var r Result
+	bc, err := b.ledger.OpenBroadcast(ctx)
+	if err != nil || bc == nil {
+		if err == nil {
+			err = b.followConfirmations(ctx)
+		}
+		return r, err
+	}
+	r.Sends = len(bc.TransactionIDs)
+	log := b.log.WithValues("broadcast", bc.ID, "sends", len(bc.TransactionIDs))
+
+	if bc.Recovered {
+		txid, err := b.findSend(ctx, bc)
+		if err != nil {
+			return r, fmt.Errorf("reconciling interrupted broadcast %d: %w", bc.ID, err)
+		}
+		if txid != "" {
+			log.Info("an interrupted broadcast had gone out; recording it", "txid", txid)
+			r.TxID, r.Reconciled = txid, true
+			return r, b.record(ctx, bc, txid)
+		}
+		if age := b.now().Sub(bc.OpenedAt); age < b.grace {
+			log.Info("interrupted broadcast not found in the wallet yet; waiting before paying again", "age", age, "grace", b.grace)
+			r.Waiting = true
+			return r, nil
+		}
+		log.Info("interrupted broadcast never reached the wallet; sending it", "attempts", bc.Attempts)
+	}
+
+	txid, err := b.backend.SendMany(ctx, bc.Outputs)
+	switch {
+	case err == nil:
+	case errors.Is(err, backend.ErrUnreachable):
+		// The request may have been carried out; the broadcast stays open for reconciliation.
+		_ = b.ledger.NoteBroadcastAttempt(ctx, bc.ID, err.Error())
+		return r, fmt.Errorf("broadcast %d: no answer from the backend; it stays open and will be reconciled: %w", bc.ID, err)
+	default:
+		// The wallet refused: nothing was paid. The sends wait for the next period.
+		if ferr := b.ledger.FailBroadcast(ctx, bc.ID, err.Error()); ferr != nil {
+			return r, errors.Join(err, ferr)
+		}
+		return r, fmt.Errorf("broadcast %d refused by the backend; its sends stay pending: %w", bc.ID, err)
+	}
+	if b.afterSend != nil {
+		if err := b.afterSend(txid); err != nil {
+			return r, err
+		}
+	}
+	log.Info("broadcast sent", "txid", txid)
+	r.TxID, r.Sent = txid, true
+	return r, b.record(ctx, bc, txid)
+}
+
+// findSend looks for a wallet send paying exactly the broadcast's outputs that the ledger does not
+// already know under another broadcast.
+func (b *Broadcaster) findSend(ctx context.Context, bc *ledger.Broadcast) (string, error) {
+	sends, err := b.backend.RecentSends(ctx, bc.OpenedAt.Add(-clockSkew))
+	if err != nil {
+		return "", err
+	}
+	known, err := b.ledger.BroadcastTxIDs(ctx)
+	if err != nil {
+		return "", err
+	}
+	var matches []string
+	for _, s := range sends {
+		if !known[s.TxID] && pays(s.Outputs, bc.Outputs) {
+			matches = append(matches, s.TxID)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return "", nil
+	case 1:
+		return matches[0], nil
+	default:
+		// Two unknown sends with the same outputs: a human must say which is ours. Sending
+		// again is the one thing that is certainly wrong.
+		return "", fmt.Errorf("%d wallet sends match broadcast %d (%v); resolve by hand", len(matches), bc.ID, matches)
+	}
+}
+
+// pays reports whether a wallet send's outputs to others are exactly the broadcast's. Change
+// outputs are not listed as sends by bitcoind wallets, so equality is exact.
+func pays(sent, want map[string]ledger.Amount) bool {
+	if len(sent) != len(want) {
+		return false
+	}
+	for addr, a := range want {
+		if sent[addr] != a {
+			return false
+		}
+	}
+	return true
+}
+
+// record closes the broadcast and books its fee. The fee lookup is a network call outside the
+// ledger transaction; if it fails, the fee is booked by a later pass (BookFee is idempotent).
+func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string) error {
+	if err := b.ledger.MarkBroadcasted(ctx, bc.ID, txid); err != nil {
+		return err
+	}
+	return b.bookFee(ctx, txid)
+}
+
+func (b *Broadcaster) bookFee(ctx context.Context, txid string) error {
+	tx, err := b.backend.Transaction(ctx, txid)
+	if err != nil {
+		return fmt.Errorf("looking up the fee of %s: %w", txid, err)
+	}
+	return b.ledger.BookFee(ctx, txid, tx.Fee)
+}
+
+// followConfirmations updates our broadcasts below the tracking horizon and books fees that an
+// earlier pass could not.
+func (b *Broadcaster) followConfirmations(ctx context.Context) error {
+	txids, err := b.ledger.OpenBroadcastTxIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, txid := range txids {
+		tx, err := b.backend.Transaction(ctx, txid)
+		if err != nil {
+			return fmt.Errorf("following %s: %w", txid, err)
+		}
+		if _, err := b.ledger.RecordBroadcastConfirmations(ctx, txid, tx.Confirmations, tx.BlockHash, tx.BlockHeight); err != nil {
+			return err
+		}
+		if err := b.ledger.BookFee(ctx, txid, tx.Fee); err != nil {
+			return err
+		}
+	}
+	return nil
+}

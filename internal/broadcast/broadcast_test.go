@@ -1,0 +1,278 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+)
+
+var (
+	pg   *pgtest.Server
+	node *btctest.Node
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	var err error
+	if pg, err = pgtest.Start(); err == nil {
+		defer pg.Stop()
+		if node, err = btctest.Start(); err == nil {
+			defer node.Stop()
+		}
+	}
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, "test servers:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
+		return 0
+	}
+	return m.Run()
+}
+
+type fixture struct {
+	pool    *pgxpool.Pool
+	ledger  *ledger.Ledger
+	backend *bitcoind.Client
+	alice   int64
+}
+
+func newBackend(t *testing.T, url string) *bitcoind.Client {
+	t.Helper()
+	user, pass := node.Credentials()
+	b, err := bitcoind.New(bitcoind.Options{URL: url, Flavor: bitcoind.Btcwallet, User: user, Password: pass,
+		WalletPassphrase: btctest.WalletPassphrase, Timeout: 5 * time.Second, Coin: "bitcoin", Network: "simnet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// setup opens a ledger whose account alice holds `funds`, booked from a synthetic confirmed
+// deposit: the ledger's balance is what it pays from; the node's wallet has coins to spare.
+func setup(t *testing.T, funds ledger.Amount) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{
+		Asset: "btc", Coin: "bitcoin", Network: "simnet", Confirmations: 2, MaxTrackedConfirmations: 4,
+		ValidateAddress: func(a string) error { return coin.ValidateAddress("bitcoin", "simnet", a) },
+		EventTargets:    []string{"app"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{pool: pool, ledger: l, backend: newBackend(t, node.WalletURL())}
+	alice, err := l.CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.alice = alice.ID
+	addr := f.address(t)
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, addr, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: fmt.Sprintf("%064x", time.Now().UnixNano()), Address: addr, Amount: funds, Confirmations: 4}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// address is a fresh address of the node's wallet: "external" to the ledger.
+func (f *fixture) address(t *testing.T) string {
+	t.Helper()
+	a, err := f.backend.NewAddress(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (f *fixture) send(t *testing.T, to string, amount ledger.Amount) ledger.Transaction {
+	t.Helper()
+	tx, err := f.ledger.SendExternal(context.Background(), f.alice, to, amount, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+func (f *fixture) check(t *testing.T) {
+	t.Helper()
+	if v, err := ledger.Check(context.Background(), f.pool); err != nil || len(v) > 0 {
+		t.Fatalf("ledger check: %v %v", v, err)
+	}
+}
+
+// walletSends counts the wallet's sends paying exactly outputs: the wallet's own truth about how
+// often a payment went out.
+func (f *fixture) walletSends(t *testing.T, outputs map[string]ledger.Amount) []string {
+	t.Helper()
+	sends, err := f.backend.RecentSends(context.Background(), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range sends {
+		if pays(s.Outputs, outputs) {
+			ids = append(ids, s.TxID)
+		}
+	}
+	return ids
+}
+
+func mine(t *testing.T, n uint32) {
+	t.Helper()
+	if _, err := node.Mine(n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBroadcastBatchesPendingSends(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 10*ledger.Amount(1e8))
+	b := New(f.ledger, f.backend, time.Minute, testr.New(t))
+	if r, err := b.Pass(ctx); err != nil || r.Sent {
+		t.Fatalf("nothing pending: %+v %v", r, err)
+	}
+	x, y := f.address(t), f.address(t)
+	sends := []ledger.Transaction{f.send(t, x, 100_000_000), f.send(t, x, 50_000_000), f.send(t, y, 200_000_000)}
+
+	r, err := b.Pass(ctx)
+	if err != nil || !r.Sent || r.Sends != 3 {
+		t.Fatalf("broadcast: %+v %v", r, err)
+	}
+	want := map[string]ledger.Amount{x: 150_000_000, y: 200_000_000}
+	if got := f.walletSends(t, want); len(got) != 1 || got[0] != r.TxID {
+		t.Fatalf("wallet sends paying %v: %v, want exactly [%s]", want, got, r.TxID)
+	}
+	for _, s := range sends {
+		tx, err := f.ledger.Transaction(ctx, s.ID)
+		if err != nil || tx.State != "broadcasted" || tx.TxID != r.TxID {
+			t.Errorf("send %d: %+v %v", s.ID, tx, err)
+		}
+	}
+	fees, err := f.ledger.Account(ctx, f.ledger.FeeAccountID())
+	if err != nil || fees.Balance >= 0 {
+		t.Errorf("fee not booked: %+v %v", fees, err)
+	}
+	if r, err := b.Pass(ctx); err != nil || r.Sent || r.Reconciled {
+		t.Errorf("second pass: %+v %v", r, err)
+	}
+	// Confirmations are followed; at the threshold (2) the sends are confirmed.
+	mine(t, 2)
+	if _, err := b.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, sends[0].ID); tx.State != "confirmed" || tx.Confirmations != 2 {
+		t.Errorf("after 2 blocks: %+v", tx)
+	}
+	if a, _ := f.ledger.Account(ctx, f.alice); a.Balance != 10*1e8-350_000_000 {
+		t.Errorf("alice %d", a.Balance)
+	}
+	f.check(t)
+}
+
+func TestCrashBetweenSendAndRecordIsReconciled(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 5*ledger.Amount(1e8))
+	x := f.address(t)
+	s := f.send(t, x, 123_456_789)
+
+	crashing := New(f.ledger, f.backend, time.Hour, testr.New(t))
+	errKilled := errors.New("killed between the send and its record")
+	crashing.afterSend = func(string) error { return errKilled }
+	if _, err := crashing.Pass(ctx); !errors.Is(err, errKilled) {
+		t.Fatalf("crash pass: %v", err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasting" {
+		t.Fatalf("after the crash the send is %s, want broadcasting", tx.State)
+	}
+
+	// The restarted broadcaster finds the payment in the wallet instead of paying again, even
+	// with a grace period that would otherwise make it wait.
+	restarted := New(f.ledger, f.backend, time.Hour, testr.New(t))
+	r, err := restarted.Pass(ctx)
+	if err != nil || !r.Reconciled || r.Sent {
+		t.Fatalf("recovery: %+v %v", r, err)
+	}
+	want := map[string]ledger.Amount{x: 123_456_789}
+	if got := f.walletSends(t, want); len(got) != 1 || got[0] != r.TxID {
+		t.Fatalf("the wallet paid %v %d times (%v), want once", want, len(got), got)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasted" || tx.TxID != r.TxID {
+		t.Errorf("send after recovery: %+v", tx)
+	}
+	f.check(t)
+}
+
+func TestUnansweredSendWaitsThenSendsOnce(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 5*ledger.Amount(1e8))
+	x := f.address(t)
+	s := f.send(t, x, 77_000_000)
+
+	down := New(f.ledger, newBackend(t, "http://127.0.0.1:1"), time.Hour, testr.New(t))
+	if _, err := down.Pass(ctx); !errors.Is(err, backend.ErrUnreachable) {
+		t.Fatalf("backend down: %v", err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasting" {
+		t.Fatalf("send is %s while the broadcast is unresolved", tx.State)
+	}
+	// Back up, within the grace period: it waits rather than risk paying twice.
+	patient := New(f.ledger, f.backend, time.Hour, testr.New(t))
+	if r, err := patient.Pass(ctx); err != nil || !r.Waiting || r.Sent {
+		t.Fatalf("within grace: %+v %v", r, err)
+	}
+	// Past the grace period with no such send in the wallet, it pays, once.
+	late := New(f.ledger, f.backend, time.Hour, testr.New(t))
+	late.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	r, err := late.Pass(ctx)
+	if err != nil || !r.Sent {
+		t.Fatalf("after grace: %+v %v", r, err)
+	}
+	if got := f.walletSends(t, map[string]ledger.Amount{x: 77_000_000}); len(got) != 1 {
+		t.Fatalf("paid %d times", len(got))
+	}
+	f.check(t)
+}
+
+func TestRefusedBroadcastReturnsSendsToPending(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 100_000*ledger.Amount(1e8)) // more than the node's wallet holds
+	s := f.send(t, f.address(t), 50_000*ledger.Amount(1e8))
+	b := New(f.ledger, f.backend, time.Minute, testr.New(t))
+	if _, err := b.Pass(ctx); !errors.Is(err, backend.ErrInsufficientFunds) {
+		t.Fatalf("want insufficient funds, got %v", err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "pending" {
+		t.Errorf("refused send is %s, want pending (retried next period)", tx.State)
+	}
+	if a, _ := f.ledger.Account(ctx, f.alice); a.Balance != 50_000*1e8 {
+		t.Errorf("the reservation was released: alice %d", a.Balance)
+	}
+	f.check(t)
+}

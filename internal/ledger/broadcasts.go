@@ -1,0 +1,243 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Broadcast is a batch of pending sends paid in one network transaction.
+type Broadcast struct {
+	ID       int64
+	OpenedAt time.Time
+	// Outputs are what the network transaction pays: sends to the same address are added up.
+	Outputs        map[string]Amount
+	TransactionIDs []int64
+	// Recovered: the broadcast was already open when this pass began; an earlier attempt may
+	// have paid it.
+	Recovered bool
+	Attempts  int
+}
+
+// OpenBroadcast returns the wallet's open broadcast, or opens one with every pending send, or
+// returns nil when nothing is pending.
+func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
+	var b *Broadcast
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		b = &Broadcast{Outputs: map[string]Amount{}}
+		err := tx.QueryRow(ctx, `SELECT id, opened_at, attempts FROM broadcasts WHERE wallet_id = $1 AND state = 'opened'`, l.walletID).
+			Scan(&b.ID, &b.OpenedAt, &b.Attempts)
+		switch {
+		case err == nil:
+			b.Recovered = true
+		case errors.Is(err, pgx.ErrNoRows):
+			var pending int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE wallet_id = $1 AND kind = 'outgoing' AND state = 'pending'`, l.walletID).Scan(&pending); err != nil {
+				return err
+			}
+			if pending == 0 {
+				b = nil
+				return nil
+			}
+			if err := tx.QueryRow(ctx, `INSERT INTO broadcasts (asset_id, wallet_id, state) VALUES ($1, $2, 'opened') RETURNING id, opened_at`,
+				l.assetID, l.walletID).Scan(&b.ID, &b.OpenedAt); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE transactions SET state = 'broadcasting', broadcast_id = $1, updated_at = now()
+				WHERE wallet_id = $2 AND kind = 'outgoing' AND state = 'pending'`, b.ID, l.walletID); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT t.id, a.address, t.amount FROM transactions t JOIN addresses a ON a.id = t.address_id
+			WHERE t.broadcast_id = $1 ORDER BY t.id`, b.ID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var addr string
+			var amount Amount
+			if err := rows.Scan(&id, &addr, &amount); err != nil {
+				return err
+			}
+			sum, err := b.Outputs[addr].Add(amount)
+			if err != nil {
+				return fmt.Errorf("sends to %s: %w", addr, err)
+			}
+			b.Outputs[addr] = sum
+			b.TransactionIDs = append(b.TransactionIDs, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening a broadcast: %w", err)
+	}
+	return b, nil
+}
+
+// MarkBroadcasted closes a broadcast with the network transaction that paid it and reports each
+// send to the application.
+func (l *Ledger) MarkBroadcasted(ctx context.Context, broadcastID int64, txid string) error {
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'broadcasted', txid = $1, closed_at = now() WHERE id = $2 AND state = 'opened'`, txid, broadcastID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("broadcast %d is not open", broadcastID)
+		}
+		var ntID int64
+		if err := tx.QueryRow(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations) VALUES ($1, 'broadcast', $2, 0)
+			ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid RETURNING id`, l.assetID, txid).Scan(&ntID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = 'broadcasted', network_transaction_id = $1, updated_at = now()
+			WHERE broadcast_id = $2`, ntID, broadcastID); err != nil {
+			return err
+		}
+		return l.broadcastEvents(ctx, tx, ntID)
+	})
+	if err != nil {
+		return fmt.Errorf("recording broadcast %d as %s: %w", broadcastID, txid, err)
+	}
+	return nil
+}
+
+func (l *Ledger) broadcastEvents(ctx context.Context, tx pgx.Tx, ntID int64) error {
+	rows, err := tx.Query(ctx, transactionSelect+` WHERE t.network_transaction_id = $1 AND t.kind = 'outgoing' ORDER BY t.id`, ntID)
+	if err != nil {
+		return err
+	}
+	txs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+	if err != nil {
+		return err
+	}
+	for _, t := range txs {
+		p := l.txUpdatePayload(t, ntID, DepositUpdate{})
+		p.AccountID = t.SendingAccountID
+		if err := l.writeEvent(ctx, tx, "txupdate", p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NoteBroadcastAttempt records a failed attempt of a broadcast that stays open, because the send
+// may or may not have gone out (the backend did not answer).
+func (l *Ledger) NoteBroadcastAttempt(ctx context.Context, broadcastID int64, reason string) error {
+	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE broadcasts SET attempts = attempts + 1, last_error = $1 WHERE id = $2`, reason, broadcastID)
+		return err
+	})
+}
+
+// FailBroadcast closes a broadcast the backend definitely refused (it paid nothing) and puts its
+// sends back to pending for the next period; the amounts stay reserved.
+func (l *Ledger) FailBroadcast(ctx context.Context, broadcastID int64, reason string) error {
+	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'failed', last_error = $1, attempts = attempts + 1, closed_at = now()
+			WHERE id = $2 AND state = 'opened'`, reason, broadcastID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE transactions SET state = 'pending', broadcast_id = NULL, updated_at = now() WHERE broadcast_id = $1`, broadcastID)
+		return err
+	})
+}
+
+// BroadcastTxIDs lists the txids of every broadcast the ledger knows, so reconciliation never
+// mistakes an earlier payment for the one it is looking for.
+func (l *Ledger) BroadcastTxIDs(ctx context.Context) (map[string]bool, error) {
+	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast'`, l.assetID)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// BookFee books the network fee of one of our broadcasts to the fee account, once.
+func (l *Ledger) BookFee(ctx context.Context, txid string, fee Amount) error {
+	if fee <= 0 {
+		return nil
+	}
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		var ntID int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast' AND txid = $2`, l.assetID, txid).Scan(&ntID); err != nil {
+			return fmt.Errorf("broadcast %s: %w", txid, err)
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transactions WHERE network_transaction_id = $1 AND kind = 'network_fee')`, ntID).Scan(&exists); err != nil || exists {
+			return err
+		}
+		fees, err := l.lockAccount(ctx, tx, l.feeAccountID)
+		if err != nil {
+			return err
+		}
+		if err := l.adjust(ctx, tx, fees, -fee); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, amount, network_transaction_id)
+			VALUES ($1, $2, 'network_fee', 'done', $3, $4, $5)`, l.assetID, l.walletID, l.feeAccountID, fee, ntID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("booking the fee of %s: %w", txid, err)
+	}
+	return nil
+}
+
+// OpenBroadcastTxIDs lists our broadcasts whose confirmations are still followed.
+func (l *Ledger) OpenBroadcastTxIDs(ctx context.Context) ([]string, error) {
+	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast' AND confirmations < $2 ORDER BY id`,
+		l.assetID, l.opts.MaxTrackedConfirmations)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// RecordBroadcastConfirmations follows a broadcast's confirmations: its sends become confirmed at
+// the asset's threshold, and each change is reported.
+func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, confirmations int32, blockHash string, height int64) (changed bool, err error) {
+	if confirmations > l.opts.MaxTrackedConfirmations {
+		confirmations = l.opts.MaxTrackedConfirmations
+	}
+	err = inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		var ntID int64
+		var old int32
+		if err := tx.QueryRow(ctx, `SELECT id, confirmations FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast' AND txid = $2 FOR UPDATE`,
+			l.assetID, txid).Scan(&ntID, &old); err != nil {
+			return fmt.Errorf("broadcast %s: %w", txid, err)
+		}
+		changed = old != confirmations
+		if !changed {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE network_transactions SET confirmations = $1, block_hash = nullif($2, ''), block_height = nullif($3, 0), updated_at = now() WHERE id = $4`,
+			confirmations, blockHash, height, ntID); err != nil {
+			return err
+		}
+		state := "broadcasted"
+		if confirmations >= l.opts.Confirmations {
+			state = "confirmed"
+		}
+		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = $1, updated_at = now() WHERE network_transaction_id = $2 AND kind = 'outgoing'`, state, ntID); err != nil {
+			return err
+		}
+		return l.broadcastEvents(ctx, tx, ntID)
+	})
+	return changed, err
+}
