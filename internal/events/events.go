@@ -1,0 +1,170 @@
+// Package events delivers the ledger's outbox to the application: at least once, each target on
+// its own, with exponential backoff, signed.
+//
+// # What a receiver gets
+//
+// An HTTP target receives POST requests with a JSON body:
+//
+//	{"id": "3f1c…-uuid", "event": "txupdate", "created_at": "2026-11-22T04:50:00Z", "data": {…}}
+//
+// and the headers
+//
+//	X-Cryptoassets-Event-Id:  the same id
+//	X-Cryptoassets-Signature: t=1795323000,v1=<hex>
+//
+// where v1 is HMAC-SHA256 with the target's signing key over "<t>.<body>". To verify: recompute
+// the HMAC over the timestamp, a dot and the raw body, compare in constant time, and reject a t
+// more than five minutes from your clock (replays). Respond 2xx once the event is stored; any
+// other answer, or none within the timeout, is retried with exponential backoff (capped at an
+// hour, for seven days). Deliveries can repeat and arrive out of order: deduplicate on id, and use
+// data.confirmations rather than arrival order.
+package events
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+// Envelope is the JSON body of a delivered event.
+type Envelope struct {
+	ID        string          `json:"id"`
+	Event     string          `json:"event"`
+	CreatedAt time.Time       `json:"created_at"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// Body encodes a delivery as the JSON every target sends.
+func Body(d ledger.Delivery) ([]byte, error) {
+	return json.Marshal(Envelope{ID: d.EventID, Event: d.Name, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload})
+}
+
+// Headers of signed deliveries.
+const (
+	SignatureHeader = "X-Cryptoassets-Signature"
+	EventIDHeader   = "X-Cryptoassets-Event-Id"
+)
+
+// Sign returns the signature header value for body at time t.
+func Sign(key []byte, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(ts))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Verify checks a signature header against body, refusing timestamps further than tolerance from now.
+func Verify(key []byte, header string, body []byte, tolerance time.Duration, now time.Time) error {
+	var ts, sig string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sig = v
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sig == "" {
+		return errors.New("signature header must look like t=<unix seconds>,v1=<hex>")
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("signature timestamp is %s away from now", d.Round(time.Second))
+	}
+	want := Sign(key, time.Unix(sec, 0), body)
+	if !hmac.Equal([]byte(want), []byte("t="+ts+",v1="+sig)) {
+		return errors.New("signature does not match")
+	}
+	return nil
+}
+
+// Target delivers events to one place.
+type Target interface {
+	Name() string
+	Deliver(ctx context.Context, d ledger.Delivery) error
+}
+
+// HTTPTarget posts signed events.
+type HTTPTarget struct {
+	name   string
+	url    string
+	key    []byte
+	client *http.Client
+	now    func() time.Time
+}
+
+// NewHTTPTarget returns a target posting to url, signing with key.
+func NewHTTPTarget(name, url string, key []byte, timeout time.Duration) *HTTPTarget {
+	return &HTTPTarget{name: name, url: url, key: key, client: &http.Client{Timeout: timeout}, now: time.Now}
+}
+
+// Name is the target's name from the config.
+func (h *HTTPTarget) Name() string { return h.name }
+
+// Deliver posts one event; only a 2xx answer counts as delivered.
+func (h *HTTPTarget) Deliver(ctx context.Context, d ledger.Delivery) error {
+	body, err := Body(d)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "cryptoassets-helper")
+	req.Header.Set(EventIDHeader, d.EventID)
+	req.Header.Set(SignatureHeader, Sign(h.key, h.now(), body))
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("%s answered HTTP %d", h.url, resp.StatusCode)
+	}
+	return nil
+}
+
+// PGNotifyTarget sends events with NOTIFY on the ledger database, for applications that LISTEN.
+type PGNotifyTarget struct {
+	name, channel string
+	ledger        *ledger.Ledger
+}
+
+// NewPGNotifyTarget returns a NOTIFY target.
+func NewPGNotifyTarget(name, channel string, l *ledger.Ledger) *PGNotifyTarget {
+	return &PGNotifyTarget{name: name, channel: channel, ledger: l}
+}
+
+// Name is the target's name from the config.
+func (p *PGNotifyTarget) Name() string { return p.name }
+
+// Deliver notifies the channel. NOTIFY payloads are limited to 8000 bytes; txupdate events are a
+// few hundred.
+func (p *PGNotifyTarget) Deliver(ctx context.Context, d ledger.Delivery) error {
+	body, err := Body(d)
+	if err != nil {
+		return err
+	}
+	if len(body) >= 8000 {
+		return fmt.Errorf("event %s is %d bytes, over NOTIFY's 8000", d.EventID, len(body))
+	}
+	return p.ledger.Notify(ctx, p.channel, body)
+}

@@ -1,0 +1,232 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	if pg, err = pgtest.Start(); err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "SKIP:", err)
+		os.Exit(0)
+	}
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
+func TestSignAndVerify(t *testing.T) {
+	key := []byte("signing-key")
+	body := []byte(`{"id":"x"}`)
+	now := time.Unix(1_795_323_000, 0)
+	sig := Sign(key, now, body)
+	if err := Verify(key, sig, body, 5*time.Minute, now.Add(time.Minute)); err != nil {
+		t.Fatalf("valid signature refused: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		key, body []byte
+		header    string
+		at        time.Time
+		want      string
+	}{
+		"tampered body": {key, []byte(`{"id":"y"}`), sig, now, "does not match"},
+		"wrong key":     {[]byte("other"), body, sig, now, "does not match"},
+		"replayed":      {key, body, sig, now.Add(10 * time.Minute), "away from now"},
+		"malformed":     {key, body, "sha256=abc", now, "must look like"},
+	} {
+		if err := Verify(tc.key, tc.header, tc.body, 5*time.Minute, tc.at); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+// receiver is an application endpoint that verifies signatures and records event ids.
+type receiver struct {
+	key     []byte
+	failing atomic.Bool
+	mu      sync.Mutex
+	ids     []string
+	bad     int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	if r.failing.Load() {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := Verify(r.key, req.Header.Get(SignatureHeader), body, 5*time.Minute, time.Now()); err != nil {
+		r.bad++
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	var env Envelope
+	if err := json.Unmarshal(body, &env); err != nil || env.ID != req.Header.Get(EventIDHeader) || env.Event != "txupdate" {
+		r.bad++
+		http.Error(w, "bad envelope", http.StatusBadRequest)
+		return
+	}
+	r.ids = append(r.ids, env.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) unique() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, id := range r.ids {
+		seen[id] = true
+	}
+	return len(seen)
+}
+
+// ledgerWithEvents opens a ledger and produces n txupdate events from deposit confirmations.
+func ledgerWithEvents(t *testing.T, targets []string, n int) (*ledger.Ledger, *pgxpool.Pool, string) {
+	t.Helper()
+	ctx := context.Background()
+	url := pg.Database(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3,
+		MaxTrackedConfirmations: 100, ValidateAddress: func(string) error { return nil }, EventTargets: targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := l.CreateAccount(ctx, "alice")
+	if _, err := l.AddReceivingAddress(ctx, a.ID, "addr-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-1", Amount: 1000, Confirmations: int32(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, pool, url
+}
+
+func TestFailingTargetDoesNotBlockOthers(t *testing.T) {
+	ctx := context.Background()
+	l, pool, _ := ledgerWithEvents(t, []string{"good", "flaky"}, 5)
+	good, flaky := &receiver{key: []byte("k1")}, &receiver{key: []byte("k2")}
+	flaky.failing.Store(true)
+	gs, fs := httptest.NewServer(good), httptest.NewServer(flaky)
+	defer gs.Close()
+	defer fs.Close()
+	d := NewDispatcher(l, nil, Backoff{Base: 20 * time.Millisecond, Max: 20 * time.Millisecond, GiveUpAfter: time.Hour}, testr.New(t))
+	gt := NewHTTPTarget("good", gs.URL, good.key, 5*time.Second)
+	ft := NewHTTPTarget("flaky", fs.URL, flaky.key, 5*time.Second)
+
+	if n, err := d.DeliverDue(ctx, ft); err != nil || n != 5 {
+		t.Fatalf("flaky: %d %v", n, err)
+	}
+	if n, err := d.DeliverDue(ctx, gt); err != nil || n != 5 || good.unique() != 5 {
+		t.Fatalf("good: %d %v, received %d", n, err, good.unique())
+	}
+	var pending int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox_deliveries WHERE target = 'flaky' AND delivered_at IS NULL AND attempts = 1 AND last_error LIKE '%503%'`).Scan(&pending); err != nil || pending != 5 {
+		t.Fatalf("flaky deliveries recorded: %d %v", pending, err)
+	}
+	// Nothing is due before the backoff passes.
+	if n, _ := d.DeliverDue(ctx, ft); n != 0 {
+		t.Errorf("%d retries before the backoff elapsed", n)
+	}
+	flaky.failing.Store(false)
+	time.Sleep(50 * time.Millisecond)
+	if n, err := d.DeliverDue(ctx, ft); err != nil || n != 5 || flaky.unique() != 5 {
+		t.Fatalf("after recovery: %d %v, received %d", n, err, flaky.unique())
+	}
+	if good.bad+flaky.bad != 0 {
+		t.Errorf("%d deliveries failed signature or envelope checks", good.bad+flaky.bad)
+	}
+	if n, _ := d.DeliverDue(ctx, gt); n != 0 {
+		t.Errorf("delivered events are delivered again: %d", n)
+	}
+}
+
+func TestGivingUp(t *testing.T) {
+	ctx := context.Background()
+	l, pool, _ := ledgerWithEvents(t, []string{"dead"}, 1)
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }))
+	defer dead.Close()
+	d := NewDispatcher(l, nil, Backoff{Base: time.Millisecond, Max: time.Millisecond, GiveUpAfter: 0}, testr.New(t))
+	if _, err := d.DeliverDue(ctx, NewHTTPTarget("dead", dead.URL, []byte("k"), time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var infinite bool
+	if err := pool.QueryRow(ctx, `SELECT next_attempt_at = 'infinity' FROM outbox_deliveries WHERE target = 'dead'`).Scan(&infinite); err != nil || !infinite {
+		t.Errorf("abandoned delivery not parked: %v %v", infinite, err)
+	}
+}
+
+func TestRunDeliversToPGNotifyAndHTTP(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, _, url := ledgerWithEvents(t, []string{"web", "pg"}, 3)
+	listener, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(context.Background())
+	if _, err := listener.Exec(ctx, "LISTEN cryptoassets_events"); err != nil {
+		t.Fatal(err)
+	}
+	web := &receiver{key: []byte("k")}
+	srv := httptest.NewServer(web)
+	defer srv.Close()
+	d := NewDispatcher(l, []Target{NewHTTPTarget("web", srv.URL, web.key, 5*time.Second), NewPGNotifyTarget("pg", "cryptoassets_events", l)},
+		DefaultBackoff(), testr.New(t))
+	go func() { _ = d.Run(ctx) }()
+
+	got := map[string]bool{}
+	deadline, stop := context.WithTimeout(ctx, 20*time.Second)
+	defer stop()
+	for len(got) < 3 {
+		n, err := listener.WaitForNotification(deadline)
+		if err != nil {
+			t.Fatalf("waiting for NOTIFY: %v (got %d)", err, len(got))
+		}
+		var env Envelope
+		if err := json.Unmarshal([]byte(n.Payload), &env); err != nil {
+			t.Fatal(err)
+		}
+		got[env.ID] = true
+	}
+	for web.unique() < 3 {
+		if deadline.Err() != nil {
+			t.Fatalf("HTTP target received %d of 3", web.unique())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
