@@ -40,9 +40,8 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(operatorCommand(), versionCommand(), initializeDBCommand(), ledgerCommand())
+	root.AddCommand(operatorCommand(), versionCommand(), helperCommand(), initializeDBCommand(), ledgerCommand())
 	for _, c := range []struct{ use, short, issue string }{
-		{"helper", "Run the helper service for one asset (--config FILE)", "3"},
 		{"rescan", "Rescan the backend once for missed transactions (--config FILE)", "5"},
 		{"walletnotify", "Tell a running helper about a wallet transaction (for bitcoind -walletnotify)", "4"},
 	} {

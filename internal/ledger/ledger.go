@@ -477,3 +477,26 @@ func (l *Ledger) MarkProcessed(ctx context.Context, id int64) (Transaction, erro
 	})
 	return out, err
 }
+
+// TransactionFilter selects transactions; zero fields do not filter.
+type TransactionFilter struct {
+	AccountID int64
+	State     string
+	Limit     int
+}
+
+// Transactions lists the asset's transactions, newest first.
+func (l *Ledger) Transactions(ctx context.Context, f TransactionFilter) ([]Transaction, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	rows, err := l.pool.Query(ctx, transactionSelect+`
+		WHERE t.asset_id = $1
+		  AND ($2 = 0 OR t.sending_account_id = $2 OR t.receiving_account_id = $2)
+		  AND ($3 = '' OR t.state = $3)
+		ORDER BY t.id DESC LIMIT $4`, l.assetID, f.AccountID, f.State, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+}

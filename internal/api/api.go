@@ -1,0 +1,383 @@
+// Package api is the helper's application API: JSON over HTTP, a bearer token on every request,
+// amounts as decimal strings. The ledger stays the source of truth; this is a door to it.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+// Server serves the API.
+type Server struct {
+	ledger  *ledger.Ledger
+	backend backend.Backend
+	token   []byte
+	// Wake is called after a send is queued, so the broadcaster need not wait a full period.
+	Wake func()
+}
+
+// New returns an API server; token is the bearer token applications present.
+func New(l *ledger.Ledger, b backend.Backend, token string) *Server {
+	return &Server{ledger: l, backend: b, token: []byte(token)}
+}
+
+// apiError is the JSON error body: what went wrong, and the request field when one is to blame.
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, field, format string, args ...any) {
+	writeJSON(w, status, apiError{Error: fmt.Sprintf(format, args...), Field: field})
+}
+
+// ledgerError maps ledger and backend errors to HTTP answers.
+func ledgerError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		fail(w, http.StatusNotFound, "", "%v", err)
+	case errors.Is(err, ledger.ErrExists), errors.Is(err, ledger.ErrIdempotencyConflict):
+		fail(w, http.StatusConflict, "", "%v", err)
+	case errors.Is(err, ledger.ErrInsufficientBalance):
+		fail(w, http.StatusUnprocessableEntity, "amount", "%v", err)
+	case errors.Is(err, ledger.ErrSameAccount):
+		fail(w, http.StatusUnprocessableEntity, "to", "%v", err)
+	case errors.Is(err, ledger.ErrInvalidAddress):
+		fail(w, http.StatusBadRequest, "address", "%v", err)
+	case errors.Is(err, ledger.ErrInvalidAmount), errors.Is(err, ledger.ErrOverflow):
+		fail(w, http.StatusBadRequest, "amount", "%v", err)
+	case errors.Is(err, backend.ErrUnreachable):
+		fail(w, http.StatusServiceUnavailable, "", "the backend is unreachable; try again: %v", err)
+	default:
+		fail(w, http.StatusInternalServerError, "", "%v", err)
+	}
+}
+
+// Handler returns the API's routes behind the token check.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/accounts", s.listAccounts)
+	mux.HandleFunc("POST /v1/accounts", s.createAccount)
+	mux.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
+	mux.HandleFunc("GET /v1/accounts/{id}/addresses", s.listAddresses)
+	mux.HandleFunc("POST /v1/accounts/{id}/addresses", s.createAddress)
+	mux.HandleFunc("POST /v1/accounts/{id}/send", s.send)
+	mux.HandleFunc("GET /v1/transactions", s.listTransactions)
+	mux.HandleFunc("GET /v1/transactions/{id}", s.getTransaction)
+	mux.HandleFunc("POST /v1/transactions/{id}/processed", s.markProcessed)
+	mux.HandleFunc("GET /v1/balance", s.balance)
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	return s.authenticate(mux)
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/openapi.json" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cryptoassets"`)
+			fail(w, http.StatusUnauthorized, "", "a valid bearer token is required")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		fail(w, http.StatusBadRequest, "id", "id must be a positive integer, got %q", r.PathValue("id"))
+		return 0, false
+	}
+	return id, true
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		fail(w, http.StatusBadRequest, "", "request body is not the expected JSON: %v", err)
+		return false
+	}
+	return true
+}
+
+// Account is an account in API form.
+type Account struct {
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Balance string `json:"balance"`
+}
+
+func (s *Server) account(a ledger.Account) Account {
+	return Account{ID: a.ID, Name: a.Name, Kind: a.Kind, Balance: a.Balance.Format(s.ledger.Coin().Decimals)}
+}
+
+func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
+	accounts, err := s.ledger.Accounts(r.Context())
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	out := make([]Account, 0, len(accounts))
+	for _, a := range accounts {
+		out = append(out, s.account(a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.Name) == "" {
+		fail(w, http.StatusBadRequest, "name", "name is required")
+		return
+	}
+	a, err := s.ledger.CreateAccount(r.Context(), req.Name)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.account(a))
+}
+
+func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.ledger.Account(r.Context(), id)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.account(a))
+}
+
+// Address is a receiving address in API form.
+type Address struct {
+	Address   string `json:"address"`
+	AccountID int64  `json:"account_id"`
+	Label     string `json:"label,omitempty"`
+}
+
+func (s *Server) listAddresses(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if _, err := s.ledger.Account(r.Context(), id); err != nil {
+		ledgerError(w, err)
+		return
+	}
+	addrs, err := s.ledger.ReceivingAddresses(r.Context(), id)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	out := make([]Address, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, Address{Address: a.Address, AccountID: id, Label: a.Label})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// createAddress asks the backend for a new address (synchronously: a caller wants the address
+// to show a customer) and records it for the account.
+func (s *Server) createAddress(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Label string `json:"label"`
+	}
+	if r.ContentLength != 0 && !decode(w, r, &req) {
+		return
+	}
+	if _, err := s.ledger.Account(r.Context(), id); err != nil {
+		ledgerError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	addr, err := s.backend.NewAddress(ctx, req.Label)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	a, err := s.ledger.AddReceivingAddress(r.Context(), id, addr, req.Label)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, Address{Address: a.Address, AccountID: id, Label: a.Label})
+}
+
+// Transaction is a ledger transaction in API form.
+type Transaction struct {
+	ID                 int64      `json:"id"`
+	Kind               string     `json:"kind"`
+	State              string     `json:"state"`
+	SendingAccountID   *int64     `json:"sending_account_id,omitempty"`
+	ReceivingAccountID *int64     `json:"receiving_account_id,omitempty"`
+	Address            string     `json:"address,omitempty"`
+	Amount             string     `json:"amount"`
+	TxID               string     `json:"txid,omitempty"`
+	OutputIndex        *int32     `json:"output_index,omitempty"`
+	Confirmations      int32      `json:"confirmations"`
+	Credited           bool       `json:"credited"`
+	ProcessedAt        *time.Time `json:"processed_at,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
+}
+
+func (s *Server) transaction(t ledger.Transaction) Transaction {
+	return Transaction{ID: t.ID, Kind: t.Kind, State: t.State, SendingAccountID: t.SendingAccountID,
+		ReceivingAccountID: t.ReceivingAccountID, Address: t.Address, Amount: t.Amount.Format(s.ledger.Coin().Decimals),
+		TxID: t.TxID, OutputIndex: t.OutputIndex, Confirmations: t.Confirmations, Credited: t.Credited,
+		ProcessedAt: t.ProcessedAt, CreatedAt: t.CreatedAt}
+}
+
+// send queues a payment. "to" is an address (queued for the broadcaster, or booked internally
+// when it is one of ours and force_external is false) or, with to_account, another account.
+func (s *Server) send(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		To            string `json:"to"`
+		ToAccount     int64  `json:"to_account"`
+		Amount        string `json:"amount"`
+		ForceExternal bool   `json:"force_external"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if (req.To == "") == (req.ToAccount == 0) {
+		fail(w, http.StatusBadRequest, "to", "give exactly one of to (an address) and to_account")
+		return
+	}
+	amount, err := ledger.ParseAmount(req.Amount, s.ledger.Coin().Decimals)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "amount", "%v", err)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > 200 {
+		fail(w, http.StatusBadRequest, "Idempotency-Key", "at most 200 characters")
+		return
+	}
+	var t ledger.Transaction
+	if req.ToAccount != 0 {
+		t, err = s.ledger.SendInternal(r.Context(), id, req.ToAccount, amount, key)
+	} else {
+		t, err = s.ledger.SendExternal(r.Context(), id, req.To, amount, key, req.ForceExternal)
+	}
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	if t.Kind == "outgoing" && s.Wake != nil {
+		s.Wake()
+	}
+	writeJSON(w, http.StatusCreated, s.transaction(t))
+}
+
+func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := ledger.TransactionFilter{State: q.Get("state")}
+	if v := q.Get("account"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			fail(w, http.StatusBadRequest, "account", "account must be a positive integer")
+			return
+		}
+		f.AccountID = id
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fail(w, http.StatusBadRequest, "limit", "limit must be 1-1000")
+			return
+		}
+		f.Limit = n
+	}
+	txs, err := s.ledger.Transactions(r.Context(), f)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	out := make([]Transaction, 0, len(txs))
+	for _, t := range txs {
+		out = append(out, s.transaction(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	t, err := s.ledger.Transaction(r.Context(), id)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.transaction(t))
+}
+
+func (s *Server) markProcessed(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	t, err := s.ledger.MarkProcessed(r.Context(), id)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.transaction(t))
+}
+
+func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
+	b, err := s.ledger.WalletBalance(r.Context())
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"balance": b.Format(s.ledger.Coin().Decimals), "coin": s.ledger.Coin().Code})
+}
+
+//go:embed openapi.json
+var openAPI []byte

@@ -1,0 +1,321 @@
+// Package helper is the helper service: one process per asset that books deposits, broadcasts
+// queued sends, delivers events and serves the application API. It runs in the pod the operator
+// renders or standalone on a VM, from the same config file.
+package helper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/api"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events"
+	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/walletnotify"
+)
+
+// secret reads a credential file named by the config.
+func secret(field, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	return config.ReadSecretFile(field, path)
+}
+
+// newBackend builds the configured backend. Backends other than bitcoind arrive with issue 4;
+// until then the helper refuses to start with them rather than run without a backend.
+func newBackend(cfg *config.Config) (backend.Backend, func(), error) {
+	b := cfg.Backend
+	if b.Type != "bitcoind" {
+		return nil, nil, fmt.Errorf("backend %q is not in this build of the helper yet (tracked in issue 4); bitcoind is", b.Type)
+	}
+	user, err := secret("backend.bitcoind.usernameFile", b.Bitcoind.UsernameFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	pass, err := secret("backend.bitcoind.passwordFile", b.Bitcoind.PasswordFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	phrase, err := secret("backend.bitcoind.walletPassphraseFile", b.Bitcoind.WalletPassphraseFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := bitcoind.New(bitcoind.Options{URL: b.Bitcoind.URL, Flavor: b.Bitcoind.Flavor, Wallet: b.Bitcoind.Wallet,
+		User: user, Password: pass, WalletPassphrase: phrase, Timeout: b.Bitcoind.Timeout.Duration,
+		Coin: cfg.Asset.Coin, Network: cfg.Asset.Network})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, c.Close, nil
+}
+
+func newTargets(cfg *config.Config, l *ledger.Ledger) ([]events.Target, error) {
+	var out []events.Target
+	for _, e := range cfg.Events {
+		switch e.Type {
+		case "http":
+			key, err := secret("events["+e.Name+"].http.signingKeyFile", e.HTTP.SigningKeyFile)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, events.NewHTTPTarget(e.Name, e.HTTP.URL, []byte(key), e.HTTP.Timeout.Duration))
+		case "pg-notify":
+			out = append(out, events.NewPGNotifyTarget(e.Name, e.PGNotify.Channel, l))
+		default:
+			return nil, fmt.Errorf("event target %q: type %s is not in this build of the helper yet (tracked in issue 4); http and pg-notify are", e.Name, e.Type)
+		}
+	}
+	return out, nil
+}
+
+// lockKey is the advisory lock that makes one helper per asset the active one.
+func lockKey(asset string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("cryptoassets-helper/" + asset))
+	return int64(h.Sum64())
+}
+
+// Run runs the helper until ctx ends (SIGTERM) or it loses its claim to be the active helper.
+func Run(parent context.Context, cfg *config.Config, log logr.Logger) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	if cfg.Notify.Method != "http" && cfg.Notify.Method != "poll" {
+		return fmt.Errorf("notify method %q is not in this build of the helper yet (tracked in issue 4); http and poll are", cfg.Notify.Method)
+	}
+	dbURL, err := secret("database.urlFile", cfg.Database.URLFile)
+	if err != nil {
+		return err
+	}
+	token, err := secret("api.tokenFile", cfg.API.TokenFile)
+	if err != nil {
+		return err
+	}
+	pc, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return errors.New("database.urlFile does not hold a valid PostgreSQL URL")
+	}
+	pc.MaxConns = cfg.Database.MaxConnections
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("connecting to the ledger database: %w", err)
+	}
+	defer pool.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+	h := newHealth()
+	h.set("active", errors.New("waiting for the advisory lock"), "")
+
+	// The ops endpoints answer from the start, so a waiting standby reports not-ready.
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		fatal   = make(chan error, 1)
+	)
+	stop := func(err error) { errOnce.Do(func() { fatal <- err }) }
+	var probeMu sync.Mutex
+	var probes []func(context.Context)
+	probe := func(ctx context.Context) {
+		probeMu.Lock()
+		defer probeMu.Unlock()
+		for _, p := range probes {
+			p(ctx)
+		}
+	}
+	serve := func(name, addr string, handler http.Handler) {
+		srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			stop(fmt.Errorf("%s: listening on %s: %w", name, addr, err))
+			return
+		}
+		log.Info("listening", "server", name, "address", ln.Addr().String())
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				stop(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	serve("ops", cfg.Server.MetricsListen, h.opsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), probe))
+	defer wg.Wait()
+	defer cancel()
+
+	// One active helper per asset: a session-level advisory lock on a connection of its own.
+	lockConn, err := pgx.ConnectConfig(ctx, pc.ConnConfig)
+	if err != nil {
+		return fmt.Errorf("connecting to the ledger database: %w", err)
+	}
+	defer lockConn.Close(context.WithoutCancel(ctx))
+	log.Info("waiting to become the active helper", "asset", cfg.Asset.Name)
+	if _, err := lockConn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("taking the active-helper lock: %w", err)
+	}
+	h.set("active", nil, "this helper holds the asset's lock")
+	log.Info("active helper", "asset", cfg.Asset.Name)
+
+	if err := ledger.CheckSchema(ctx, pool); err != nil {
+		return err
+	}
+	k, err := coin.LookupNetwork(cfg.Asset.Coin, cfg.Asset.Network)
+	if err != nil {
+		return err
+	}
+	var targetNames []string
+	for _, e := range cfg.Events {
+		targetNames = append(targetNames, e.Name)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{
+		Asset: cfg.Asset.Name, Coin: k.Name, Network: cfg.Asset.Network,
+		Confirmations: cfg.Asset.Confirmations, MaxTrackedConfirmations: cfg.Asset.MaxTrackedConfirmations,
+		ValidateAddress: func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) },
+		EventTargets:    targetNames,
+	})
+	if err != nil {
+		return err
+	}
+	be, closeBackend, err := newBackend(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	targets, err := newTargets(cfg, l)
+	if err != nil {
+		return err
+	}
+
+	in := intake.New(l, be, log.WithName("intake"))
+	grace := 2*timeoutOf(cfg) + 30*time.Second
+	bc := broadcast.New(l, be, grace, log.WithName("broadcast"))
+	dispatcher := events.NewDispatcher(l, targets, events.DefaultBackoff(), log.WithName("events"))
+	dispatcher.OnResult = func(target string, err error) { m.eventAttempt(target, err) }
+	catchUpWake := make(chan struct{}, 1)
+	broadcastWake := make(chan struct{}, 1)
+	wake := func(c chan struct{}) func() {
+		return func() {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}
+
+	probeMu.Lock()
+	probes = append(probes, func(ctx context.Context) {
+		h.set("database", pool.Ping(ctx), "reachable")
+		_, err := be.Tip(ctx)
+		h.set("backend", err, "reachable")
+	})
+	probeMu.Unlock()
+
+	sup := &supervisor{log: log, health: h}
+	sup.loop(ctx, &wg, "catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
+		start := time.Now()
+		r, err := in.CatchUp(ctx)
+		m.catchUp(time.Since(start), r, err)
+		if err == nil && (r.Booked+r.Updated) > 0 {
+			dispatcher.Wake()
+		}
+		return err
+	})
+	sup.loop(ctx, &wg, "broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
+		r, err := bc.Pass(ctx)
+		m.broadcast(r, err)
+		if r.Sent || r.Reconciled {
+			dispatcher.Wake()
+		}
+		return err
+	})
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = dispatcher.Run(ctx) }()
+
+	apiServer := api.New(l, be, token)
+	apiServer.Wake = wake(broadcastWake)
+	serve("api", cfg.API.Listen, apiServer.Handler())
+	if cfg.Notify.Method == "http" {
+		hookToken, err := secret("notify.http.tokenFile", cfg.Notify.HTTP.TokenFile)
+		if err != nil {
+			return err
+		}
+		hook := walletnotify.NewHTTP(hookToken, func(ctx context.Context, txid string) error {
+			m.notification("http")
+			r, err := in.Notify(ctx, txid)
+			if err == nil && (r.Booked+r.Updated) > 0 {
+				dispatcher.Wake()
+			}
+			return err
+		}, log.WithName("walletnotify"))
+		serve("walletnotify", cfg.Notify.HTTP.Listen, hook)
+	}
+
+	// Losing the lock connection means another helper may take over: stop at once.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := lockConn.Ping(pctx)
+				cancel()
+				if err != nil && ctx.Err() == nil {
+					stop(fmt.Errorf("lost the connection holding the active-helper lock: %w", err))
+					return
+				}
+			}
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-fatal:
+		log.Error(runErr, "stopping")
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func timeoutOf(cfg *config.Config) time.Duration {
+	if cfg.Backend.Bitcoind != nil {
+		return cfg.Backend.Bitcoind.Timeout.Duration
+	}
+	return config.DefaultRPCTimeout
+}

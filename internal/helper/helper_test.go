@@ -1,0 +1,393 @@
+package helper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/btcutil/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/go-logr/logr/testr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+)
+
+var (
+	pg   *pgtest.Server
+	node *btctest.Node
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	var err error
+	if pg, err = pgtest.Start(); err == nil {
+		defer pg.Stop()
+		if node, err = btctest.Start(); err == nil {
+			defer node.Stop()
+		}
+	}
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			fmt.Fprintln(os.Stderr, "test servers:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
+		return 0
+	}
+	return m.Run()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+const (
+	apiToken  = "api-token-for-tests"
+	hookToken = "hook-token-for-tests"
+	signKey   = "event-signing-key"
+)
+
+// helperConfig writes credential files and returns a config as the operator would render it.
+func helperConfig(t *testing.T, dbURL, eventsURL string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	user, pass := node.Credentials()
+	cfg := &config.Config{
+		Asset:    config.Asset{Name: "btc", Coin: "bitcoin", Network: "simnet", Confirmations: 3, MaxTrackedConfirmations: 6},
+		Database: config.Database{URLFile: file("db", dbURL)},
+		Backend: config.Backend{Type: "bitcoind", Bitcoind: &config.BitcoindBackend{URL: node.WalletURL(), Flavor: "btcwallet",
+			UsernameFile: file("user", user), PasswordFile: file("pass", pass), WalletPassphraseFile: file("phrase", btctest.WalletPassphrase),
+			Timeout: config.Duration{Duration: 10 * time.Second}}},
+		Notify: config.Notify{Method: "http", PollInterval: config.Duration{Duration: 5 * time.Second},
+			HTTP: &config.HTTPNotify{Listen: freeAddr(t), TokenFile: file("hook", hookToken)}},
+		Events: []config.EventTarget{{Name: "app", Type: "http", HTTP: &config.HTTPEventTarget{URL: eventsURL,
+			SigningKeyFile: file("sign", signKey), Timeout: config.Duration{Duration: 5 * time.Second}}}},
+		API:       config.API{Listen: freeAddr(t), TokenFile: file("api", apiToken)},
+		Broadcast: config.Broadcast{Period: config.Duration{Duration: time.Second}},
+		Server:    config.Server{MetricsListen: freeAddr(t)},
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- Run(ctx, cfg, testr.New(t)) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("helper stopped with %v", err)
+		}
+		r.done <- nil // later stops see a clean exit
+	case <-time.After(30 * time.Second):
+		t.Errorf("helper did not stop within 30s")
+	}
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ready(cfg *config.Config) error {
+	resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/readyz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d: %s", resp.StatusCode, body)
+	}
+	return nil
+}
+
+// call makes an API request and decodes the answer into out.
+func call(t *testing.T, cfg *config.Config, method, path, token string, body any, headers map[string]string, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+cfg.API.Listen+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func hook(t *testing.T, cfg *config.Config, token, body string) int {
+	t.Helper()
+	resp, err := http.Post("http://"+cfg.Notify.HTTP.Listen+"/?token="+url.QueryEscape(token), "application/x-www-form-urlencoded", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// appReceiver is the application's event endpoint.
+type appReceiver struct {
+	mu     sync.Mutex
+	events []events.Envelope
+	bad    int
+}
+
+func (a *appReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if events.Verify([]byte(signKey), r.Header.Get(events.SignatureHeader), body, 5*time.Minute, time.Now()) != nil {
+		a.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var e events.Envelope
+	_ = json.Unmarshal(body, &e)
+	a.events = append(a.events, e)
+}
+
+func (a *appReceiver) creditedDeposit(txid string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.events {
+		var u ledger.TxUpdate
+		_ = json.Unmarshal(e.Data, &u)
+		if u.TxID == txid && u.Kind == "deposit" && u.Credited {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pg.Database(t)
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := ledger.Migrate(ctx, pool); err != nil { // the init container's job
+		t.Fatal(err)
+	}
+	app := &appReceiver{}
+	appSrv := &http.Server{Handler: app}
+	appAddr := freeAddr(t)
+	ln, err := net.Listen("tcp", appAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = appSrv.Serve(ln) }()
+	defer appSrv.Close()
+
+	cfg := helperConfig(t, dbURL, "http://"+appAddr+"/events")
+	a := start(t, cfg)
+	eventually(t, 60*time.Second, "helper A ready", func() error { return ready(cfg) })
+
+	// A second helper for the same asset waits, not ready, while the first is active.
+	standby := helperConfig(t, dbURL, "http://"+appAddr+"/events")
+	start(t, standby)
+	time.Sleep(time.Second)
+	if err := ready(standby); err == nil || !strings.Contains(err.Error(), "waiting for the advisory lock") {
+		t.Fatalf("standby helper: %v", err)
+	}
+
+	// API: authentication and field-naming errors.
+	if code := call(t, cfg, "GET", "/v1/accounts", "", nil, nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d", code)
+	}
+	var acct struct {
+		ID      int64
+		Balance string
+	}
+	if code := call(t, cfg, "POST", "/v1/accounts", apiToken, map[string]string{"name": "alice"}, nil, &acct); code != http.StatusCreated {
+		t.Fatalf("create account: %d", code)
+	}
+	var addr struct{ Address string }
+	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), apiToken, map[string]string{"label": "order-1"}, nil, &addr); code != http.StatusCreated {
+		t.Fatalf("create address: %d", code)
+	}
+	var apiErr struct{ Error, Field string }
+	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), apiToken, map[string]any{"to": addr.Address, "amount": "1.123456789"}, nil, &apiErr); code != http.StatusBadRequest || apiErr.Field != "amount" {
+		t.Errorf("too many decimals: %d %+v", code, apiErr)
+	}
+
+	// A deposit: bitcoind's walletnotify posts the txid; the catch-up follows confirmations.
+	to, _ := address.DecodeAddress(addr.Address, &chaincfg.SimNetParams)
+	if err := node.Wallet.WalletPassphrase(btctest.WalletPassphrase, 600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := node.Wallet.SendToAddress(to, btcutil.Amount(50_000_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	txid := h.String()
+	if code := hook(t, cfg, "wrong", "txid="+txid); code != http.StatusUnauthorized {
+		t.Errorf("hook with a wrong token: %d", code)
+	}
+	if code := hook(t, cfg, hookToken, "txid=not-hex"); code != http.StatusBadRequest {
+		t.Errorf("hook with a bad txid: %d", code)
+	}
+	if code := hook(t, cfg, hookToken, "txid="+txid); code != http.StatusOK {
+		t.Fatalf("hook: %d", code)
+	}
+	var txs []struct {
+		Kind, State, TxID string
+		Confirmations     int32
+	}
+	call(t, cfg, "GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), apiToken, nil, nil, &txs)
+	if len(txs) != 1 || txs[0].Kind != "deposit" || txs[0].State != "incoming" || txs[0].TxID != txid {
+		t.Fatalf("after the notification: %+v", txs)
+	}
+	if _, err := node.Mine(3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "deposit credited by the poll timer", func() error {
+		call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), apiToken, nil, nil, &acct)
+		if acct.Balance != "0.50000000" {
+			return fmt.Errorf("balance %s", acct.Balance)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "signed event for the credit", func() error {
+		if !app.creditedDeposit(txid) {
+			return fmt.Errorf("no credited txupdate among %d events", len(app.events))
+		}
+		return nil
+	})
+
+	// A send, twice with the same Idempotency-Key: one ledger send, one payment.
+	payee, err := node.Wallet.GetNewAddress("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent, again struct {
+		ID          int64
+		State, TxID string
+	}
+	body := map[string]any{"to": payee.EncodeAddress(), "amount": "0.10000000"}
+	key := map[string]string{"Idempotency-Key": "payout-7"}
+	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), apiToken, body, key, &sent); code != http.StatusCreated || sent.State != "pending" {
+		t.Fatalf("send: %d %+v", code, sent)
+	}
+	call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), apiToken, body, key, &again)
+	if again.ID != sent.ID {
+		t.Errorf("repeated Idempotency-Key made send %d besides %d", again.ID, sent.ID)
+	}
+	eventually(t, 30*time.Second, "send broadcast", func() error {
+		call(t, cfg, "GET", "/v1/transactions/"+strconv.FormatInt(sent.ID, 10), apiToken, nil, nil, &sent)
+		if sent.State != "broadcasted" || sent.TxID == "" {
+			return fmt.Errorf("send is %s", sent.State)
+		}
+		return nil
+	})
+	sentHash, _ := chainhash.NewHashFromStr(sent.TxID)
+	if _, err := node.Wallet.GetTransaction(sentHash); err != nil {
+		t.Errorf("the wallet does not know the broadcast %s: %v", sent.TxID, err)
+	}
+
+	// Metrics are served.
+	resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), `cryptoassets_notifications_total{source="http"} 1`) || !strings.Contains(string(m), `cryptoassets_broadcasts_total{result="sent"} 1`) {
+		t.Errorf("metrics lack the notification or the broadcast:\n%s", grep(string(m), "cryptoassets_"))
+	}
+
+	// The active helper stops (SIGTERM): the standby takes over.
+	a.stop(t)
+	eventually(t, 60*time.Second, "standby takes over", func() error { return ready(standby) })
+
+	if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {
+		t.Fatalf("ledger check: %v %v", v, err)
+	}
+	if app.bad != 0 {
+		t.Errorf("%d event deliveries had bad signatures", app.bad)
+	}
+}
+
+func grep(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

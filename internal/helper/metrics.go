@@ -1,0 +1,70 @@
+package helper
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
+	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
+)
+
+// metrics are the helper's Prometheus series, on a registry of the helper's own.
+type metrics struct {
+	notifications *prometheus.CounterVec
+	deposits      *prometheus.CounterVec
+	catchUps      *prometheus.HistogramVec
+	broadcasts    *prometheus.CounterVec
+	events        *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_notifications_total",
+			Help: "Wallet notifications received, by source."}, []string{"source"}),
+		deposits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_deposits_total",
+			Help: "Deposit changes booked: booked (new), credited, uncredited (reorg or double spend)."}, []string{"change"}),
+		catchUps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cryptoassets_catchup_duration_seconds",
+			Help: "Duration of catch-up passes, by result.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}, []string{"result"}),
+		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_broadcasts_total",
+			Help: "Broadcast passes that did something: sent, reconciled, waiting, failed."}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_event_deliveries_total",
+			Help: "Event delivery attempts, by target and result."}, []string{"target", "result"}),
+	}
+	reg.MustRegister(m.notifications, m.deposits, m.catchUps, m.broadcasts, m.events)
+	return m
+}
+
+func (m *metrics) notification(source string) { m.notifications.WithLabelValues(source).Inc() }
+
+func (m *metrics) catchUp(d time.Duration, r intake.Result, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.catchUps.WithLabelValues(result).Observe(d.Seconds())
+	m.deposits.WithLabelValues("booked").Add(float64(r.Booked))
+	m.deposits.WithLabelValues("credited").Add(float64(r.Credited))
+	m.deposits.WithLabelValues("uncredited").Add(float64(r.Uncredited))
+}
+
+func (m *metrics) broadcast(r broadcast.Result, err error) {
+	switch {
+	case err != nil:
+		m.broadcasts.WithLabelValues("failed").Inc()
+	case r.Sent:
+		m.broadcasts.WithLabelValues("sent").Inc()
+	case r.Reconciled:
+		m.broadcasts.WithLabelValues("reconciled").Inc()
+	case r.Waiting:
+		m.broadcasts.WithLabelValues("waiting").Inc()
+	}
+}
+
+func (m *metrics) eventAttempt(target string, err error) {
+	result := "delivered"
+	if err != nil {
+		result = "failed"
+	}
+	m.events.WithLabelValues(target, result).Inc()
+}

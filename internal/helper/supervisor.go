@@ -1,0 +1,66 @@
+package helper
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// supervisor runs the helper's periodic parts, each on its own goroutine: a part that fails is
+// retried with backoff (and reported unhealthy meanwhile), a part that panics is restarted, and
+// none can stop the others.
+type supervisor struct {
+	log    logr.Logger
+	health *health
+}
+
+// loop runs step now, then every period, on every wake-up, and sooner after a failure (with
+// backoff from one second up to the period).
+func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, period time.Duration, wake <-chan struct{}, step func(context.Context) error) {
+	log := s.log.WithValues("component", name)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		failures := 0
+		for {
+			err := s.safe(ctx, step)
+			if ctx.Err() != nil {
+				return
+			}
+			next := period
+			if err != nil {
+				failures++
+				backoff := time.Second << min(failures-1, 10)
+				if backoff < next {
+					next = backoff
+				}
+				log.Error(err, "failed; retrying", "in", next, "failures", failures)
+			} else {
+				failures = 0
+			}
+			s.health.set(name, err, "running")
+			t := time.NewTimer(next)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			case <-wake:
+				t.Stop()
+			}
+		}
+	}()
+}
+
+// safe turns a panic into an error, so one bug in a part does not take the helper down mid-send.
+func (s *supervisor) safe(ctx context.Context, step func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return step(ctx)
+}
