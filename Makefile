@@ -15,7 +15,9 @@ HELM            := $(BIN)/helm
 KUBEBUILDER_ASSETS := $(BIN)/envtest
 CRD_DIR         := config/crd/bases
 CHART           := charts/cryptoassets-operator
-GO_TEST_FLAGS   ?= -count=1
+# One package at a time: each starts its own servers (API server, PostgreSQL, btcd and btcwallet),
+# and two cores running several of those at once make timeouts, not tests, fail.
+GO_TEST_FLAGS   ?= -count=1 -p 1 -timeout 20m
 N               ?= 200
 
 export KUBEBUILDER_ASSETS

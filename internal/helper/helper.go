@@ -95,7 +95,16 @@ func lockKey(asset string) int64 {
 }
 
 // Run runs the helper until ctx ends (SIGTERM) or it loses its claim to be the active helper.
-func Run(parent context.Context, cfg *config.Config, log logr.Logger) error {
+// A shutdown is a clean exit, whatever step it interrupted.
+func Run(ctx context.Context, cfg *config.Config, log logr.Logger) error {
+	err := run(ctx, cfg, log)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	if cfg.Notify.Method != "http" && cfg.Notify.Method != "poll" {

@@ -36,9 +36,9 @@ var (
 	node *btctest.Node
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
-func run(m *testing.M) int {
+func runTests(m *testing.M) int {
 	var err error
 	if pg, err = pgtest.Start(); err == nil {
 		defer pg.Stop()
