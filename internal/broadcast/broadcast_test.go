@@ -17,6 +17,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 var (
@@ -24,25 +25,8 @@ var (
 	node *btctest.Node
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	if pg, err = pgtest.Start(); err == nil {
-		defer pg.Stop()
-		if node, err = btctest.Start(); err == nil {
-			defer node.Stop()
-		}
-	}
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "test servers:", err)
-			return 1
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
-		return 0
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(testassets.Main(m, testassets.Postgres(&pg), testassets.Bitcoin(&node)))
 }
 
 type fixture struct {

@@ -13,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/address/v2"
+	"github.com/btcsuite/btcd/btcutil/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/rpcclient"
@@ -153,9 +155,31 @@ func waitFor(timeout time.Duration, f func() error) error {
 	}
 }
 
-// Start starts btcd and btcwallet and funds the wallet: 110 blocks mined to it leave 550 spendable
-// coins (simnet coinbase outputs mature after 100 blocks).
-func Start() (n *Node, err error) {
+// startWallet starts btcwallet on the test's wallet directory; createTemp makes the wallet.
+func (n *Node) startWallet(createTemp bool) error {
+	args := []string{"--simnet", "--appdata=" + filepath.Join(n.dir, "wallet"),
+		"--noclienttls", "--noservertls", "--rpcconnect=127.0.0.1:" + strconv.Itoa(n.btcdPort),
+		"--rpclisten=127.0.0.1:" + strconv.Itoa(n.walletPort), "-u", n.user, "-P", n.pass,
+		"--logdir=" + filepath.Join(n.dir, "wallet-logs")}
+	if createTemp {
+		args = append(args, "--createtemp")
+	}
+	p, err := n.start("btcwallet", args...)
+	if err != nil {
+		return err
+	}
+	n.wallet = p
+	return waitFor(60*time.Second, func() error { _, err := n.Wallet.GetBlockCount(); return err })
+}
+
+// Start starts btcd and btcwallet and funds the wallet: 110+ blocks mined to it leave 550
+// spendable coins (simnet coinbase outputs mature after 100 blocks).
+//
+// btcd mines to an address fixed at its start, and the address must come from the wallet, so both
+// start twice: once to make the wallet and take an address, then btcd with that address and the
+// wallet reopened on a fresh connection. (Restarting btcd under a connected btcwallet sometimes
+// leaves the wallet believing its coins immature for good.)
+func Start() (*Node, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -164,54 +188,71 @@ func Start() (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password"}
-	defer func() {
-		if err != nil {
-			n.Stop()
-		}
-	}()
+	n := &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password"}
+	if err := n.setUp(); err != nil {
+		n.Stop()
+		return nil, fmt.Errorf("%w (logs were in %s)", err, dir)
+	}
+	return n, nil
+}
+
+func (n *Node) setUp() error {
+	var err error
 	if n.btcdPort, err = freePort(); err != nil {
-		return nil, err
+		return err
 	}
 	if n.walletPort, err = freePort(); err != nil {
-		return nil, err
+		return err
 	}
 	if n.Node, err = client(n.btcdPort, n.user, n.pass); err != nil {
-		return nil, err
+		return err
 	}
 	if n.Wallet, err = client(n.walletPort, n.user, n.pass); err != nil {
-		return nil, err
+		return err
 	}
 	if err := n.StartBtcd(); err != nil {
-		return nil, fmt.Errorf("btcd: %w", err)
+		return fmt.Errorf("btcd: %w", err)
 	}
-	if n.wallet, err = n.start("btcwallet", "--simnet", "--createtemp", "--appdata="+filepath.Join(dir, "wallet"),
-		"--noclienttls", "--noservertls", "--rpcconnect=127.0.0.1:"+strconv.Itoa(n.btcdPort),
-		"--rpclisten=127.0.0.1:"+strconv.Itoa(n.walletPort), "-u", n.user, "-P", n.pass,
-		"--logdir="+filepath.Join(dir, "wallet-logs")); err != nil {
-		return nil, err
+	if err := n.startWallet(true); err != nil {
+		return fmt.Errorf("btcwallet did not answer: %w", err)
 	}
 	var addr address.Address
 	if err := waitFor(60*time.Second, func() (err error) { addr, err = n.Wallet.GetNewAddress("default"); return err }); err != nil {
-		return nil, fmt.Errorf("btcwallet did not answer: %w", err)
+		return fmt.Errorf("btcwallet: %w", err)
 	}
-	// btcd mines to a fixed address given at start-up.
 	n.MiningAddress = addr.EncodeAddress()
+	n.wallet.stop()
 	n.StopBtcd()
+
 	if err := n.StartBtcd(); err != nil {
-		return nil, fmt.Errorf("restarting btcd with a mining address: %w", err)
+		return fmt.Errorf("restarting btcd with a mining address: %w", err)
+	}
+	if err := n.startWallet(false); err != nil {
+		return fmt.Errorf("reopening the wallet: %w", err)
 	}
 	if _, err := n.Mine(110); err != nil {
-		return nil, err
-	}
-	// After btcd restarted, btcwallet takes its spendable height from the next block notification.
-	if _, err := n.Mine(1); err != nil {
-		return nil, err
+		return err
 	}
 	if err := n.Wallet.WalletPassphrase(WalletPassphrase, 3600); err != nil {
-		return nil, fmt.Errorf("unlocking the wallet: %w", err)
+		return fmt.Errorf("unlocking the wallet: %w", err)
 	}
-	return n, nil
+	// Funded means spendable: prove it with a payment to itself, mining while the wallet catches up.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := n.Mine(1); err != nil {
+			return err
+		}
+		_, err := n.Wallet.SendToAddress(addr, btcutil.Amount(btcutil.SatoshiPerBitcoin))
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "insufficient funds") || time.Now().After(deadline) {
+			return fmt.Errorf("the funded wallet cannot spend: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, err = n.Mine(1)
+	return err
 }
 
 // Mine mines blocks and waits until the wallet has processed them.
@@ -250,6 +291,23 @@ func (n *Node) WaitWalletHeight(height int64) error {
 	})
 }
 
+// Pay sends sat satoshi from the node's wallet to an address, as a customer's wallet would, and
+// returns the txid.
+func (n *Node) Pay(to string, sat int64) (string, error) {
+	addr, err := address.DecodeAddress(to, &chaincfg.SimNetParams)
+	if err != nil {
+		return "", err
+	}
+	if err := n.Wallet.WalletPassphrase(WalletPassphrase, 600); err != nil {
+		return "", err
+	}
+	h, err := n.Wallet.SendToAddress(addr, btcutil.Amount(sat))
+	if err != nil {
+		return "", fmt.Errorf("paying %s: %w", to, err)
+	}
+	return h.String(), nil
+}
+
 // WalletURL is btcwallet's RPC endpoint.
 func (n *Node) WalletURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.walletPort) }
 
@@ -261,6 +319,9 @@ func (n *Node) Dir() string { return n.dir }
 
 // Stop stops both servers and removes their directory.
 func (n *Node) Stop() {
+	if n == nil {
+		return
+	}
 	if n.Wallet != nil {
 		n.Wallet.Shutdown()
 	}

@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,23 +19,13 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 var pg *pgtest.Server
 
 func TestMain(m *testing.M) {
-	var err error
-	if pg, err = pgtest.Start(); err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP:", err)
-		os.Exit(0)
-	}
-	code := m.Run()
-	pg.Stop()
-	os.Exit(code)
+	os.Exit(testassets.Main(m, testassets.Postgres(&pg)))
 }
 
 func TestSignAndVerify(t *testing.T) {

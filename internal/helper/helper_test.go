@@ -29,6 +29,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 var (
@@ -36,25 +37,8 @@ var (
 	node *btctest.Node
 )
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
-	var err error
-	if pg, err = pgtest.Start(); err == nil {
-		defer pg.Stop()
-		if node, err = btctest.Start(); err == nil {
-			defer node.Stop()
-		}
-	}
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "test servers:", err)
-			return 1
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
-		return 0
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(testassets.Main(m, testassets.Postgres(&pg), testassets.Bitcoin(&node)))
 }
 
 func freeAddr(t *testing.T) string {

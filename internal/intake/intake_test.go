@@ -2,15 +2,11 @@ package intake
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/address/v2"
-	"github.com/btcsuite/btcd/btcutil/v2"
-	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/go-logr/logr/testr"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 var (
@@ -27,26 +24,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if pg, err = pgtest.Start(); err == nil {
-		defer pg.Stop()
-		if node, err = btctest.Start(); err == nil {
-			defer node.Stop()
-		}
-	}
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "test servers:", err)
-			return 1
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
-		return 0
-	}
-	return m.Run()
+	os.Exit(testassets.Main(m, testassets.Postgres(&pg), testassets.Bitcoin(&node)))
 }
 
 type fixture struct {
@@ -99,18 +77,11 @@ func (f *fixture) receivingAddress(t *testing.T, account int64) string {
 
 func pay(t *testing.T, to string, sat int64) string {
 	t.Helper()
-	addr, err := address.DecodeAddress(to, &chaincfg.SimNetParams)
+	txid, err := node.Pay(to, sat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := node.Wallet.WalletPassphrase(btctest.WalletPassphrase, 600); err != nil {
-		t.Fatal(err)
-	}
-	h, err := node.Wallet.SendToAddress(addr, btcutil.Amount(sat))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
+	return txid
 }
 
 func mine(t *testing.T, n uint32) {

@@ -14,24 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 var server *pgtest.Server
 
 func TestMain(m *testing.M) {
-	var err error
-	server, err = pgtest.Start()
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "starting PostgreSQL:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: no PostgreSQL:", err)
-		os.Exit(0)
-	}
-	code := m.Run()
-	server.Stop()
-	os.Exit(code)
+	os.Exit(testassets.Main(m, testassets.Postgres(&server)))
 }
 
 // testAddress accepts the addresses the tests make up ("addr-..."), standing in for the coin's

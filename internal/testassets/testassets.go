@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"testing"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 )
 
 // Check returns the exit code a TestMain should end with when an environment variable it needs is
@@ -27,4 +31,56 @@ func Check(vars ...string) (code int, ok bool) {
 	}
 	fmt.Fprintf(os.Stderr, "SKIP: %s not set; `make test` runs these tests against real servers\n", strings.Join(missing, ", "))
 	return 0, false
+}
+
+// Starter starts one test server and returns how to stop it.
+type Starter func() (stop func(), err error)
+
+// Main runs a package's tests with the servers they need: it starts each, runs m, stops them in
+// reverse order, and returns the exit code. A server that cannot start skips the package, or fails
+// it under `make test` (REQUIRE_TEST_ASSETS).
+func Main(m *testing.M, starters ...Starter) int {
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+	for _, start := range starters {
+		stop, err := start()
+		if err != nil {
+			if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+				fmt.Fprintln(os.Stderr, "starting test servers:", err)
+				return 1
+			}
+			fmt.Fprintln(os.Stderr, "SKIP: test servers:", err)
+			return 0
+		}
+		stops = append(stops, stop)
+	}
+	return m.Run()
+}
+
+// Postgres starts a PostgreSQL server into *s.
+func Postgres(s **pgtest.Server) Starter {
+	return func() (func(), error) {
+		srv, err := pgtest.Start()
+		if err != nil {
+			return nil, err
+		}
+		*s = srv
+		return srv.Stop, nil
+	}
+}
+
+// Bitcoin starts btcd and a funded btcwallet on simnet into *n.
+func Bitcoin(n **btctest.Node) Starter {
+	return func() (func(), error) {
+		node, err := btctest.Start()
+		if err != nil {
+			return nil, err
+		}
+		*n = node
+		return node.Stop, nil
+	}
 }

@@ -3,39 +3,24 @@ package bitcoind
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/address/v2"
-	"github.com/btcsuite/btcd/btcutil/v2"
-	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 var node *btctest.Node
 
 func TestMain(m *testing.M) {
-	var err error
-	node, err = btctest.Start()
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			fmt.Fprintln(os.Stderr, "starting btcd and btcwallet:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: no btcd/btcwallet:", err)
-		os.Exit(0)
-	}
-	code := m.Run()
-	node.Stop()
-	os.Exit(code)
+	os.Exit(testassets.Main(m, testassets.Bitcoin(&node)))
 }
 
 func newClient(t *testing.T, mutate ...func(*Options)) *Client {
@@ -54,21 +39,13 @@ func newClient(t *testing.T, mutate ...func(*Options)) *Client {
 	return c
 }
 
-// pay sends from the node's wallet with btcd's own client, as a customer's wallet would.
 func pay(t *testing.T, to string, sat int64) string {
 	t.Helper()
-	addr, err := address.DecodeAddress(to, &chaincfg.SimNetParams)
+	txid, err := node.Pay(to, sat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := node.Wallet.WalletPassphrase(btctest.WalletPassphrase, 600); err != nil {
-		t.Fatal(err)
-	}
-	h, err := node.Wallet.SendToAddress(addr, btcutil.Amount(sat))
-	if err != nil {
-		t.Fatalf("paying %s: %v", to, err)
-	}
-	return h.String()
+	return txid
 }
 
 func mine(t *testing.T, n uint32) {
