@@ -48,7 +48,7 @@ type Broadcaster struct {
 
 // New returns a Broadcaster. grace should exceed the backend's request timeout.
 func New(l *ledger.Ledger, b backend.Backend, grace time.Duration, log logr.Logger) *Broadcaster {
-	return &Broadcaster{ledger: l, backend: b, log: log, grace: grace, now: time.Now}
+	return &Broadcaster{ledger: l, backend: b, log: log, grace: grace, now: time.Now, afterSend: faultHook()}
 }
 
 // clockSkew widens the window of the wallet's send records: its clock is not ours.

@@ -134,6 +134,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 	m := newMetrics(reg)
 	h := newHealth()
 	h.set("active", errors.New("waiting for the advisory lock"), "")
+	h.set("startup", errors.New("starting"), "")
 
 	// The ops endpoints answer from the start, so a waiting standby reports not-ready.
 	var (
@@ -287,6 +288,8 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 		}, log.WithName("walletnotify"))
 		serve("walletnotify", cfg.Notify.HTTP.Listen, hook)
 	}
+
+	h.set("startup", nil, "every part started")
 
 	// Losing the lock connection means another helper may take over: stop at once.
 	wg.Add(1)

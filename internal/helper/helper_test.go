@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,55 +38,6 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(testassets.Main(m, testassets.Postgres(&pg), testassets.Bitcoin(&node)))
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-const (
-	apiToken  = "api-token-for-tests"
-	hookToken = "hook-token-for-tests"
-	signKey   = "event-signing-key"
-)
-
-// helperConfig writes credential files and returns a config as the operator would render it.
-func helperConfig(t *testing.T, dbURL, eventsURL string) *config.Config {
-	t.Helper()
-	dir := t.TempDir()
-	file := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	user, pass := node.Credentials()
-	cfg := &config.Config{
-		Asset:    config.Asset{Name: "btc", Coin: "bitcoin", Network: "simnet", Confirmations: 3, MaxTrackedConfirmations: 6},
-		Database: config.Database{URLFile: file("db", dbURL)},
-		Backend: config.Backend{Type: "bitcoind", Bitcoind: &config.BitcoindBackend{URL: node.WalletURL(), Flavor: "btcwallet",
-			UsernameFile: file("user", user), PasswordFile: file("pass", pass), WalletPassphraseFile: file("phrase", btctest.WalletPassphrase),
-			Timeout: config.Duration{Duration: 10 * time.Second}}},
-		Notify: config.Notify{Method: "http", PollInterval: config.Duration{Duration: 5 * time.Second},
-			HTTP: &config.HTTPNotify{Listen: freeAddr(t), TokenFile: file("hook", hookToken)}},
-		Events: []config.EventTarget{{Name: "app", Type: "http", HTTP: &config.HTTPEventTarget{URL: eventsURL,
-			SigningKeyFile: file("sign", signKey), Timeout: config.Duration{Duration: 5 * time.Second}}}},
-		API:       config.API{Listen: freeAddr(t), TokenFile: file("api", apiToken)},
-		Broadcast: config.Broadcast{Period: config.Duration{Duration: time.Second}},
-		Server:    config.Server{MetricsListen: freeAddr(t)},
-	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }
 
 type running struct {
@@ -193,7 +143,7 @@ func (a *appReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if events.Verify([]byte(signKey), r.Header.Get(events.SignatureHeader), body, 5*time.Minute, time.Now()) != nil {
+	if events.Verify([]byte(testassets.SigningKey), r.Header.Get(events.SignatureHeader), body, 5*time.Minute, time.Now()) != nil {
 		a.bad++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -229,7 +179,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	}
 	app := &appReceiver{}
 	appSrv := &http.Server{Handler: app}
-	appAddr := freeAddr(t)
+	appAddr := testassets.FreeAddr(t)
 	ln, err := net.Listen("tcp", appAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -237,12 +187,12 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	go func() { _ = appSrv.Serve(ln) }()
 	defer appSrv.Close()
 
-	cfg := helperConfig(t, dbURL, "http://"+appAddr+"/events")
+	cfg := testassets.HelperConfig(t, node, dbURL, "http://"+appAddr+"/events")
 	a := start(t, cfg)
 	eventually(t, 60*time.Second, "helper A ready", func() error { return ready(cfg) })
 
 	// A second helper for the same asset waits, not ready, while the first is active.
-	standby := helperConfig(t, dbURL, "http://"+appAddr+"/events")
+	standby := testassets.HelperConfig(t, node, dbURL, "http://"+appAddr+"/events")
 	start(t, standby)
 	time.Sleep(time.Second)
 	if err := ready(standby); err == nil || !strings.Contains(err.Error(), "waiting for the advisory lock") {
@@ -257,15 +207,15 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 		ID      int64
 		Balance string
 	}
-	if code := call(t, cfg, "POST", "/v1/accounts", apiToken, map[string]string{"name": "alice"}, nil, &acct); code != http.StatusCreated {
+	if code := call(t, cfg, "POST", "/v1/accounts", testassets.APIToken, map[string]string{"name": "alice"}, nil, &acct); code != http.StatusCreated {
 		t.Fatalf("create account: %d", code)
 	}
 	var addr struct{ Address string }
-	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), apiToken, map[string]string{"label": "order-1"}, nil, &addr); code != http.StatusCreated {
+	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), testassets.APIToken, map[string]string{"label": "order-1"}, nil, &addr); code != http.StatusCreated {
 		t.Fatalf("create address: %d", code)
 	}
 	var apiErr struct{ Error, Field string }
-	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), apiToken, map[string]any{"to": addr.Address, "amount": "1.123456789"}, nil, &apiErr); code != http.StatusBadRequest || apiErr.Field != "amount" {
+	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), testassets.APIToken, map[string]any{"to": addr.Address, "amount": "1.123456789"}, nil, &apiErr); code != http.StatusBadRequest || apiErr.Field != "amount" {
 		t.Errorf("too many decimals: %d %+v", code, apiErr)
 	}
 
@@ -282,17 +232,17 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	if code := hook(t, cfg, "wrong", "txid="+txid); code != http.StatusUnauthorized {
 		t.Errorf("hook with a wrong token: %d", code)
 	}
-	if code := hook(t, cfg, hookToken, "txid=not-hex"); code != http.StatusBadRequest {
+	if code := hook(t, cfg, testassets.HookToken, "txid=not-hex"); code != http.StatusBadRequest {
 		t.Errorf("hook with a bad txid: %d", code)
 	}
-	if code := hook(t, cfg, hookToken, "txid="+txid); code != http.StatusOK {
+	if code := hook(t, cfg, testassets.HookToken, "txid="+txid); code != http.StatusOK {
 		t.Fatalf("hook: %d", code)
 	}
 	var txs []struct {
 		Kind, State, TxID string
 		Confirmations     int32
 	}
-	call(t, cfg, "GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), apiToken, nil, nil, &txs)
+	call(t, cfg, "GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), testassets.APIToken, nil, nil, &txs)
 	if len(txs) != 1 || txs[0].Kind != "deposit" || txs[0].State != "incoming" || txs[0].TxID != txid {
 		t.Fatalf("after the notification: %+v", txs)
 	}
@@ -300,7 +250,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "deposit credited by the poll timer", func() error {
-		call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), apiToken, nil, nil, &acct)
+		call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), testassets.APIToken, nil, nil, &acct)
 		if acct.Balance != "0.50000000" {
 			return fmt.Errorf("balance %s", acct.Balance)
 		}
@@ -324,15 +274,15 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	}
 	body := map[string]any{"to": payee.EncodeAddress(), "amount": "0.10000000"}
 	key := map[string]string{"Idempotency-Key": "payout-7"}
-	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), apiToken, body, key, &sent); code != http.StatusCreated || sent.State != "pending" {
+	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), testassets.APIToken, body, key, &sent); code != http.StatusCreated || sent.State != "pending" {
 		t.Fatalf("send: %d %+v", code, sent)
 	}
-	call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), apiToken, body, key, &again)
+	call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), testassets.APIToken, body, key, &again)
 	if again.ID != sent.ID {
 		t.Errorf("repeated Idempotency-Key made send %d besides %d", again.ID, sent.ID)
 	}
 	eventually(t, 30*time.Second, "send broadcast", func() error {
-		call(t, cfg, "GET", "/v1/transactions/"+strconv.FormatInt(sent.ID, 10), apiToken, nil, nil, &sent)
+		call(t, cfg, "GET", "/v1/transactions/"+strconv.FormatInt(sent.ID, 10), testassets.APIToken, nil, nil, &sent)
 		if sent.State != "broadcasted" || sent.TxID == "" {
 			return fmt.Errorf("send is %s", sent.State)
 		}
