@@ -249,11 +249,13 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 	})
 	probeMu.Unlock()
 
+	act := &activity{}
 	sup := &supervisor{log: log, health: h}
 	sup.loop(ctx, &wg, "catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
 		start := time.Now()
 		r, err := in.CatchUp(ctx)
 		m.catchUp(time.Since(start), r, err)
+		act.caughtUp(err)
 		if err == nil && (r.Booked+r.Updated) > 0 {
 			dispatcher.Wake()
 		}
@@ -272,7 +274,10 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 
 	apiServer := api.New(l, be, token)
 	apiServer.Wake = wake(broadcastWake)
-	serve("api", cfg.API.Listen, apiServer.Handler())
+	apiMux := http.NewServeMux()
+	apiMux.Handle("GET /status", statusHandler(cfg, l, h, act, token))
+	apiMux.Handle("/", apiServer.Handler())
+	serve("api", cfg.API.Listen, apiMux)
 	if cfg.Notify.Method == "http" {
 		hookToken, err := secret("notify.http.tokenFile", cfg.Notify.HTTP.TokenFile)
 		if err != nil {
@@ -280,6 +285,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 		}
 		hook := walletnotify.NewHTTP(hookToken, func(ctx context.Context, txid string) error {
 			m.notification("http")
+			act.notified(txid)
 			r, err := in.Notify(ctx, txid)
 			if err == nil && (r.Booked+r.Updated) > 0 {
 				dispatcher.Wake()

@@ -293,8 +293,31 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 		t.Errorf("the wallet does not know the broadcast %s: %v", sent.TxID, err)
 	}
 
+	// The status page: authenticated, and escaping what it shows.
+	call(t, cfg, "POST", "/v1/accounts", testassets.APIToken, map[string]string{"name": "<script>alert(1)</script>"}, nil, nil)
+	statusURL := "http://" + cfg.API.Listen + "/status"
+	if resp, err := http.Get(statusURL); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status page without credentials: %v %v", resp.StatusCode, err)
+	}
+	req, _ := http.NewRequest("GET", statusURL, nil)
+	req.SetBasicAuth("ops", testassets.APIToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "0.50000000", sent.TxID, txid, "Last broadcast: #1 broadcasted"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	if strings.Contains(string(page), "<script>alert") {
+		t.Errorf("status page does not escape account names")
+	}
+
 	// Metrics are served.
-	resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/metrics")
+	resp, err = http.Get("http://" + cfg.Server.MetricsListen + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -241,3 +241,29 @@ func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, 
 	})
 	return changed, err
 }
+
+// BroadcastRecord is a broadcast as the status page shows it.
+type BroadcastRecord struct {
+	ID        int64
+	State     string
+	TxID      string
+	Attempts  int
+	LastError string
+	OpenedAt  time.Time
+	ClosedAt  *time.Time
+}
+
+// LastBroadcast returns the newest broadcast, or nil before the first.
+func (l *Ledger) LastBroadcast(ctx context.Context) (*BroadcastRecord, error) {
+	var b BroadcastRecord
+	err := l.pool.QueryRow(ctx, `SELECT id, state, coalesce(txid, ''), attempts, coalesce(last_error, ''), opened_at, closed_at
+		FROM broadcasts WHERE wallet_id = $1 ORDER BY id DESC LIMIT 1`, l.walletID).
+		Scan(&b.ID, &b.State, &b.TxID, &b.Attempts, &b.LastError, &b.OpenedAt, &b.ClosedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
