@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -188,4 +189,64 @@ func TestNotificationsAndCatchUp(t *testing.T) {
 	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events`).Scan(&events); err != nil || events < 6 {
 		t.Errorf("%d events in the outbox", events)
 	}
+}
+
+// TestForcedExternalSendToOwnAddress is the original library's scenario: a send to one of our own
+// receiving addresses, forced out to the network, is broadcast, comes back as a deposit, and is
+// credited to the receiving account once; the fee goes to the fee account.
+func TestForcedExternalSendToOwnAddress(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	alice, _ := f.ledger.CreateAccount(ctx, "alice")
+	bob, _ := f.ledger.CreateAccount(ctx, "bob")
+	fund := f.receivingAddress(t, alice.ID)
+	pay(t, fund, 200_000_000)
+	mine(t, 3)
+	if _, err := f.intake.CatchUp(ctx); err != nil || f.balance(t, alice.ID) != 200_000_000 {
+		t.Fatalf("funding alice: %v, balance %d", err, f.balance(t, alice.ID))
+	}
+	bobAddr := f.receivingAddress(t, bob.ID)
+
+	out, err := f.ledger.SendExternal(ctx, alice.ID, bobAddr, 60_000_000, "", true)
+	if err != nil || out.Kind != "outgoing" {
+		t.Fatalf("forced external send: %+v %v", out, err)
+	}
+	b := broadcast.New(f.ledger, f.backend, time.Minute, testr.New(t))
+	r, err := b.Pass(ctx)
+	if err != nil || !r.Sent {
+		t.Fatalf("broadcast: %+v %v", r, err)
+	}
+	// The wallet sees the payment to bob's address as a receive: a deposit, booked and credited once.
+	for range 3 {
+		if _, err := f.intake.Notify(ctx, r.TxID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine(t, 3)
+	for range 2 {
+		if _, err := f.intake.CatchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.balance(t, bob.ID); got != 60_000_000 {
+		t.Errorf("bob %d, want 60000000 credited once", got)
+	}
+	if got := f.balance(t, alice.ID); got != 140_000_000 {
+		t.Errorf("alice %d, want 140000000", got)
+	}
+	fees, _ := f.ledger.Account(ctx, f.ledger.FeeAccountID())
+	if fees.Balance >= 0 {
+		t.Errorf("fee account %d, want negative (the network fee)", fees.Balance)
+	}
+	var deposits, broadcasts int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE kind = 'deposit'), count(*) FILTER (WHERE kind = 'broadcast') FROM network_transactions WHERE txid = $1`, r.TxID).Scan(&deposits, &broadcasts); err != nil || deposits != 1 || broadcasts != 1 {
+		t.Errorf("txid %s is booked as %d deposits and %d broadcasts, want one of each (%v)", r.TxID, deposits, broadcasts, err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, out.ID); tx.State != "confirmed" {
+		t.Errorf("the send is %s, want confirmed", tx.State)
+	}
+	f.check(t)
 }
