@@ -65,11 +65,13 @@ lint-chart:
 test: setup-test verify-generated vet lint-chart ## Run the whole test suite against a real API server.
 	REQUIRE_TEST_ASSETS=1 go test $(GO_TEST_FLAGS) ./...
 
-.PHONY: bench-operator bench
+.PHONY: bench-operator bench-helper bench
 bench-operator: setup-test build ## Operator benchmark: N CryptoAssets (N=200) vs writing the same objects directly.
 	REQUIRE_TEST_ASSETS=1 BENCH_N=$(N) OPERATOR_BINARY=$(BIN)/cryptoassets \
 		go test -count=1 -run '^$$' -bench BenchmarkOperatorConvergence -benchtime 1x -timeout 30m ./test/bench/
-bench: bench-operator ## All benchmarks.
+bench-helper: setup-test ## Helper benchmarks: ledger transfers vs pgbench, event delivery vs bare HTTP posts.
+	REQUIRE_TEST_ASSETS=1 go test -count=1 -run '^$$' -bench 'BenchmarkLedgerTransfers|BenchmarkEventDelivery' -benchtime 1x -timeout 30m ./test/bench/
+bench: bench-operator bench-helper ## All benchmarks.
 
 .PHONY: dev
 dev: setup-dev build ## Local control plane, operator and the bitcoind sample; Ctrl-C stops everything.

@@ -115,20 +115,28 @@ func (d *Dispatcher) runTarget(ctx context.Context, t Target, wake <-chan struct
 }
 
 // DeliverDue makes one attempt at every due event of a target and returns how many it tried.
+// Successes are recorded together at the end of the batch: a crash in between only means those
+// events are delivered again, which at-least-once allows and receivers deduplicate.
 func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
-	due, err := d.ledger.DueDeliveries(ctx, t.Name(), 100)
+	due, err := d.ledger.DueDeliveries(ctx, t.Name(), 500)
 	if err != nil {
 		return 0, err
 	}
+	var delivered []int64
+	defer func() {
+		if len(delivered) > 0 {
+			if err := d.ledger.MarkDelivered(context.WithoutCancel(ctx), t.Name(), delivered...); err != nil {
+				d.log.Error(err, "recording deliveries; they will be repeated", "target", t.Name(), "events", len(delivered))
+			}
+		}
+	}()
 	for _, ev := range due {
 		err := t.Deliver(ctx, ev)
 		if d.OnResult != nil {
 			d.OnResult(t.Name(), err)
 		}
 		if err == nil {
-			if err := d.ledger.MarkDelivered(ctx, ev.Seq, t.Name()); err != nil {
-				return 0, err
-			}
+			delivered = append(delivered, ev.Seq)
 			continue
 		}
 		if ctx.Err() != nil {

@@ -36,10 +36,13 @@ func (l *Ledger) DueDeliveries(ctx context.Context, target string, limit int) ([
 	})
 }
 
-// MarkDelivered records a successful delivery.
-func (l *Ledger) MarkDelivered(ctx context.Context, seq int64, target string) error {
+// MarkDelivered records successful deliveries of events to a target, in one statement.
+func (l *Ledger) MarkDelivered(ctx context.Context, target string, seqs ...int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
 	_, err := l.pool.Exec(ctx, `UPDATE outbox_deliveries SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-		WHERE event_id = $1 AND target = $2`, seq, target)
+		WHERE event_id = ANY($1) AND target = $2`, seqs, target)
 	return err
 }
 

@@ -1,0 +1,249 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/events"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+)
+
+func envInt(b *testing.B, name string, def int) int {
+	if s := os.Getenv(name); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("%s=%q is not a positive number", name, s)
+		}
+		return v
+	}
+	return def
+}
+
+func startPG(b *testing.B) *pgtest.Server {
+	srv, err := pgtest.Start()
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			b.Fatal(err)
+		}
+		b.Skip(err)
+	}
+	b.Cleanup(srv.Stop)
+	return srv
+}
+
+func openLedger(b *testing.B, srv *pgtest.Server, targets ...string) (*ledger.Ledger, *pgxpool.Pool) {
+	ctx := context.Background()
+	url, err := srv.NewDatabase(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1,
+		MaxTrackedConfirmations: 1, ValidateAddress: func(string) error { return nil }, EventTargets: targets})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l, pool
+}
+
+// BenchmarkLedgerTransfers runs internal transfers from 8 concurrent clients over 100 accounts
+// (SERIALIZABLE, retried on contention) for BENCH_SECONDS (default 10), and next to it pgbench's
+// tpcb-like workload with 8 clients on the same PostgreSQL for as long. The figure is the ratio.
+func BenchmarkLedgerTransfers(b *testing.B) {
+	srv := startPG(b)
+	seconds := envInt(b, "BENCH_SECONDS", 10)
+	ctx := context.Background()
+	l, _ := openLedger(b, srv)
+	var ids []int64
+	for i := range 100 {
+		a, err := l.CreateAccount(ctx, fmt.Sprintf("acct-%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := fmt.Sprintf("addr-%d", i)
+		if _, err := l.AddReceivingAddress(ctx, a.ID, addr, ""); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: fmt.Sprintf("%064x", i), Address: addr, Amount: 1e12, Confirmations: 1}); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, a.ID)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		ops   int
+		first error
+	)
+	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
+	start := time.Now()
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(c), 1))
+			n := 0
+			for time.Now().Before(deadline) {
+				from, to := ids[r.IntN(len(ids))], ids[r.IntN(len(ids))]
+				if from == to {
+					continue
+				}
+				if _, err := l.SendInternal(ctx, from, to, ledger.Amount(r.IntN(1000)+1), ""); err != nil {
+					mu.Lock()
+					first = errors.Join(first, err)
+					mu.Unlock()
+					return
+				}
+				n++
+			}
+			mu.Lock()
+			ops += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		b.Fatal(first)
+	}
+	ledgerRate := float64(ops) / time.Since(start).Seconds()
+
+	pgbench := filepath.Join(filepath.Dir(mustLook(b, "initdb")), "pgbench")
+	url, err := srv.NewDatabase(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command(pgbench, "-i", "-s", "1", "-q", url).CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	out, err := exec.Command(pgbench, "-b", "tpcb-like", "-c", "8", "-j", "2", "-n", "-T", strconv.Itoa(seconds), url).CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("no tps in pgbench output:\n%s", out)
+	}
+	pgRate, _ := strconv.ParseFloat(string(m[1]), 64)
+	b.ReportMetric(ledgerRate, "transfers/s")
+	b.ReportMetric(pgRate, "pgbench-tps")
+	b.ReportMetric(ledgerRate/pgRate, "ratio")
+	b.Logf("8 clients, %ds: %.0f ledger transfers/s (SERIALIZABLE, each also checks balances and writes a transaction row); pgbench tpcb-like %.0f tps; ratio %.2f",
+		seconds, ledgerRate, pgRate, ledgerRate/pgRate)
+}
+
+func mustLook(b *testing.B, name string) string {
+	for _, dir := range append([]string{os.Getenv("PG_BIN")}, globDirs("/usr/lib/postgresql/*/bin")...) {
+		if dir == "" {
+			continue
+		}
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		b.Fatalf("%s not found", name)
+	}
+	return p
+}
+
+func globDirs(pattern string) []string { d, _ := filepath.Glob(pattern); return d }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// BenchmarkEventDelivery delivers BENCH_EVENTS (default 10000) outbox events to a local HTTP
+// receiver through the dispatcher (read from the outbox, sign, post, mark delivered), next to a
+// bare HTTP client posting the same bodies in the same run.
+func BenchmarkEventDelivery(b *testing.B) {
+	srv := startPG(b)
+	n := envInt(b, "BENCH_EVENTS", 10000)
+	ctx := context.Background()
+	l, pool := openLedger(b, srv, "app")
+	// Events are generated in bulk; the benchmark measures delivery, not bookkeeping.
+	if _, err := pool.Exec(ctx, `WITH a AS (SELECT id FROM assets WHERE name = 'btc'),
+		e AS (INSERT INTO outbox_events (asset_id, name, payload)
+			SELECT a.id, 'txupdate', jsonb_build_object('transaction_id', g, 'amount', '0.00010000', 'confirmations', 3, 'credited', true)
+			FROM a, generate_series(1, $1) g RETURNING id)
+		INSERT INTO outbox_deliveries (event_id, target) SELECT id, 'app' FROM e`, n); err != nil {
+		b.Fatal(err)
+	}
+	var received sync.Map
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		received.Store(r.Header.Get(events.EventIDHeader), true)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+
+	due, err := l.DueDeliveries(ctx, "app", n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bodies := make([][]byte, len(due))
+	for i, d := range due {
+		if bodies[i], err = events.Body(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	start := time.Now()
+	for _, body := range bodies {
+		resp, err := client.Post(receiver.URL, "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	bare := time.Since(start)
+
+	d := events.NewDispatcher(l, nil, events.DefaultBackoff(), logr.Discard())
+	target := events.NewHTTPTarget("app", receiver.URL, []byte("key"), 10*time.Second)
+	start = time.Now()
+	for {
+		k, err := d.DeliverDue(ctx, target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	took := time.Since(start)
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox_deliveries WHERE delivered_at IS NULL`).Scan(&left); err != nil || left != 0 {
+		b.Fatalf("%d events undelivered (%v)", left, err)
+	}
+	b.ReportMetric(float64(n)/took.Seconds(), "events/s")
+	b.ReportMetric(float64(n)/bare.Seconds(), "bare-posts/s")
+	b.ReportMetric(took.Seconds()/bare.Seconds(), "ratio")
+	b.Logf("%d events: dispatcher %s (%.0f/s), bare HTTP posts %s (%.0f/s), ratio %.2f",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), bare.Round(time.Millisecond), float64(n)/bare.Seconds(), took.Seconds()/bare.Seconds())
+}
