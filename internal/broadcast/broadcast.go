@@ -54,6 +54,25 @@ func New(l *ledger.Ledger, b backend.Backend, grace time.Duration, log logr.Logg
 // clockSkew widens the window of the wallet's send records: its clock is not ours.
 const clockSkew = 10 * time.Minute
 
+// Run broadcasts until nothing is pending (a long queue goes out in several transactions of at
+// most ledger.MaxBroadcastSends sends), or a pass waits or fails, and returns what the passes did.
+func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
+	var total Result
+	for {
+		r, err := b.Pass(ctx)
+		total.Sends += r.Sends
+		total.Sent = total.Sent || r.Sent
+		total.Reconciled = total.Reconciled || r.Reconciled
+		total.Waiting = r.Waiting
+		if r.TxID != "" {
+			total.TxID = r.TxID
+		}
+		if err != nil || r.Waiting || (!r.Sent && !r.Reconciled) {
+			return total, err
+		}
+	}
+}
+
 // Pass runs one broadcast: reconcile or send, record, book the fee, follow confirmations.
 func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 	var r Result

@@ -63,8 +63,18 @@ func ValidateAddress(coinName, network, addr string) error {
 		return fmt.Errorf("address must be 1-90 characters, got %d", len(addr))
 	}
 	if p.HRP != "" && strings.HasPrefix(strings.ToLower(addr), p.HRP+"1") {
-		return validateSegwit(p.HRP, addr)
+		// A base58 address can start with the same letters ("Sb1..." on simnet): only when it is
+		// not a valid base58 address of the network is the segwit error the one to report.
+		segwitErr := validateSegwit(p.HRP, addr)
+		if segwitErr == nil || validateBase58(coinName, network, p, addr) != nil {
+			return segwitErr
+		}
+		return nil
 	}
+	return validateBase58(coinName, network, p, addr)
+}
+
+func validateBase58(coinName, network string, p AddressParams, addr string) error {
 	payload, version, err := base58.CheckDecode(addr)
 	if err != nil {
 		if errors.Is(err, base58.ErrChecksum) {

@@ -109,3 +109,29 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// TestBase58AddressThatLooksLikeBech32 covers base58 addresses whose first letters spell the
+// network's bech32 prefix: simnet P2PKH addresses start with "S", and some with "Sb1".
+func TestBase58AddressThatLooksLikeBech32(t *testing.T) {
+	h := make([]byte, 20)
+	for i := 0; ; i++ {
+		h[0], h[1], h[2] = byte(i), byte(i>>8), byte(i>>16)
+		addr := base58.CheckEncode(h, 0x3f)
+		if !strings.HasPrefix(strings.ToLower(addr), "sb1") {
+			continue
+		}
+		if err := ValidateAddress("bitcoin", "simnet", addr); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		// The same letters that are neither valid base58 nor valid bech32 are still refused.
+		last := "z"
+		if strings.HasSuffix(addr, "z") {
+			last = "y"
+		}
+		broken := addr[:len(addr)-1] + last
+		if err := ValidateAddress("bitcoin", "simnet", broken); err == nil {
+			t.Errorf("%s (checksum broken) accepted", broken)
+		}
+		return
+	}
+}

@@ -262,7 +262,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 		return err
 	})
 	sup.loop(ctx, &wg, "broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
-		r, err := bc.Pass(ctx)
+		r, err := bc.Run(ctx)
 		m.broadcast(r, err)
 		if r.Sent || r.Reconciled {
 			dispatcher.Wake()

@@ -22,8 +22,12 @@ type Broadcast struct {
 	Attempts  int
 }
 
-// OpenBroadcast returns the wallet's open broadcast, or opens one with every pending send, or
-// returns nil when nothing is pending.
+// MaxBroadcastSends caps the sends of one broadcast. A transaction paying more outputs than this
+// grows past the 100 kB that nodes relay as standard (about 34 bytes per output).
+const MaxBroadcastSends = 1000
+
+// OpenBroadcast returns the wallet's open broadcast, or opens one with the oldest pending sends
+// (at most MaxBroadcastSends), or returns nil when nothing is pending.
 func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 	var b *Broadcast
 	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
@@ -47,7 +51,8 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE transactions SET state = 'broadcasting', broadcast_id = $1, updated_at = now()
-				WHERE wallet_id = $2 AND kind = 'outgoing' AND state = 'pending'`, b.ID, l.walletID); err != nil {
+				WHERE id IN (SELECT id FROM transactions WHERE wallet_id = $2 AND kind = 'outgoing' AND state = 'pending'
+				             ORDER BY id LIMIT $3)`, b.ID, l.walletID, MaxBroadcastSends); err != nil {
 				return err
 			}
 		default:

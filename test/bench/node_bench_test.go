@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/address/v2/base58"
+	"github.com/go-logr/logr"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+)
+
+func startNode(b *testing.B) (*btctest.Node, *bitcoind.Client) {
+	n, err := btctest.Start()
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			b.Fatal(err)
+		}
+		b.Skip(err)
+	}
+	b.Cleanup(n.Stop)
+	user, pass := n.Credentials()
+	c, err := bitcoind.New(bitcoind.Options{URL: n.WalletURL(), Flavor: bitcoind.Btcwallet, User: user, Password: pass,
+		WalletPassphrase: btctest.WalletPassphrase, Timeout: 60 * time.Second, Coin: "bitcoin", Network: "simnet"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return n, c
+}
+
+// externalAddress is a valid simnet P2PKH address nobody holds. Addresses starting "Sb1" are
+// skipped: btcwallet (btcutil.DecodeAddress) takes them for bech32 and refuses to pay them, a
+// simnet-only collision (no other network's base58 addresses can start with its bech32 prefix).
+func externalAddress(b *testing.B) string {
+	h := make([]byte, 20)
+	for {
+		if _, err := rand.Read(h); err != nil {
+			b.Fatal(err)
+		}
+		if a := base58.CheckEncode(h, 0x3f); !strings.HasPrefix(strings.ToLower(a), "sb1") {
+			return a
+		}
+	}
+}
+
+func timeIt(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+// BenchmarkBroadcast queues BENCH_SENDS (default 5000) sends to distinct addresses and measures
+// the time until the broadcaster has sent them all (in transactions of at most 1000 outputs),
+// next to the bare sendmany calls for the same number of outputs in the same run.
+func BenchmarkBroadcast(b *testing.B) {
+	n := envInt(b, "BENCH_SENDS", 5000)
+	srv := startPG(b)
+	node, backend := startNode(b)
+	ctx := context.Background()
+	l, _ := openLedger(b, srv)
+	acct, err := l.CreateAccount(ctx, "payouts")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.AddReceivingAddress(ctx, acct.ID, "funding", ""); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: "ff", Address: "funding", Amount: 100 * 1e8, Confirmations: 1}); err != nil {
+		b.Fatal(err)
+	}
+
+	// Bare: the same number of outputs, sent straight to the wallet in batches of 1000.
+	bare, err := timeIt(func() error {
+		for left := n; left > 0; left -= ledger.MaxBroadcastSends {
+			outputs := map[string]ledger.Amount{}
+			for range min(left, ledger.MaxBroadcastSends) {
+				outputs[externalAddress(b)] = 10_000
+			}
+			if _, err := backend.SendMany(ctx, outputs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("bare sendmany: %v", err)
+	}
+	if _, err := node.Mine(1); err != nil { // confirm the change so the next round can spend it
+		b.Fatal(err)
+	}
+
+	for range n {
+		if _, err := l.SendExternal(ctx, acct.ID, externalAddress(b), 10_000, "", false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bc := broadcast.New(l, backend, time.Minute, logr.Discard())
+	var r broadcast.Result
+	took, err := timeIt(func() (err error) { r, err = bc.Run(ctx); return err })
+	if err != nil || r.Sends != n {
+		b.Fatalf("broadcast: %+v %v", r, err)
+	}
+	b.ReportMetric(took.Seconds(), "broadcast-s")
+	b.ReportMetric(bare.Seconds(), "bare-sendmany-s")
+	b.ReportMetric(took.Seconds()/bare.Seconds(), "ratio")
+	b.Logf("%d queued sends broadcast in %s; bare sendmany of as many outputs %s; ratio %.2f",
+		n, took.Round(time.Millisecond), bare.Round(time.Millisecond), took.Seconds()/bare.Seconds())
+}
+
+// BenchmarkIntake pays BENCH_DEPOSITS (default 1000) helper addresses in a few sendmany
+// transactions and measures the catch-up that books and credits them all, next to the bare
+// backend calls that catch-up has to make (listsinceblock, gettransaction per transaction).
+func BenchmarkIntake(b *testing.B) {
+	n := envInt(b, "BENCH_DEPOSITS", 1000)
+	srv := startPG(b)
+	node, backend := startNode(b)
+	ctx := context.Background()
+	l, _ := openLedger(b, srv)
+	in := intake.New(l, backend, logr.Discard())
+	if _, err := in.CatchUp(ctx); err != nil { // the cursor: where the benchmark's deposits start
+		b.Fatal(err)
+	}
+	cursor, _, err := l.Cursor(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acct, err := l.CreateAccount(ctx, "shop")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var batches []map[string]ledger.Amount
+	for i := range n {
+		addr, err := backend.NewAddress(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := l.AddReceivingAddress(ctx, acct.ID, addr, ""); err != nil {
+			b.Fatal(err)
+		}
+		if i%250 == 0 {
+			batches = append(batches, map[string]ledger.Amount{})
+		}
+		batches[len(batches)-1][addr] = 100_000
+	}
+	var txids []string
+	for _, outputs := range batches {
+		txid, err := backend.SendMany(ctx, outputs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		txids = append(txids, txid)
+	}
+	if _, err := node.Mine(1); err != nil { // one confirmation: booked and credited in one pass
+		b.Fatal(err)
+	}
+
+	bare, err := timeIt(func() error {
+		if _, _, err := backend.Since(ctx, cursor.Hash); err != nil {
+			return err
+		}
+		for _, id := range txids {
+			if _, err := backend.Transaction(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var r intake.Result
+	took, err := timeIt(func() (err error) { r, err = in.CatchUp(ctx); return err })
+	if err != nil || r.Booked != n || r.Credited != n {
+		b.Fatalf("catch-up: %+v %v", r, err)
+	}
+	a, _ := l.Account(ctx, acct.ID)
+	if a.Balance != ledger.Amount(n)*100_000 {
+		b.Fatalf("account holds %d, want %d", a.Balance, n*100_000)
+	}
+	b.ReportMetric(float64(n)/took.Seconds(), "deposits/s")
+	b.ReportMetric(took.Seconds(), "catchup-s")
+	b.ReportMetric(bare.Seconds(), "bare-rpc-s")
+	b.ReportMetric(took.Seconds()/bare.Seconds(), "ratio")
+	b.Logf("%d deposits in %d transactions booked and credited in %s (%.0f/s); the bare backend calls take %s; ratio %.2f",
+		n, len(txids), took.Round(time.Millisecond), float64(n)/took.Seconds(), bare.Round(time.Millisecond), took.Seconds()/bare.Seconds())
+}
