@@ -54,6 +54,8 @@ envtest_assets() {
 
 mkdir -p "${BIN}"
 apt_install etcd etcd-server
+# Litecoin Core (regtest) is the Bitcoin Core-family node the bitcoind backend is tested against.
+apt_install litecoind litecoind
 # The ledger tests start their own PostgreSQL from the server binaries.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]; then
   apt_install /usr/lib/postgresql/15/bin/initdb postgresql-15

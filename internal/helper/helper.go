@@ -290,6 +290,9 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 			if err == nil && (r.Booked+r.Updated) > 0 {
 				dispatcher.Wake()
 			}
+			// Every notification also brings a catch-up forward: the txid is looked up at once,
+			// and whatever else the wallet saw meanwhile is not left for the next poll.
+			wake(catchUpWake)()
 			return err
 		}, log.WithName("walletnotify"))
 		serve("walletnotify", cfg.Notify.HTTP.Listen, hook)

@@ -84,3 +84,15 @@ func Bitcoin(n **btctest.Node) Starter {
 		return node.Stop, nil
 	}
 }
+
+// LitecoinCore starts a Litecoin Core regtest node (Bitcoin Core's RPC dialect) into *c.
+func LitecoinCore(c **btctest.Core) Starter {
+	return func() (func(), error) {
+		core, err := btctest.StartLitecoinCore()
+		if err != nil {
+			return nil, err
+		}
+		*c = core
+		return core.Stop, nil
+	}
+}

@@ -17,10 +17,13 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
-var node *btctest.Node
+var (
+	node *btctest.Node
+	core *btctest.Core
+)
 
 func TestMain(m *testing.M) {
-	os.Exit(testassets.Main(m, testassets.Bitcoin(&node)))
+	os.Exit(testassets.Main(m, testassets.Bitcoin(&node), testassets.LitecoinCore(&core)))
 }
 
 func newClient(t *testing.T, mutate ...func(*Options)) *Client {
