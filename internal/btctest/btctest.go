@@ -112,6 +112,8 @@ func (n *Node) start(name string, args ...string) (*process, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	// The binaries want to write a default config into $HOME; give them the test's directory.
 	cmd.Env = append(os.Environ(), "HOME="+n.dir)
+	// A test binary that panics or times out must not leave servers running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/rpcclient"
@@ -90,6 +91,7 @@ func (c *Core) setUp() error {
 	cmd := exec.Command(c.bin, "-regtest", "-datadir="+c.dir, "-server", "-listen=0", "-port="+strconv.Itoa(p2p),
 		"-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1", "-rpcport="+strconv.Itoa(c.port),
 		"-rpcuser="+c.user, "-rpcpassword="+c.pass, "-fallbackfee=0.0002", "-printtoconsole=0", "-dnsseed=0", "-upnp=0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphans if the test dies
 	log, err := os.Create(filepath.Join(c.dir, "litecoind.out"))
 	if err != nil {
 		return err

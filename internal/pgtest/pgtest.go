@@ -66,8 +66,9 @@ func freePort() (int, error) {
 
 // credential runs the server as the postgres user when we are root.
 func credential(dir string) (*syscall.SysProcAttr, error) {
+	// Pdeathsig: a test binary that panics or times out must not leave a server running.
 	if os.Geteuid() != 0 {
-		return nil, nil
+		return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}, nil
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
@@ -78,7 +79,7 @@ func credential(dir string) (*syscall.SysProcAttr, error) {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return nil, err
 	}
-	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}, nil
+	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Pdeathsig: syscall.SIGKILL}, nil
 }
 
 // Start initialises and starts a server. Stop it with Stop.
