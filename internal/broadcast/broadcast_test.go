@@ -128,13 +128,6 @@ func (f *fixture) walletSends(t *testing.T, outputs map[string]ledger.Amount) []
 	return ids
 }
 
-func mine(t *testing.T, n uint32) {
-	t.Helper()
-	if _, err := node.Mine(n); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestBroadcastBatchesPendingSends(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t, 10*ledger.Amount(1e8))
@@ -167,7 +160,7 @@ func TestBroadcastBatchesPendingSends(t *testing.T) {
 		t.Errorf("second pass: %+v %v", r, err)
 	}
 	// Confirmations are followed; at the threshold (2) the sends are confirmed.
-	mine(t, 2)
+	node.MustMine(t, 2)
 	if _, err := b.Pass(ctx); err != nil {
 		t.Fatal(err)
 	}

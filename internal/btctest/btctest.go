@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/address/v2"
@@ -333,4 +334,22 @@ func (n *Node) Stop() {
 	n.wallet.stop()
 	n.btcd.stop()
 	os.RemoveAll(n.dir)
+}
+
+// MustPay is Pay for tests: it fails t on error.
+func (n *Node) MustPay(t testing.TB, to string, sat int64) string {
+	t.Helper()
+	txid, err := n.Pay(to, sat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return txid
+}
+
+// MustMine is Mine for tests: it fails t on error.
+func (n *Node) MustMine(t testing.TB, blocks uint32) {
+	t.Helper()
+	if _, err := n.Mine(blocks); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -76,22 +76,6 @@ func (f *fixture) receivingAddress(t *testing.T, account int64) string {
 	return addr
 }
 
-func pay(t *testing.T, to string, sat int64) string {
-	t.Helper()
-	txid, err := node.Pay(to, sat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return txid
-}
-
-func mine(t *testing.T, n uint32) {
-	t.Helper()
-	if _, err := node.Mine(n); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (f *fixture) balance(t *testing.T, id int64) ledger.Amount {
 	t.Helper()
 	a, err := f.ledger.Account(context.Background(), id)
@@ -118,7 +102,7 @@ func TestNotificationsAndCatchUp(t *testing.T) {
 	alice, _ := f.ledger.CreateAccount(ctx, "alice")
 	addr := f.receivingAddress(t, alice.ID)
 
-	txid := pay(t, addr, 50_000_000)
+	txid := node.MustPay(t, addr, 50_000_000)
 	r, err := f.intake.Notify(ctx, txid)
 	if err != nil || r.Booked != 1 || f.balance(t, alice.ID) != 0 {
 		t.Fatalf("first notification: %+v %v", r, err)
@@ -132,18 +116,18 @@ func TestNotificationsAndCatchUp(t *testing.T) {
 		t.Errorf("forged txid: %+v %v", r, err)
 	}
 
-	mine(t, 2)
+	node.MustMine(t, 2)
 	if r, err := f.intake.CatchUp(ctx); err != nil || r.Credited != 0 || f.balance(t, alice.ID) != 0 {
 		t.Fatalf("2 confirmations: %+v %v", r, err)
 	}
-	mine(t, 1)
+	node.MustMine(t, 1)
 	if r, err := f.intake.CatchUp(ctx); err != nil || r.Credited != 1 || f.balance(t, alice.ID) != 50_000_000 {
 		t.Fatalf("3 confirmations: %+v %v balance %d", r, err, f.balance(t, alice.ID))
 	}
 
 	// Sent while no notification arrived: the catch-up alone finds and credits it.
-	missed := pay(t, addr, 7_000_000)
-	mine(t, 3)
+	missed := node.MustPay(t, addr, 7_000_000)
+	node.MustMine(t, 3)
 	r, err = f.intake.CatchUp(ctx)
 	if err != nil || r.Booked != 1 || r.Credited != 1 || f.balance(t, alice.ID) != 57_000_000 {
 		t.Fatalf("missed transaction %s: %+v %v", missed, r, err)
@@ -154,8 +138,8 @@ func TestNotificationsAndCatchUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	strangerTx := pay(t, stranger.EncodeAddress(), 1_000_000)
-	mine(t, 1)
+	strangerTx := node.MustPay(t, stranger.EncodeAddress(), 1_000_000)
+	node.MustMine(t, 1)
 	if _, err := f.intake.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +158,7 @@ func TestNotificationsAndCatchUp(t *testing.T) {
 		t.Errorf("cursor %+v, tip %+v", cur, tip)
 	}
 	// Confirmations are followed to the horizon (6), then the deposit is final.
-	mine(t, 5)
+	node.MustMine(t, 5)
 	if _, err := f.intake.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +184,8 @@ func TestForcedExternalSendToOwnAddress(t *testing.T) {
 	alice, _ := f.ledger.CreateAccount(ctx, "alice")
 	bob, _ := f.ledger.CreateAccount(ctx, "bob")
 	fund := f.receivingAddress(t, alice.ID)
-	pay(t, fund, 200_000_000)
-	mine(t, 3)
+	node.MustPay(t, fund, 200_000_000)
+	node.MustMine(t, 3)
 	if _, err := f.intake.CatchUp(ctx); err != nil || f.balance(t, alice.ID) != 200_000_000 {
 		t.Fatalf("funding alice: %v, balance %d", err, f.balance(t, alice.ID))
 	}
@@ -222,7 +206,7 @@ func TestForcedExternalSendToOwnAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mine(t, 3)
+	node.MustMine(t, 3)
 	for range 2 {
 		if _, err := f.intake.CatchUp(ctx); err != nil {
 			t.Fatal(err)

@@ -42,22 +42,6 @@ func newClient(t *testing.T, mutate ...func(*Options)) *Client {
 	return c
 }
 
-func pay(t *testing.T, to string, sat int64) string {
-	t.Helper()
-	txid, err := node.Pay(to, sat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return txid
-}
-
-func mine(t *testing.T, n uint32) {
-	t.Helper()
-	if _, err := node.Mine(n); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestReceiveAndConfirm(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
@@ -68,7 +52,7 @@ func TestReceiveAndConfirm(t *testing.T) {
 	if err := coin.ValidateAddress("bitcoin", "simnet", addr); err != nil {
 		t.Fatalf("new address %s: %v", addr, err)
 	}
-	txid := pay(t, addr, 12_345_678)
+	txid := node.MustPay(t, addr, 12_345_678)
 
 	tx, err := c.Transaction(ctx, txid)
 	if err != nil {
@@ -77,7 +61,7 @@ func TestReceiveAndConfirm(t *testing.T) {
 	if tx.Confirmations != 0 || len(tx.Received) != 1 || tx.Received[0].Address != addr || tx.Received[0].Amount != 12_345_678 {
 		t.Fatalf("unconfirmed: %+v", tx)
 	}
-	mine(t, 2)
+	node.MustMine(t, 2)
 	tip, err := c.Tip(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +88,8 @@ func TestSinceListsNewTransactionsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, _ := c.NewAddress(ctx, "")
-	first := pay(t, addr, 100_000)
-	mine(t, 1)
+	first := node.MustPay(t, addr, 100_000)
+	node.MustMine(t, 1)
 	txs, tip2, err := c.Since(ctx, tip.Hash)
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +109,8 @@ func TestSinceListsNewTransactionsOnly(t *testing.T) {
 	if !found {
 		t.Fatalf("%s not listed since block %d", first, tip.Height)
 	}
-	second := pay(t, addr, 200_000)
-	mine(t, 1)
+	second := node.MustPay(t, addr, 200_000)
+	node.MustMine(t, 1)
 	txs, _, err = c.Since(ctx, tip2.Hash)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +139,7 @@ func TestSendMany(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine(t, 1)
+	node.MustMine(t, 1)
 	tx, err := c.Transaction(ctx, txid)
 	if err != nil {
 		t.Fatal(err)
