@@ -40,10 +40,9 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(operatorCommand(), versionCommand(), helperCommand(), initializeDBCommand(), ledgerCommand())
+	root.AddCommand(operatorCommand(), versionCommand(), helperCommand(), initializeDBCommand(), ledgerCommand(), walletnotifyCommand())
 	for _, c := range []struct{ use, short, issue string }{
 		{"rescan", "Rescan the backend once for missed transactions (--config FILE)", "5"},
-		{"walletnotify", "Tell a running helper about a wallet transaction (for bitcoind -walletnotify)", "4"},
 	} {
 		root.AddCommand(unavailableCommand(c.use, c.short, c.issue))
 	}

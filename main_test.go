@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -97,5 +100,39 @@ func TestInitializeDBAndLedgerCheck(t *testing.T) {
 	_, err = run(t, "initializedb", "--config", bad)
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "database.urlFile") {
 		t.Fatalf("bad URL: %v", err)
+	}
+}
+
+func TestWalletnotifyClient(t *testing.T) {
+	txid := strings.Repeat("ab", 32)
+	var got []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Cryptoassets-Token") != "s3cret" {
+			http.Error(w, "missing or wrong token", http.StatusUnauthorized)
+			return
+		}
+		_ = r.ParseForm()
+		got = append(got, r.PostForm.Get("txid"))
+	}))
+	defer hook.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "walletnotify", "--url", hook.URL, "--token-file", tokenFile, txid); err != nil || len(got) != 1 || got[0] != txid {
+		t.Fatalf("notify: %v, hook got %v", err, got)
+	}
+	if _, err := run(t, "walletnotify", "--url", hook.URL, txid); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without the token: %v", err)
+	}
+	if _, err := run(t, "walletnotify", "--url", hook.URL, "--token-file", tokenFile, "xyz"); err == nil || !strings.Contains(err.Error(), "64 hex digits") || len(got) != 1 {
+		t.Errorf("a malformed txid must not be posted: %v (hook got %d)", err, len(got))
+	}
+	// A helper that does not answer cannot hold bitcoind up.
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { time.Sleep(3 * time.Second) }))
+	defer stuck.Close()
+	start := time.Now()
+	if _, err := run(t, "walletnotify", "--url", stuck.URL, "--timeout", "300ms", txid); err == nil || time.Since(start) > 2*time.Second {
+		t.Errorf("stuck helper: %v after %s", err, time.Since(start))
 	}
 }
