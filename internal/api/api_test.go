@@ -1,0 +1,124 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) {
+	os.Exit(testassets.Main(m, testassets.Postgres(&pg)))
+}
+
+// TestRefusals sends malformed and impossible requests and checks each answer's status and the
+// field it names. No request here reaches the backend, so none is configured.
+func TestRefusals(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "mainnet", Confirmations: 3,
+		MaxTrackedConfirmations: 6, ValidateAddress: func(a string) error { return coin.ValidateAddress("bitcoin", "mainnet", a) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := l.CreateAccount(ctx, "alice")
+	srv := httptest.NewServer(New(l, nil, "token").Handler())
+	defer srv.Close()
+
+	send := "/v1/accounts/" + itoa(alice.ID) + "/send"
+	cases := []struct {
+		name, method, path, body string
+		headers                  map[string]string
+		status                   int
+		field, message           string
+	}{
+		{"no name", "POST", "/v1/accounts", `{}`, nil, 400, "name", "name is required"},
+		{"unknown field", "POST", "/v1/accounts", `{"name":"x","colour":"red"}`, nil, 400, "", `unknown field "colour"`},
+		{"not JSON", "POST", "/v1/accounts", `name=x`, nil, 400, "", "not the expected JSON"},
+		{"duplicate account", "POST", "/v1/accounts", `{"name":"alice"}`, nil, 409, "", "already exists"},
+		{"bad id", "GET", "/v1/accounts/abc", ``, nil, 400, "id", "positive integer"},
+		{"no such account", "GET", "/v1/accounts/99999", ``, nil, 404, "", "not found"},
+		{"to and to_account", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","to_account":2,"amount":"1"}`, nil, 400, "to", "exactly one of"},
+		{"neither to", "POST", send, `{"amount":"1"}`, nil, 400, "to", "exactly one of"},
+		{"negative amount", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"-1"}`, nil, 400, "amount", "greater than zero"},
+		{"exponent", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"1e8"}`, nil, 400, "amount", "want digits"},
+		{"amount as a number", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":0.1}`, nil, 400, "", "not the expected JSON"},
+		{"too many decimals", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"0.000000001"}`, nil, 400, "amount", "decimal places"},
+		{"overflow", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"99999999999999"}`, nil, 400, "amount", "out of range"},
+		{"bad address", "POST", send, `{"to":"tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx","amount":"0.1"}`, nil, 400, "address", "not a bitcoin mainnet address"},
+		{"insufficient balance", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"0.1"}`, nil, 422, "amount", "insufficient balance"},
+		{"to itself", "POST", send, `{"to_account":` + itoa(alice.ID) + `,"amount":"0.1"}`, nil, 422, "to", "same"},
+		{"long idempotency key", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"0.1"}`,
+			map[string]string{"Idempotency-Key": strings.Repeat("k", 201)}, 400, "Idempotency-Key", "at most 200"},
+		{"bad limit", "GET", "/v1/transactions?limit=0", ``, nil, 400, "limit", "1-1000"},
+		{"bad account filter", "GET", "/v1/transactions?account=x", ``, nil, 400, "account", "positive integer"},
+		{"processed, no such deposit", "POST", "/v1/transactions/424242/processed", ``, nil, 404, "", "not found"},
+		{"huge body", "POST", "/v1/accounts", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 400, "", "too large"},
+		{"no token", "GET", "/v1/accounts", ``, map[string]string{"Authorization": ""}, 401, "", "bearer token"},
+		{"wrong token", "GET", "/v1/accounts", ``, map[string]string{"Authorization": "Bearer nope"}, 401, "", "bearer token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer token")
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body apiError
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatalf("error body is not JSON: %v", err)
+			}
+			if resp.StatusCode != tc.status || body.Field != tc.field || !strings.Contains(body.Error, tc.message) {
+				t.Errorf("got %d field %q %q; want %d field %q containing %q", resp.StatusCode, body.Field, body.Error, tc.status, tc.field, tc.message)
+			}
+		})
+	}
+	// Nothing moved.
+	if a, _ := l.Account(ctx, alice.ID); a.Balance != 0 {
+		t.Errorf("alice %d after refused requests", a.Balance)
+	}
+	if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {
+		t.Errorf("ledger check: %v %v", v, err)
+	}
+	// The OpenAPI document is served without a token and parses.
+	resp, err := http.Get(srv.URL + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI string         `json:"openapi"`
+		Paths   map[string]any `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.OpenAPI == "" || len(doc.Paths) < 8 {
+		t.Errorf("openapi.json: %v %+v", err, doc)
+	}
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
