@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/rpcclient"
+	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
 )
 
 // WalletPassphrase is the passphrase of btcwallet's --createtemp wallet.
@@ -86,15 +86,6 @@ func BinDir() (string, error) {
 		}
 	}
 	return "", errors.New("btcd and btcwallet not found: run hack/setup-tools.sh test (go install puts them in bin/) or set BTCD_BIN_DIR")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func client(port int, user, pass string) (*rpcclient.Client, error) {
@@ -201,10 +192,10 @@ func Start() (*Node, error) {
 
 func (n *Node) setUp() error {
 	var err error
-	if n.btcdPort, err = freePort(); err != nil {
+	if n.btcdPort, err = loopback.FreePort(); err != nil {
 		return err
 	}
-	if n.walletPort, err = freePort(); err != nil {
+	if n.walletPort, err = loopback.FreePort(); err != nil {
 		return err
 	}
 	if n.Node, err = client(n.btcdPort, n.user, n.pass); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/rpcclient"
+	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
 )
 
 // Core is a Litecoin Core node on regtest (Debian's litecoind): a real Bitcoin Core-family wallet
@@ -81,10 +82,10 @@ func call(cl *rpcclient.Client, out any, method string, params ...any) error {
 
 func (c *Core) setUp() error {
 	var err error
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = loopback.FreePort(); err != nil {
 		return err
 	}
-	p2p, err := freePort()
+	p2p, err := loopback.FreePort()
 	if err != nil {
 		return err
 	}

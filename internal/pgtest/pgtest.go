@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -53,15 +53,6 @@ func binDir() (string, error) {
 		return filepath.Dir(p), nil
 	}
 	return "", errors.New("no PostgreSQL binaries: set PG_BIN or install postgresql (initdb, postgres)")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // credential runs the server as the postgres user when we are root.
@@ -104,7 +95,7 @@ func Start() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
 )
@@ -171,17 +172,22 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		b.Fatal(err)
 	}
+	probePort, err := loopback.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	probeAddr := "127.0.0.1:" + strconv.Itoa(probePort)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, bin, "operator", "--kubeconfig", kubeconfig, "--helper-image", "bench:1",
 		"--max-concurrent-reconciles", strconv.Itoa(workers), "--watch-namespace", "operated",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:18081", "--zap-log-level", "error")
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr, "--zap-log-level", "error")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("starting the operator: %v", err)
 	}
 	defer func() { cancel(); _ = cmd.Wait() }()
-	waitReady(b, "http://127.0.0.1:18081/readyz")
+	waitReady(b, "http://"+probeAddr+"/readyz")
 
 	start = time.Now()
 	if err := parallel(n, func(i int) error {
