@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/spf13/cobra"
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -10,7 +13,11 @@ import (
 )
 
 func helperCommand() *cobra.Command {
-	var path string
+	var (
+		path       string
+		kubeconfig string
+		opts       helper.Options
+	)
 	cmd := &cobra.Command{
 		Use:   "helper --config FILE",
 		Short: "Run the helper service for one asset: deposits, broadcasts, events, application API",
@@ -28,10 +35,20 @@ func helperCommand() *cobra.Command {
 				level = zapcore.ErrorLevel
 			}
 			log := zap.New(zap.Level(level)).WithValues("asset", cfg.Asset.Name)
-			return helper.Run(cmd.Context(), cfg, log)
+			if cfg.Kubernetes != nil {
+				kube, err := restConfig(kubeconfig)
+				if err != nil {
+					return fmt.Errorf("the config names CryptoAsset %s/%s: %w", cfg.Kubernetes.Namespace, cfg.Kubernetes.Name, err)
+				}
+				kube.UserAgent = "cryptoassets-helper/" + version
+				opts.Kube = kube
+			}
+			return helper.Run(cmd.Context(), cfg, log, opts)
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "helper config file")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file, used when the config names a CryptoAsset; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config")
+	cmd.Flags().DurationVar(&opts.RescanProgressEvery, "rescan-progress-interval", 3*time.Second, "how often rescan progress is written to the CryptoAsset's status at most")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

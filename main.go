@@ -40,26 +40,8 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(operatorCommand(), versionCommand(), helperCommand(), initializeDBCommand(), ledgerCommand(), walletnotifyCommand())
-	for _, c := range []struct{ use, short, issue string }{
-		{"rescan", "Rescan the backend once for missed transactions (--config FILE)", "5"},
-	} {
-		root.AddCommand(unavailableCommand(c.use, c.short, c.issue))
-	}
+	root.AddCommand(operatorCommand(), versionCommand(), helperCommand(), initializeDBCommand(), ledgerCommand(), walletnotifyCommand(), rescanCommand())
 	return root
-}
-
-// unavailableCommand stands for a subcommand this build does not contain yet, so scripts and
-// manifests already written against the final command set fail loudly instead of silently.
-func unavailableCommand(use, short, issue string) *cobra.Command {
-	return &cobra.Command{
-		Use:                use,
-		Short:              short + " [not in this build]",
-		DisableFlagParsing: true,
-		RunE: func(*cobra.Command, []string) error {
-			return fmt.Errorf("%q is not in this build of cryptoassets %s yet (tracked in issue %s)", use, version, issue)
-		},
-	}
 }
 
 func versionCommand() *cobra.Command {

@@ -4,8 +4,10 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -59,6 +61,14 @@ type Send struct {
 	Time    time.Time
 }
 
+// ScanBatch is one step of a rescan: the wallet transactions of a stretch of blocks (or of a page
+// of an API's history) and how far the scan has come, in Unit ("blocks" or "pages").
+type ScanBatch struct {
+	Transactions []Transaction
+	Done, Total  int64
+	Unit         string
+}
+
 // Backend is the service holding the asset's coins.
 type Backend interface {
 	// NewAddress creates a receiving address in the backend's wallet.
@@ -73,7 +83,49 @@ type Backend interface {
 	SendMany(ctx context.Context, outputs map[string]ledger.Amount) (txid string, err error)
 	// Tip is the best block.
 	Tip(ctx context.Context) (Tip, error)
+	// Scan walks the wallet's history from a block height (0: from its beginning) to the tip,
+	// handing visit one batch at a time in order, so a long rescan can show progress and stop
+	// between batches. It returns the tip the scan ran to. A height above the tip is
+	// ErrRejected.
+	Scan(ctx context.Context, fromHeight int64, visit func(ScanBatch) error) (Tip, error)
 	// RecentSends lists the wallet's own record of the payments it made since a time. The
 	// broadcaster uses it to learn whether a send whose answer was lost went out.
 	RecentSends(ctx context.Context, since time.Time) ([]Send, error)
+}
+
+// ScanInWindows hands txs (all from heights fromHeight..tipHeight, or unconfirmed) to visit in
+// height order, window blocks per batch, with the unconfirmed and conflicted ones in the last
+// batch. A backend whose history comes in one piece uses it to give a rescan its progress.
+func ScanInWindows(txs []Transaction, fromHeight, tipHeight, window int64, visit func(ScanBatch) error) error {
+	confirmed := make([]Transaction, 0, len(txs))
+	var pending []Transaction
+	for _, t := range txs {
+		if t.Confirmations > 0 && t.BlockHeight > 0 {
+			confirmed = append(confirmed, t)
+		} else {
+			pending = append(pending, t)
+		}
+	}
+	slices.SortStableFunc(confirmed, func(a, b Transaction) int { return cmp.Compare(a.BlockHeight, b.BlockHeight) })
+	total := tipHeight - fromHeight + 1
+	i := 0
+	for start := fromHeight; start <= tipHeight; start += window {
+		end := min(start+window-1, tipHeight)
+		j := i
+		for j < len(confirmed) && confirmed[j].BlockHeight <= end {
+			j++
+		}
+		batch := ScanBatch{Transactions: confirmed[i:j], Done: end - fromHeight + 1, Total: total, Unit: "blocks"}
+		i = j
+		if end == tipHeight {
+			// Anything the tip-relative heights put past the tip (a block mined meanwhile) goes
+			// with the last window rather than being dropped.
+			batch.Transactions = append(batch.Transactions, confirmed[i:]...)
+			batch.Transactions = append(batch.Transactions, pending...)
+		}
+		if err := visit(batch); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/api"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
@@ -29,6 +30,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/rescan"
 	"github.com/cryptoassets/cryptoassets-operator/internal/walletnotify"
 )
 
@@ -87,6 +89,46 @@ func newTargets(cfg *config.Config, l *ledger.Ledger) ([]events.Target, error) {
 	return out, nil
 }
 
+// openAsset opens the asset's ledger on pool and its backend.
+func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*ledger.Ledger, backend.Backend, func(), error) {
+	if err := ledger.CheckSchema(ctx, pool); err != nil {
+		return nil, nil, nil, err
+	}
+	k, err := coin.LookupNetwork(cfg.Asset.Coin, cfg.Asset.Network)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var targetNames []string
+	for _, e := range cfg.Events {
+		targetNames = append(targetNames, e.Name)
+	}
+	l, err := ledger.Open(ctx, pool, ledger.Options{
+		Asset: cfg.Asset.Name, Coin: k.Name, Network: cfg.Asset.Network,
+		Confirmations: cfg.Asset.Confirmations, MaxTrackedConfirmations: cfg.Asset.MaxTrackedConfirmations,
+		ValidateAddress: func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) },
+		EventTargets:    targetNames,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	be, closeBackend, err := newBackend(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return l, be, closeBackend, nil
+}
+
+// Rescan runs one rescan outside the helper service (the `cryptoassets rescan` command): it books
+// into the ledger through the same path, so running it beside a live helper is safe.
+func Rescan(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, fromHeight int64, log logr.Logger, progress func(intake.RescanProgress)) (intake.RescanResult, error) {
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
+	if err != nil {
+		return intake.RescanResult{}, err
+	}
+	defer closeBackend()
+	return rescan.Run(ctx, intake.New(l, be, log.WithName("intake")), fromHeight, nil, progress)
+}
+
 // lockKey is the advisory lock that makes one helper per asset the active one.
 func lockKey(asset string) int64 {
 	h := fnv.New64a()
@@ -96,15 +138,24 @@ func lockKey(asset string) int64 {
 
 // Run runs the helper until ctx ends (SIGTERM) or it loses its claim to be the active helper.
 // A shutdown is a clean exit, whatever step it interrupted.
-func Run(ctx context.Context, cfg *config.Config, log logr.Logger) error {
-	err := run(ctx, cfg, log)
+func Run(ctx context.Context, cfg *config.Config, log logr.Logger, opts Options) error {
+	err := run(ctx, cfg, log, opts)
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
 }
 
-func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
+// Options carry what the helper takes from its command line rather than its config file.
+type Options struct {
+	// Kube is how to reach the API server when the config names a CryptoAsset (kubernetes:);
+	// the helper then watches it for rescan requests and reports rescans in its status.
+	Kube *rest.Config
+	// RescanProgressEvery bounds how often rescan progress is written to status (default 3s).
+	RescanProgressEvery time.Duration
+}
+
+func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Options) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	if cfg.Notify.Method != "http" && cfg.Notify.Method != "poll" {
@@ -195,27 +246,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 	h.set("active", nil, "this helper holds the asset's lock")
 	log.Info("active helper", "asset", cfg.Asset.Name)
 
-	if err := ledger.CheckSchema(ctx, pool); err != nil {
-		return err
-	}
-	k, err := coin.LookupNetwork(cfg.Asset.Coin, cfg.Asset.Network)
-	if err != nil {
-		return err
-	}
-	var targetNames []string
-	for _, e := range cfg.Events {
-		targetNames = append(targetNames, e.Name)
-	}
-	l, err := ledger.Open(ctx, pool, ledger.Options{
-		Asset: cfg.Asset.Name, Coin: k.Name, Network: cfg.Asset.Network,
-		Confirmations: cfg.Asset.Confirmations, MaxTrackedConfirmations: cfg.Asset.MaxTrackedConfirmations,
-		ValidateAddress: func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) },
-		EventTargets:    targetNames,
-	})
-	if err != nil {
-		return err
-	}
-	be, closeBackend, err := newBackend(cfg)
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
 	if err != nil {
 		return err
 	}
@@ -296,6 +327,29 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger) error {
 			return err
 		}, log.WithName("walletnotify"))
 		serve("walletnotify", cfg.Notify.HTTP.Listen, hook)
+	}
+
+	if k := cfg.Kubernetes; k != nil {
+		if opts.Kube == nil {
+			return fmt.Errorf("the config names CryptoAsset %s/%s (kubernetes:) but no Kubernetes credentials were given", k.Namespace, k.Name)
+		}
+		w := &rescan.Watcher{Namespace: k.Namespace, Name: k.Name, Config: opts.Kube, Intake: in,
+			Metrics: rescan.NewMetrics(reg), ProgressEvery: opts.RescanProgressEvery, Log: log.WithName("rescan")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Rescans are a repair tool: losing the API server must not stop payments, so the
+			// watcher is retried here and stays out of readiness.
+			for backoff := time.Second; ctx.Err() == nil; backoff = min(2*backoff, time.Minute) {
+				if err := w.Run(ctx); err != nil {
+					log.Error(err, "rescan watcher stopped; restarting", "in", backoff)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+			}
+		}()
 	}
 
 	h.set("startup", nil, "every part started")

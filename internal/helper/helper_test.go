@@ -49,7 +49,7 @@ func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- Run(ctx, cfg, testr.New(t)) }()
+	go func() { r.done <- Run(ctx, cfg, testr.New(t), Options{}) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }

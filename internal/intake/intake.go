@@ -53,6 +53,12 @@ func New(l *ledger.Ledger, b backend.Backend, log logr.Logger) *Intake {
 
 // book records every output of tx that pays us.
 func (in *Intake) book(ctx context.Context, tx backend.Transaction, r *Result) error {
+	_, _, err := in.bookTx(ctx, tx, r)
+	return err
+}
+
+// bookTx is book that also says whether tx pays us and whether the ledger learnt of it now.
+func (in *Intake) bookTx(ctx context.Context, tx backend.Transaction, r *Result) (ours, fresh bool, err error) {
 	for _, o := range tx.Received {
 		up, err := in.ledger.RecordDeposit(ctx, ledger.Observation{
 			TxID: tx.TxID, Output: o.Index, Address: o.Address, Amount: o.Amount,
@@ -62,15 +68,16 @@ func (in *Intake) book(ctx context.Context, tx backend.Transaction, r *Result) e
 			continue // change of our own sends, or an address the ledger does not hand out
 		}
 		if err != nil {
-			return err
+			return ours, fresh, err
 		}
+		ours, fresh = true, fresh || up.New
 		r.add(up)
 		if up.Uncredited {
 			in.log.Info("deposit lost confirmations and was taken back", "txid", tx.TxID, "output", o.Index,
 				"confirmations", tx.Confirmations, "amount", o.Amount)
 		}
 	}
-	return nil
+	return ours, fresh, nil
 }
 
 // Notify handles a wake-up about one transaction id.
@@ -163,4 +170,58 @@ func (in *Intake) refreshOpen(ctx context.Context, r *Result) error {
 		}
 	}
 	return nil
+}
+
+// RescanProgress is how far a rescan has come.
+type RescanProgress struct {
+	Done, Total int64
+	Unit        string
+	// TxFound: wallet transactions paying our addresses. TxBooked: those the ledger did not know.
+	TxFound, TxBooked int
+}
+
+// RescanResult is what a finished rescan did.
+type RescanResult struct {
+	Result
+	RescanProgress
+	Tip backend.Tip
+}
+
+// Rescan reads the wallet's history from a block height (0: all of it) and books what it finds
+// through the same idempotent path as notifications, then re-checks every deposit still followed.
+// It leaves the cursor alone, so it can run beside catch-ups and notifications, and a second run
+// books nothing. progress is called after every batch.
+func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(RescanProgress)) (RescanResult, error) {
+	var out RescanResult
+	tip, err := in.backend.Scan(ctx, fromHeight, func(b backend.ScanBatch) error {
+		for _, tx := range b.Transactions {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			out.Seen++
+			ours, fresh, err := in.bookTx(ctx, tx, &out.Result)
+			if err != nil {
+				return err
+			}
+			if ours {
+				out.TxFound++
+			}
+			if fresh {
+				out.TxBooked++
+			}
+		}
+		out.Done, out.Total, out.Unit = b.Done, b.Total, b.Unit
+		if progress != nil {
+			progress(out.RescanProgress)
+		}
+		return nil
+	})
+	out.Tip = tip
+	if err != nil {
+		return out, fmt.Errorf("rescanning from height %d: %w", fromHeight, err)
+	}
+	if err := in.refreshOpen(ctx, &out.Result); err != nil {
+		return out, err
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
@@ -231,6 +233,60 @@ func TestForcedExternalSendToOwnAddress(t *testing.T) {
 	}
 	if tx, _ := f.ledger.Transaction(ctx, out.ID); tx.State != "confirmed" {
 		t.Errorf("the send is %s, want confirmed", tx.State)
+	}
+	f.check(t)
+}
+
+func TestRescanFindsWhatNotificationsMissed(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := f.ledger.CreateAccount(ctx, "alice")
+	addr := f.receivingAddress(t, alice.ID)
+	// Paid and confirmed while nothing told the helper: no notification, no catch-up.
+	node.MustPay(t, addr, 30_000_000)
+	node.MustMine(t, 3)
+	if b := f.balance(t, alice.ID); b != 0 {
+		t.Fatalf("balance before the rescan: %v", b)
+	}
+
+	var seen []RescanProgress
+	r, err := f.intake.Rescan(ctx, 0, func(p RescanProgress) { seen = append(seen, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TxFound != 1 || r.TxBooked != 1 || r.Credited != 1 || f.balance(t, alice.ID) != 30_000_000 {
+		t.Fatalf("rescan: %+v, balance %v", r, f.balance(t, alice.ID))
+	}
+	if len(seen) < 2 {
+		t.Fatalf("progress reported %d times for %d blocks", len(seen), r.Total)
+	}
+	for i, p := range seen {
+		if p.Unit != "blocks" || p.Total != r.Tip.Height+1 || (i > 0 && p.Done <= seen[i-1].Done) {
+			t.Fatalf("progress step %d: %+v (tip %d)", i, p, r.Tip.Height)
+		}
+	}
+	if last := seen[len(seen)-1]; last.Done != last.Total {
+		t.Fatalf("last progress %+v does not reach the total", last)
+	}
+
+	// Twice is the same as once.
+	r, err = f.intake.Rescan(ctx, 0, nil)
+	if err != nil || r.TxFound != 1 || r.TxBooked != 0 || r.Credited != 0 || f.balance(t, alice.ID) != 30_000_000 {
+		t.Fatalf("second rescan: %+v %v, balance %v", r, err, f.balance(t, alice.ID))
+	}
+	// From a height above the deposit's block it is not read at all.
+	tip, err := f.backend.Tip(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := f.intake.Rescan(ctx, tip.Height, nil); err != nil || r.TxFound != 0 || r.Total != 1 {
+		t.Fatalf("rescan of the tip only: %+v %v", r, err)
+	}
+	if _, err := f.intake.Rescan(ctx, tip.Height+10, nil); !errors.Is(err, backend.ErrRejected) || !strings.Contains(err.Error(), "above the tip") {
+		t.Fatalf("rescan above the tip: %v", err)
 	}
 	f.check(t)
 }

@@ -339,6 +339,11 @@ func (c *Client) Since(ctx context.Context, blockHash string) ([]backend.Transac
 	if err != nil {
 		return nil, backend.Tip{}, err
 	}
+	txs, err := c.since(ctx, blockHash, tip)
+	return txs, tip, err
+}
+
+func (c *Client) since(ctx context.Context, blockHash string, tip backend.Tip) ([]backend.Transaction, error) {
 	var res struct {
 		Transactions []walletTx `json:"transactions"`
 		LastBlock    string     `json:"lastblock"`
@@ -348,7 +353,7 @@ func (c *Client) Since(ctx context.Context, blockHash string) ([]backend.Transac
 		params = append(params, blockHash)
 	}
 	if err := c.read(ctx, "listsinceblock", &res, params...); err != nil {
-		return nil, backend.Tip{}, err
+		return nil, err
 	}
 	byTx := map[string]int{}
 	var out []backend.Transaction
@@ -357,19 +362,49 @@ func (c *Client) Since(ctx context.Context, blockHash string) ([]backend.Transac
 		if !seen {
 			t, err := c.convert("listsinceblock", e, nil, tip.Height)
 			if err != nil {
-				return nil, backend.Tip{}, err
+				return nil, err
 			}
 			byTx[e.TxID], i = len(out), len(out)
 			out = append(out, t)
 		}
 		one, err := c.convert("listsinceblock", walletTx{TxID: e.TxID}, []detail{e.detail}, 0)
 		if err != nil {
-			return nil, backend.Tip{}, err
+			return nil, err
 		}
 		out[i].Received = append(out[i].Received, one.Received...)
 		out[i].Sent = out[i].Sent || one.Sent
 	}
-	return out, tip, nil
+	return out, nil
+}
+
+// scanWindow is how many blocks one rescan batch covers.
+const scanWindow = 100
+
+// Scan lists the wallet's transactions in blocks from fromHeight on with one listsinceblock (the
+// wallet's own index; a node has no cheaper way to ask) and hands them over in height order, a
+// window of blocks at a time, then the unconfirmed ones.
+func (c *Client) Scan(ctx context.Context, fromHeight int64, visit func(backend.ScanBatch) error) (backend.Tip, error) {
+	tip, err := c.Tip(ctx)
+	if err != nil {
+		return backend.Tip{}, err
+	}
+	if fromHeight < 0 {
+		fromHeight = 0
+	}
+	if fromHeight > tip.Height {
+		return tip, fmt.Errorf("%w: rescan from height %d is above the tip %d", backend.ErrRejected, fromHeight, tip.Height)
+	}
+	after := ""
+	if fromHeight > 0 {
+		if err := c.read(ctx, "getblockhash", &after, fromHeight-1); err != nil {
+			return tip, err
+		}
+	}
+	txs, err := c.since(ctx, after, tip)
+	if err != nil {
+		return tip, err
+	}
+	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, scanWindow, visit)
 }
 
 // Tip is the wallet's best block.
