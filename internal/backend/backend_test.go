@@ -11,7 +11,7 @@ func TestScanInWindows(t *testing.T) {
 		return Transaction{TxID: id, BlockHeight: height, Confirmations: conf}
 	}
 	type step struct {
-		ids        []string
+		ids         []string
 		done, total int64
 	}
 	for _, tc := range []struct {

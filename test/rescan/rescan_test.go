@@ -163,7 +163,9 @@ func asset(t *testing.T, ns, name string) string {
 	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	ref := func(key string) v1alpha1.SecretKeyRef { return v1alpha1.SecretKeyRef{Name: "btc-credentials", Key: key} }
+	ref := func(key string) v1alpha1.SecretKeyRef {
+		return v1alpha1.SecretKeyRef{Name: "btc-credentials", Key: key}
+	}
 	ca := &v1alpha1.CryptoAsset{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1alpha1.CryptoAssetSpec{
