@@ -69,8 +69,8 @@ test: setup-test verify-generated vet lint-chart ## Run the whole test suite aga
 bench-operator: setup-test build ## Operator benchmark: N CryptoAssets (N=200) vs writing the same objects directly.
 	REQUIRE_TEST_ASSETS=1 BENCH_N=$(N) OPERATOR_BINARY=$(BIN)/cryptoassets \
 		go test -count=1 -run '^$$' -bench BenchmarkOperatorConvergence -benchtime 1x -timeout 30m ./test/bench/
-bench-helper: setup-test ## Helper benchmarks: transfers vs pgbench, events vs bare HTTP, broadcast and intake vs bare RPC.
-	REQUIRE_TEST_ASSETS=1 go test -count=1 -run '^$$' -bench 'BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake' -benchtime 1x -timeout 30m ./test/bench/
+bench-helper: setup-test ## Helper benchmarks: transfers vs pgbench, events vs bare HTTP, broadcast, intake and rescan vs bare RPC.
+	REQUIRE_TEST_ASSETS=1 go test -count=1 -run '^$$' -bench 'BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake|BenchmarkRescan' -benchtime 1x -timeout 30m ./test/bench/
 bench: bench-operator bench-helper ## All benchmarks.
 
 .PHONY: dev

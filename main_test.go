@@ -136,3 +136,10 @@ func TestWalletnotifyClient(t *testing.T) {
 		t.Errorf("stuck helper: %v after %s", err, time.Since(start))
 	}
 }
+
+func TestRescanRefusesANegativeHeight(t *testing.T) {
+	out, err := run(t, "rescan", "--config", "/nonexistent.yaml", "--from-height", "-5")
+	if err == nil || !strings.Contains(err.Error(), "--from-height must be 0 or more, got -5") {
+		t.Fatalf("got %v\n%s", err, out)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/btcsuite/btcd/address/v2/base58"
 	"github.com/go-logr/logr"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
@@ -193,3 +194,83 @@ func BenchmarkIntake(b *testing.B) {
 	b.Logf("%d deposits in %d transactions booked and credited in %s (%.0f/s); the bare backend calls take %s; ratio %.2f",
 		n, len(txids), took.Round(time.Millisecond), float64(n)/took.Seconds(), bare.Round(time.Millisecond), took.Seconds()/bare.Seconds())
 }
+
+// BenchmarkRescan builds a simnet chain of at least BENCH_RESCAN_BLOCKS (default 2000) blocks
+// holding BENCH_RESCAN_TXS (default 500) wallet transactions to the asset's addresses, spread
+// over it, none of them notified. It then rescans from height 0 into the ledger, and again (which
+// must book nothing), next to the bare backend calls a rescan makes (tip, listsinceblock) in the
+// same run.
+func BenchmarkRescan(b *testing.B) {
+	blocks := int64(envInt(b, "BENCH_RESCAN_BLOCKS", 2000))
+	txs := envInt(b, "BENCH_RESCAN_TXS", 500)
+	srv := startPG(b)
+	node, be := startNode(b)
+	ctx := context.Background()
+	l, _ := openLedger(b, srv)
+	in := intake.New(l, be, logr.Discard())
+	acct, err := l.CreateAccount(ctx, "shop")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tip, err := be.Tip(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Spread the payments over the chain: a few blocks after each.
+	every := max(1, uint32((blocks-tip.Height)/int64(txs)))
+	for range txs {
+		addr, err := be.NewAddress(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := l.AddReceivingAddress(ctx, acct.ID, addr, ""); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := node.Pay(addr, 100_000); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := node.Mine(every); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for tip.Height < blocks {
+		if _, err := node.Mine(uint32(min(500, blocks-tip.Height+1))); err != nil {
+			b.Fatal(err)
+		}
+		if tip, err = be.Tip(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	walletTxs := 0
+	bare, err := timeIt(func() error {
+		_, err := be.Scan(ctx, 0, func(batch backend.ScanBatch) error { walletTxs += len(batch.Transactions); return nil })
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var first, second intake.RescanResult
+	took, err := timeIt(func() (err error) { first, err = in.Rescan(ctx, 0, nil); return err })
+	if err != nil || first.TxFound != txs || first.TxBooked != txs || first.Credited != txs {
+		b.Fatalf("first rescan: %+v %v", first, err)
+	}
+	again, err := timeIt(func() (err error) { second, err = in.Rescan(ctx, 0, nil); return err })
+	if err != nil || second.TxFound != txs || second.TxBooked != 0 || second.Credited != 0 {
+		b.Fatalf("second rescan: %+v %v", second, err)
+	}
+	a, _ := l.Account(ctx, acct.ID)
+	if a.Balance != ledger.Amount(txs)*100_000 {
+		b.Fatalf("account holds %d, want %d", a.Balance, txs*100_000)
+	}
+	scanned := float64(first.Total)
+	b.ReportMetric(scanned/took.Seconds(), "blocks/s")
+	b.ReportMetric(scanned/again.Seconds(), "blocks/s-again")
+	b.ReportMetric(bare.Seconds(), "bare-rpc-s")
+	b.ReportMetric(took.Seconds()/bare.Seconds(), "ratio")
+	b.ReportMetric(again.Seconds()/bare.Seconds(), "ratio-again")
+	b.Logf("rescan of %d blocks (%d wallet transactions, %d paying the asset): %s (%.0f blocks/s), booking all %d; again: %s (%.0f blocks/s), booking none; the bare backend calls take %s; ratios %.2f and %.2f",
+		first.Total, walletTxs, first.TxFound, took.Round(time.Millisecond), scanned/took.Seconds(), first.TxBooked,
+		again.Round(time.Millisecond), scanned/again.Seconds(), bare.Round(time.Millisecond), took.Seconds()/bare.Seconds(), again.Seconds()/bare.Seconds())
+}
+
