@@ -273,4 +273,3 @@ func BenchmarkRescan(b *testing.B) {
 		first.Total, walletTxs, first.TxFound, took.Round(time.Millisecond), scanned/took.Seconds(), first.TxBooked,
 		again.Round(time.Millisecond), scanned/again.Seconds(), bare.Round(time.Millisecond), took.Seconds()/bare.Seconds(), again.Seconds()/bare.Seconds())
 }
-
