@@ -122,3 +122,24 @@ func validateSegwit(hrp, addr string) error {
 	}
 	return nil
 }
+
+// EncodeAddress makes the address paying a 20-byte key hash on a network: P2WPKH (segwit v0)
+// where the network has segwit, else P2PKH. The null simulator and tests use it; the helper
+// itself only ever takes addresses from its backend.
+func EncodeAddress(coinName, network string, keyHash []byte) (string, error) {
+	p, err := Params(coinName, network)
+	if err != nil {
+		return "", err
+	}
+	if len(keyHash) != 20 {
+		return "", fmt.Errorf("a key hash is 20 bytes, got %d", len(keyHash))
+	}
+	if p.HRP != "" {
+		conv, err := bech32.ConvertBits(keyHash, 8, 5, true)
+		if err != nil {
+			return "", err
+		}
+		return bech32.Encode(p.HRP, append([]byte{0}, conv...))
+	}
+	return base58.CheckEncode(keyHash, p.PubKeyHash[0]), nil
+}
