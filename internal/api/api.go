@@ -90,6 +90,9 @@ func (s *Server) Handler() http.Handler {
 	return s.authenticate(mux)
 }
 
+// Protect puts another handler (the simulator's controls) behind the API's token check.
+func (s *Server) Protect(next http.Handler) http.Handler { return s.authenticate(next) }
+
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/openapi.json" {
