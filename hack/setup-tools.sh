@@ -56,6 +56,9 @@ mkdir -p "${BIN}"
 apt_install etcd etcd-server
 # Litecoin Core (regtest) is the Bitcoin Core-family node the bitcoind backend is tested against.
 apt_install litecoind litecoind
+# The Redis walletnotify source is tested against a real redis-server (and redis-cli, which
+# bitcoind's `walletnotify=redis-cli publish ...` runs). The tests start their own server.
+apt_install redis-server redis-server
 # The ledger tests start their own PostgreSQL from the server binaries.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]; then
   apt_install /usr/lib/postgresql/15/bin/initdb postgresql-15

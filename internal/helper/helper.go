@@ -5,6 +5,7 @@ package helper
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/rest"
@@ -168,8 +170,10 @@ type Options struct {
 func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Options) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	if cfg.Notify.Method != "http" && cfg.Notify.Method != "poll" {
-		return fmt.Errorf("notify method %q is not in this build of the helper yet (tracked in issue 4); http and poll are", cfg.Notify.Method)
+	switch cfg.Notify.Method {
+	case "http", "poll", "pipe", "redis":
+	default:
+		return fmt.Errorf("notify method %q is not in this build of the helper yet (tracked in issue 4); http, pipe, redis and poll are", cfg.Notify.Method)
 	}
 	dbURL, err := secret("database.urlFile", cfg.Database.URLFile)
 	if err != nil {
@@ -335,24 +339,55 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		})))
 	}
 	serve("api", cfg.API.Listen, apiMux)
-	if cfg.Notify.Method == "http" {
-		hookToken, err := secret("notify.http.tokenFile", cfg.Notify.HTTP.TokenFile)
-		if err != nil {
-			return err
-		}
-		hook := walletnotify.NewHTTP(hookToken, func(ctx context.Context, txid string) error {
-			m.notification("http")
+	// Every source ends here: the txid is looked up at once, and whatever else the wallet saw
+	// meanwhile is not left for the next poll.
+	notified := func(source string) walletnotify.Handler {
+		return func(ctx context.Context, txid string) error {
+			m.notification(source)
 			act.notified(txid)
 			r, err := in.Notify(ctx, txid)
 			if err == nil && (r.Booked+r.Updated) > 0 {
 				dispatcher.Wake()
 			}
-			// Every notification also brings a catch-up forward: the txid is looked up at once,
-			// and whatever else the wallet saw meanwhile is not left for the next poll.
 			wake(catchUpWake)()
 			return err
-		}, log.WithName("walletnotify"))
-		serve("walletnotify", cfg.Notify.HTTP.Listen, hook)
+		}
+	}
+	rejected := func(source string) func(string) { return func(string) { m.rejectedNotification(source) } }
+	switch n := cfg.Notify; n.Method {
+	case "http":
+		hookToken, err := secret("notify.http.tokenFile", n.HTTP.TokenFile)
+		if err != nil {
+			return err
+		}
+		serve("walletnotify", n.HTTP.Listen, walletnotify.NewHTTP(hookToken, notified("http"), log.WithName("walletnotify")))
+	case "pipe":
+		p := &walletnotify.Pipe{Path: n.Pipe.Path, Notify: notified("pipe"), Rejected: rejected("pipe"), Log: log.WithName("walletnotify")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx); err != nil {
+				stop(err)
+			}
+		}()
+	case "redis":
+		password, err := secret("notify.redis.passwordFile", n.Redis.PasswordFile)
+		if err != nil {
+			return err
+		}
+		opts := &redis.Options{Addr: n.Redis.Address, Password: password, DB: int(n.Redis.DB), MaxRetries: -1}
+		if n.Redis.TLS {
+			host, _, _ := net.SplitHostPort(n.Redis.Address)
+			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+		}
+		h.set("notify-redis", errors.New("connecting"), "")
+		src := &walletnotify.Redis{Options: opts, Channel: n.Redis.Channel, Notify: notified("redis"), Rejected: rejected("redis"),
+			// Redis keeps nothing for an absent subscriber: every (re)subscription catches up.
+			Connected: wake(catchUpWake),
+			Health:    func(err error) { h.set("notify-redis", err, "subscribed to "+n.Redis.Channel) },
+			Log:       log.WithName("walletnotify")}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = src.Run(ctx) }()
 	}
 
 	if k := cfg.Kubernetes; k != nil {

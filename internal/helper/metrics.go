@@ -12,6 +12,7 @@ import (
 // metrics are the helper's Prometheus series, on a registry of the helper's own.
 type metrics struct {
 	notifications *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
 	deposits      *prometheus.CounterVec
 	catchUps      *prometheus.HistogramVec
 	broadcasts    *prometheus.CounterVec
@@ -22,6 +23,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_notifications_total",
 			Help: "Wallet notifications received, by source."}, []string{"source"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_notifications_rejected_total",
+			Help: "Wallet notifications refused as malformed, by source."}, []string{"source"}),
 		deposits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_deposits_total",
 			Help: "Deposit changes booked: booked (new), credited, uncredited (reorg or double spend)."}, []string{"change"}),
 		catchUps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cryptoassets_catchup_duration_seconds",
@@ -31,11 +34,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_event_deliveries_total",
 			Help: "Event delivery attempts, by target and result."}, []string{"target", "result"}),
 	}
-	reg.MustRegister(m.notifications, m.deposits, m.catchUps, m.broadcasts, m.events)
+	reg.MustRegister(m.notifications, m.rejected, m.deposits, m.catchUps, m.broadcasts, m.events)
 	return m
 }
 
 func (m *metrics) notification(source string) { m.notifications.WithLabelValues(source).Inc() }
+
+func (m *metrics) rejectedNotification(source string) { m.rejected.WithLabelValues(source).Inc() }
 
 func (m *metrics) catchUp(d time.Duration, r intake.Result, err error) {
 	result := "ok"

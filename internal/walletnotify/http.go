@@ -5,7 +5,6 @@ package walletnotify
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,14 +87,10 @@ func readTxID(w http.ResponseWriter, r *http.Request) (string, error) {
 		}
 		txid = r.PostForm.Get("txid")
 	}
-	txid = strings.TrimSpace(txid)
-	if txid == "" {
+	if strings.TrimSpace(txid) == "" {
 		return "", errors.New("no txid in the body")
 	}
-	if b, err := hex.DecodeString(txid); err != nil || len(b) != 32 {
-		return "", fmt.Errorf("txid must be 64 hex digits, got %q", truncate(txid))
-	}
-	return strings.ToLower(txid), nil
+	return ParseTxID(txid)
 }
 
 func truncate(s string) string {
