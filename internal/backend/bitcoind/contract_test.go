@@ -10,7 +10,9 @@ import (
 func TestContractBtcwallet(t *testing.T) {
 	backendtest.Run(t, backendtest.Harness{
 		Backend: newClient(t), Coin: "bitcoin", Network: "simnet", Amount: 1_234_567,
-		Pay:      func(t *testing.T, addr string, amount ledger.Amount) string { return node.MustPay(t, addr, int64(amount)) },
+		Pay: func(t *testing.T, addr string, amount ledger.Amount) string {
+			return node.MustPay(t, addr, int64(amount))
+		},
 		Mine:     func(t *testing.T, n int) { node.MustMine(t, uint32(n)) },
 		External: func(t *testing.T) string { return backendtest.ExternalAddress(t, "bitcoin", "simnet") },
 	})
