@@ -132,6 +132,9 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 	if err != nil {
 		return nil, &configProblem{reason: ReasonInvalidConfig, message: "rendering the helper config: " + err.Error()}
 	}
+	if _, err := render.Sidecars(ca); err != nil {
+		return nil, &configProblem{reason: ReasonInvalidConfig, message: err.Error()}
+	}
 	status.Confirmations = cfg.Asset.Confirmations
 	configData, err := cfg.Marshal()
 	if err != nil {

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Annotations users and the helper set on a CryptoAsset.
@@ -580,6 +581,17 @@ type HelperSpec struct {
 	// +optional
 	// +kubebuilder:default=info
 	LogLevel LogLevel `json:"logLevel,omitempty"`
+
+	// Sidecars run next to the helper in its pod: typically bitcoind itself, whose
+	// walletnotify writes into the notify pipe. With the pipe method the pipe's directory is
+	// mounted into every sidecar at the same path.
+	// Each is a Kubernetes container spec (name, image, command, env, ...), checked by the
+	// operator when it renders the Deployment; the CRD keeps them schemaless so the container
+	// schema does not double the CRD's size.
+	// +optional
+	// +kubebuilder:validation:MaxItems=4
+	// +listType=atomic
+	Sidecars []runtime.RawExtension `json:"sidecars,omitempty"`
 }
 
 // Condition types of a CryptoAsset.

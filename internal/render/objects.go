@@ -1,10 +1,13 @@
 package render
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -310,7 +313,7 @@ func Deployment(ca *v1alpha1.CryptoAsset, opts Options, configHash string) *apps
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					InitContainers:    []corev1.Container{initializeDB},
-					Containers:        []corev1.Container{helper},
+					Containers:        append([]corev1.Container{helper}, sidecarContainers(ca)...),
 					Volumes:           volumes,
 					NodeSelector:      copyMap(h.NodeSelector),
 					Tolerations:       append([]corev1.Toleration(nil), h.Tolerations...),
@@ -322,6 +325,54 @@ func Deployment(ca *v1alpha1.CryptoAsset, opts Options, configHash string) *apps
 		},
 	}
 	return d
+}
+
+// Sidecars decodes spec.helper.sidecars. Unknown fields are errors (a misspelt field would
+// otherwise vanish), and each needs a name of its own and an image.
+func Sidecars(ca *v1alpha1.CryptoAsset) ([]corev1.Container, error) {
+	var out []corev1.Container
+	names := map[string]bool{ContainerName: true, "initializedb": true}
+	for i, raw := range ca.Spec.Helper.Sidecars {
+		field := fmt.Sprintf("spec.helper.sidecars[%d]", i)
+		var c corev1.Container
+		dec := json.NewDecoder(bytes.NewReader(raw.Raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, fmt.Errorf("%s is not a container spec: %v", field, err)
+		}
+		switch {
+		case c.Name == "":
+			return nil, fmt.Errorf("%s: name is required", field)
+		case names[c.Name]:
+			return nil, fmt.Errorf("%s: the name %q is taken (helper and initializedb are the operator's)", field, c.Name)
+		case c.Image == "":
+			return nil, fmt.Errorf("%s (%s): image is required", field, c.Name)
+		}
+		names[c.Name] = true
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// sidecarContainers are the sidecars, each with the walletnotify pipe's directory mounted at the
+// helper's path. The reconciler refuses an asset whose sidecars do not decode before it renders
+// the Deployment, so an error cannot reach here.
+func sidecarContainers(ca *v1alpha1.CryptoAsset) []corev1.Container {
+	sidecars, err := Sidecars(ca)
+	if err != nil {
+		return nil
+	}
+	p := PipePath(ca)
+	for i := range sidecars {
+		if p == "" {
+			break
+		}
+		dir := path.Dir(p)
+		if !slices.ContainsFunc(sidecars[i].VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == dir || m.Name == "walletnotify" }) {
+			sidecars[i].VolumeMounts = append(sidecars[i].VolumeMounts, corev1.VolumeMount{Name: "walletnotify", MountPath: dir})
+		}
+	}
+	return sidecars
 }
 
 func copyMap(m map[string]string) map[string]string {

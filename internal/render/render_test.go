@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -251,6 +252,19 @@ func TestDeployment(t *testing.T) {
 				t.Errorf("pipe: mounts %v ports %v", p.Containers[0].VolumeMounts, portNames(p.Containers[0].Ports))
 			}
 		}},
+		{"a bitcoind sidecar shares the pipe's directory", asset(func(ca *v1alpha1.CryptoAsset) {
+			ca.Spec.Notify = v1alpha1.NotifySpec{Method: v1alpha1.NotifyPipe, Pipe: &v1alpha1.PipeNotify{Path: "/run/wn/fifo"}}
+			ca.Spec.Helper.Sidecars = []runtime.RawExtension{{Raw: []byte(`{"name":"bitcoind","image":"bitcoind:27",
+				"args":["-walletnotify=echo %s >> /run/wn/fifo"]}`)}}
+		}), func(t *testing.T, p *corev1.PodSpec, _ *corev1.PodTemplateSpec) {
+			if len(p.Containers) != 2 || p.Containers[1].Name != "bitcoind" || p.Containers[1].Image != "bitcoind:27" {
+				t.Fatalf("containers %+v", p.Containers)
+			}
+			m := p.Containers[1].VolumeMounts
+			if len(m) != 1 || m[0].Name != "walletnotify" || m[0].MountPath != "/run/wn" {
+				t.Errorf("sidecar mounts %+v", m)
+			}
+		}},
 		{"webhook port", asset(func(ca *v1alpha1.CryptoAsset) {
 			ca.Spec.Backend = v1alpha1.BackendSpec{Type: v1alpha1.BackendBlockIO, BlockIO: &v1alpha1.BlockIOBackend{
 				APIKeySecretRef: sref("bio", "key"), PINSecretRef: sref("bio", "pin")}}
@@ -378,5 +392,21 @@ func TestConfigHash(t *testing.T) {
 	delete(s["rpc"].Data, "password")
 	if _, err := ConfigHash(ca, []byte("cfg"), s); err == nil || !strings.Contains(err.Error(), `no key "password"`) {
 		t.Errorf("missing key: %v", err)
+	}
+}
+
+func TestSidecarsRefused(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{`{"image":"x"}`, "spec.helper.sidecars[0]: name is required"},
+		{`{"name":"helper","image":"x"}`, `the name "helper" is taken`},
+		{`{"name":"bitcoind"}`, "spec.helper.sidecars[0] (bitcoind): image is required"},
+		{`{"name":"bitcoind","image":"x","imagee":"typo"}`, `unknown field "imagee"`},
+		{`{"name":"bitcoind","image":"x","ports":"8332"}`, "is not a container spec"},
+	} {
+		ca := &v1alpha1.CryptoAsset{}
+		ca.Spec.Helper.Sidecars = []runtime.RawExtension{{Raw: []byte(tc.raw)}}
+		if _, err := Sidecars(ca); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.raw, err, tc.want)
+		}
 	}
 }
