@@ -26,6 +26,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/api"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/null"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
@@ -58,8 +59,22 @@ func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (ba
 			return nil, nil, err
 		}
 		return sim, func() {}, nil
+	case "blockio":
+		key, err := secret("backend.blockio.apiKeyFile", b.BlockIO.APIKeyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		pin, err := secret("backend.blockio.pinFile", b.BlockIO.PINFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := blockio.New(blockio.Options{URL: b.BlockIO.URL, APIKey: key, PIN: pin, Coin: cfg.Asset.Coin, Network: cfg.Asset.Network})
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() {}, nil
 	default:
-		return nil, nil, fmt.Errorf("backend %q is not in this build of the helper yet (tracked in issue 4); bitcoind and null are", b.Type)
+		return nil, nil, fmt.Errorf("backend %q is not in this build of the helper yet (tracked in issue 4); bitcoind, blockio and null are", b.Type)
 	}
 	user, err := secret("backend.bitcoind.usernameFile", b.Bitcoind.UsernameFile)
 	if err != nil {
@@ -170,11 +185,7 @@ type Options struct {
 func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Options) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	switch cfg.Notify.Method {
-	case "http", "poll", "pipe", "redis":
-	default:
-		return fmt.Errorf("notify method %q is not in this build of the helper yet (tracked in issue 4); http, pipe, redis and poll are", cfg.Notify.Method)
-	}
+
 	dbURL, err := secret("database.urlFile", cfg.Database.URLFile)
 	if err != nil {
 		return err
@@ -388,6 +399,40 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 			Log:       log.WithName("walletnotify")}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = src.Run(ctx) }()
+	case "blockio-websocket":
+		key, err := secret("backend.blockio.apiKeyFile", cfg.Backend.BlockIO.APIKeyFile)
+		if err != nil {
+			return err
+		}
+		h.set("notify-blockio", errors.New("connecting"), "")
+		src := &walletnotify.BlockIOWebsocket{URL: n.BlockIOWebsocket.URL, APIKey: key, Notify: notified("blockio-websocket"),
+			Rejected: rejected("blockio-websocket"), Connected: wake(catchUpWake),
+			Health: func(err error) { h.set("notify-blockio", err, "subscribed to "+n.BlockIOWebsocket.URL) },
+			Log:    log.WithName("walletnotify")}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = src.Run(ctx) }()
+	case "blockio-webhook":
+		reg, ok := be.(*blockio.Client)
+		if !ok {
+			return errors.New("notify method blockio-webhook needs backend blockio")
+		}
+		hook := &walletnotify.BlockIOWebhook{PublicURL: n.BlockIOWebhook.PublicURL, Registrar: reg, Notify: notified("blockio-webhook"),
+			Rejected: rejected("blockio-webhook"),
+			Health:   func(err error) { h.set("notify-blockio", err, "webhook registered at block.io") },
+			Log:      log.WithName("walletnotify")}
+		handler, err := hook.Handler()
+		if err != nil {
+			return err
+		}
+		h.set("notify-blockio", errors.New("registering the webhook"), "")
+		serve("blockio-webhook", n.BlockIOWebhook.Listen, handler)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hook.Register(ctx); err != nil {
+				log.Error(err, "block.io webhook")
+			}
+		}()
 	}
 
 	if k := cfg.Kubernetes; k != nil {

@@ -626,3 +626,35 @@ func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Se
 		}
 	}
 }
+
+// Notification is a webhook registration at block.io.
+type Notification struct {
+	ID   string `json:"notification_id"`
+	Type string `json:"type"`
+	URL  string `json:"url"`
+}
+
+// Notifications lists the account's webhook registrations.
+func (c *Client) Notifications(ctx context.Context) ([]Notification, error) {
+	var out []Notification
+	err := c.call(ctx, http.MethodGet, "get_notifications", nil, nil, &out)
+	if err != nil && strings.Contains(err.Error(), "No valid notifications found") {
+		return nil, nil // block.io's way of saying "none"
+	}
+	return out, err
+}
+
+// CreateNotification registers url for new-transactions notifications.
+func (c *Client) CreateNotification(ctx context.Context, url string) (Notification, error) {
+	var n Notification
+	err := c.call(ctx, http.MethodGet, "create_notification", map[string]string{"type": "new-transactions", "url": url}, nil, &n)
+	if err == nil && n.ID == "" {
+		err = fmt.Errorf("create_notification: %w: no notification_id in the reply", backend.ErrRejected)
+	}
+	return n, err
+}
+
+// DeleteNotification removes a registration.
+func (c *Client) DeleteNotification(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodGet, "delete_notification", map[string]string{"notification_id": id}, nil, nil)
+}
