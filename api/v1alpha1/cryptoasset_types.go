@@ -244,6 +244,14 @@ type BlockchainBackend struct {
 	// APIKeySecretRef selects the API key for the wallet service.
 	// +optional
 	APIKeySecretRef *SecretKeyRef `json:"apiKeySecretRef,omitempty"`
+
+	// ExplorerURL is blockchain.info's block explorer API, which the helper reads transactions
+	// and blocks from (the wallet service only holds keys and sends); defaults to
+	// https://blockchain.info/ on mainnet and https://testnet.blockchain.info/ on testnet.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="explorerURL must be an http or https URL with a host"
+	ExplorerURL string `json:"explorerURL,omitempty"`
 }
 
 // NotifySpec selects a notification method and carries its settings block. Polling always runs

@@ -44,6 +44,9 @@ const (
 	DefaultPipePath         = "/run/cryptoassets/walletnotify/fifo"
 	DefaultBlockIOURL       = "https://block.io/api/v2"
 	DefaultBlockIOSocketURL = "wss://n.block.io/"
+	// The block explorer API the blockchain.info backend reads transactions from.
+	DefaultBlockchainExplorerURL        = "https://blockchain.info/"
+	DefaultBlockchainTestnetExplorerURL = "https://testnet.blockchain.info/"
 )
 
 // Config is the whole helper configuration.
@@ -110,6 +113,8 @@ type BlockchainBackend struct {
 	PasswordFile       string `json:"passwordFile"`
 	SecondPasswordFile string `json:"secondPasswordFile,omitempty"`
 	APIKeyFile         string `json:"apiKeyFile,omitempty"`
+	// ExplorerURL is the block explorer API transactions and blocks are read from.
+	ExplorerURL string `json:"explorerURL,omitempty"`
 }
 
 // Notify selects the wake-up source; polling always runs too.
@@ -290,6 +295,12 @@ func (c *Config) SetDefaults() {
 		}
 		if b.Timeout.Duration == 0 {
 			b.Timeout.Duration = DefaultRPCTimeout
+		}
+	}
+	if b := c.Backend.Blockchain; b != nil && b.ExplorerURL == "" {
+		b.ExplorerURL = DefaultBlockchainExplorerURL
+		if c.Asset.Network == "testnet" {
+			b.ExplorerURL = DefaultBlockchainTestnetExplorerURL
 		}
 	}
 	if b := c.Backend.BlockIO; b != nil && b.URL == "" {
@@ -567,6 +578,7 @@ func (c *Config) validateBackend(v *validator) {
 		v.file("backend.blockchain.passwordFile", x.PasswordFile)
 		v.optionalFile("backend.blockchain.secondPasswordFile", x.SecondPasswordFile)
 		v.optionalFile("backend.blockchain.apiKeyFile", x.APIKeyFile)
+		v.url("backend.blockchain.explorerURL", x.ExplorerURL, "http", "https")
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/api"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockchain"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/null"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
@@ -73,8 +74,31 @@ func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (ba
 			return nil, nil, err
 		}
 		return c, func() {}, nil
+	case "blockchain":
+		x := b.Blockchain
+		opts := blockchain.Options{URL: x.URL, ExplorerURL: x.ExplorerURL, Coin: cfg.Asset.Coin, Network: cfg.Asset.Network}
+		for _, f := range []struct {
+			field, path string
+			into        *string
+		}{
+			{"backend.blockchain.guidFile", x.GUIDFile, &opts.GUID},
+			{"backend.blockchain.passwordFile", x.PasswordFile, &opts.Password},
+			{"backend.blockchain.secondPasswordFile", x.SecondPasswordFile, &opts.SecondPassword},
+			{"backend.blockchain.apiKeyFile", x.APIKeyFile, &opts.APIKey},
+		} {
+			v, err := secret(f.field, f.path)
+			if err != nil {
+				return nil, nil, err
+			}
+			*f.into = v
+		}
+		c, err := blockchain.New(opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() {}, nil
 	default:
-		return nil, nil, fmt.Errorf("backend %q is not in this build of the helper yet (tracked in issue 4); bitcoind, blockio and null are", b.Type)
+		return nil, nil, fmt.Errorf("backend type %q is unknown; bitcoind, blockio, blockchain and null are", b.Type)
 	}
 	user, err := secret("backend.bitcoind.usernameFile", b.Bitcoind.UsernameFile)
 	if err != nil {
@@ -109,8 +133,16 @@ func newTargets(cfg *config.Config, l *ledger.Ledger) ([]events.Target, error) {
 			out = append(out, events.NewHTTPTarget(e.Name, e.HTTP.URL, []byte(key), e.HTTP.Timeout.Duration))
 		case "pg-notify":
 			out = append(out, events.NewPGNotifyTarget(e.Name, e.PGNotify.Channel, l))
+		case "redis":
+			password, err := secret("events["+e.Name+"].redis.passwordFile", e.Redis.PasswordFile)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, events.NewRedisTarget(e.Name, e.Redis.Channel, &redis.Options{Addr: e.Redis.Address, Password: password}))
+		case "script":
+			out = append(out, events.NewScriptTarget(e.Name, e.Script.Command, e.Script.Timeout.Duration))
 		default:
-			return nil, fmt.Errorf("event target %q: type %s is not in this build of the helper yet (tracked in issue 4); http and pg-notify are", e.Name, e.Type)
+			return nil, fmt.Errorf("event target %q: type %q is unknown; http, redis, pg-notify and script are", e.Name, e.Type)
 		}
 	}
 	return out, nil

@@ -100,6 +100,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 			PasswordFile:       files["spec.backend.blockchain.passwordSecretRef"],
 			SecondPasswordFile: files["spec.backend.blockchain.secondPasswordSecretRef"],
 			APIKeyFile:         files["spec.backend.blockchain.apiKeySecretRef"],
+			ExplorerURL:        b.ExplorerURL,
 		}
 	}
 
