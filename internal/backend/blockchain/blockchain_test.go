@@ -206,7 +206,7 @@ func TestFakeRepliesCarryTheRecordedFields(t *testing.T) {
 	m := base + "merchant/" + guid + "/"
 	for _, tc := range []struct {
 		file, method, url string
-		form               url.Values
+		form              url.Values
 	}{
 		{"new_address.json", "POST", m + "new_address", url.Values{"password": {password}, "label": {"l2"}}},
 		{"list.json", "GET", m + "list?password=" + url.QueryEscape(password), nil},
