@@ -59,6 +59,8 @@ apt_install litecoind litecoind
 # The Redis walletnotify source is tested against a real redis-server (and redis-cli, which
 # bitcoind's `walletnotify=redis-cli publish ...` runs). The tests start their own server.
 apt_install redis-server redis-server
+# The walletnotify hook is tested with curl, as bitcoind's `walletnotify=curl --data ...` runs it.
+apt_install curl curl
 # The ledger tests start their own PostgreSQL from the server binaries.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]; then
   apt_install /usr/lib/postgresql/15/bin/initdb postgresql-15
