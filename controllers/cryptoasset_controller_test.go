@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -429,6 +430,39 @@ func TestDefaultsAndCoinDefaults(t *testing.T) {
 	eventually(t, waitTime, func() error {
 		if c := getAsset(t, ns, "ltc").Status.Confirmations; c != 6 {
 			return fmt.Errorf("status.confirmations %d, want litecoin's default 6", c)
+		}
+		return nil
+	})
+}
+
+func TestSidecarsRenderedAndRefused(t *testing.T) {
+	ns := newNamespace(t)
+	ca := sampleAsset(ns, "btc")
+	ca.Spec.Notify = v1alpha1.NotifySpec{Method: v1alpha1.NotifyPipe}
+	ca.Spec.Helper.Sidecars = []runtime.RawExtension{{Raw: []byte(`{"name":"bitcoind","image":"bitcoind:27","imagee":"typo"}`)}}
+	create(t, sampleSecret(ns), ca)
+	c := condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionFalse, controllers.ReasonInvalidConfig)
+	if !strings.Contains(c.Message, "spec.helper.sidecars[0]") || !strings.Contains(c.Message, `unknown field "imagee"`) {
+		t.Fatalf("message %q does not name the sidecar's problem", c.Message)
+	}
+	if _, err := getDeployment(ns, "btc"); err == nil {
+		t.Fatal("a Deployment was rendered with a broken sidecar")
+	}
+
+	// Fixed: the sidecar runs beside the helper with the pipe's directory mounted.
+	cur := getAsset(t, ns, "btc")
+	cur.Spec.Helper.Sidecars = []runtime.RawExtension{{Raw: []byte(`{"name":"bitcoind","image":"bitcoind:27"}`)}}
+	if err := env.k8s.Update(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitTime, func() error {
+		d, err := getDeployment(ns, "btc")
+		if err != nil {
+			return err
+		}
+		cs := d.Spec.Template.Spec.Containers
+		if len(cs) != 2 || cs[1].Name != "bitcoind" || len(cs[1].VolumeMounts) != 1 || cs[1].VolumeMounts[0].MountPath != "/run/cryptoassets/walletnotify" {
+			return fmt.Errorf("containers %+v", cs)
 		}
 		return nil
 	})
