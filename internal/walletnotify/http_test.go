@@ -25,8 +25,8 @@ func TestHTTPHookWithCurl(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, url, contentType, body, header string
-		code                                int
-		reason                              string
+		code                                 int
+		reason                               string
 	}{
 		{"wrong token", "/?token=nope", "application/x-www-form-urlencoded", "txid=" + txid, "", http.StatusUnauthorized, "token"},
 		{"no token", "/", "application/x-www-form-urlencoded", "txid=" + txid, "", http.StatusUnauthorized, "token"},
