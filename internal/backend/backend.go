@@ -7,7 +7,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -128,4 +130,15 @@ func ScanInWindows(txs []Transaction, fromHeight, tipHeight, window int64, visit
 		}
 	}
 	return nil
+}
+
+// ValidTxID says whether s is a transaction id: 64 hex digits.
+func ValidTxID(s string) bool {
+	return len(s) == 64 && strings.Trim(strings.ToLower(s), "0123456789abcdef") == ""
+}
+
+// ErrNotATxID is the error for a malformed transaction id; it is never ErrUnknownTransaction,
+// because nothing was looked up.
+func ErrNotATxID(s string) error {
+	return fmt.Errorf("%q is not a transaction id (64 hex digits)", s)
 }

@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockchain/blockchaintest"
@@ -23,27 +19,11 @@ func TestHelperOnBlockchainInfo(t *testing.T) {
 	ctx := context.Background()
 	srv := blockchaintest.Start("guid-4411", "wallet pass")
 	defer srv.Close()
-	dir := t.TempDir()
-	file := func(name, v string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	dbURL := pg.Database(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	dbURL, pool := ledgerDB(t)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	cfg.Asset.Network = "testnet"
 	cfg.Backend = config.Backend{Type: "blockchain", Blockchain: &config.BlockchainBackend{URL: srv.URL(), ExplorerURL: srv.URL(),
-		GUIDFile: file("guid", "guid-4411"), PasswordFile: file("pass", "wallet pass")}}
+		GUIDFile: credential(t, "guid", "guid-4411"), PasswordFile: credential(t, "pass", "wallet pass")}}
 	cfg.Notify = config.Notify{Method: "poll", PollInterval: config.Duration{Duration: 5 * time.Second}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -56,23 +36,13 @@ func TestHelperOnBlockchainInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Mine(3)
-	balance := func(want string) func() error {
-		return func() error {
-			var a struct{ Balance string }
-			call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct), testassets.APIToken, nil, nil, &a)
-			if a.Balance != want {
-				return fmt.Errorf("balance %s, want %s", a.Balance, want)
-			}
-			return nil
-		}
-	}
-	eventually(t, 20*time.Second, "deposit credited by polling", balance("2.00000000"))
+	eventually(t, 20*time.Second, "deposit credited by polling", balanceIs(t, cfg, acct, "2.00000000"))
 	to := backendtest.ExternalAddress(t, "bitcoin", "testnet")
 	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct), testassets.APIToken, map[string]string{"to": to, "amount": "0.5"},
 		map[string]string{"Idempotency-Key": "bc-1"}, nil); code != http.StatusCreated && code != http.StatusAccepted {
 		t.Fatalf("send: %d", code)
 	}
-	eventually(t, 20*time.Second, "payout debited", balance("1.50000000"))
+	eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct, "1.50000000"))
 	eventually(t, 10*time.Second, "one payment", func() error {
 		if n := srv.Sends(); n != 1 {
 			return fmt.Errorf("%d payments", n)

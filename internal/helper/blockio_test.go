@@ -1,11 +1,8 @@
 package helper
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,40 +12,22 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio/blockiotest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 // blockIOHelper runs the helper on a local block.io with the given notify method.
 func blockIOHelper(t *testing.T, notify func(srv *blockiotest.Server) config.Notify) (*config.Config, *blockiotest.Server, *running, *pgxpool.Pool) {
 	t.Helper()
-	ctx := context.Background()
 	srv, err := blockiotest.Start("4f1e-aa20-7c3b-90d1", "helper pin 1", "bitcoin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	file := func(name, v string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	dbURL := pg.Database(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	dbURL, pool := ledgerDB(t)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	cfg.Asset.Network = "testnet"
 	cfg.Backend = config.Backend{Type: "blockio", BlockIO: &config.BlockIOBackend{URL: srv.URL(),
-		APIKeyFile: file("key", "4f1e-aa20-7c3b-90d1"), PINFile: file("pin", "helper pin 1")}}
+		APIKeyFile: credential(t, "key", "4f1e-aa20-7c3b-90d1"), PINFile: credential(t, "pin", "helper pin 1")}}
 	cfg.Notify = notify(srv)
 	cfg.Notify.PollInterval = config.Duration{Duration: 5 * time.Second}
 	if err := cfg.Validate(); err != nil {
@@ -74,17 +53,7 @@ func TestHelperOnBlockIOWebsocket(t *testing.T) {
 		return nil
 	})
 	srv.Confirm(3)
-	balance := func(want string) func() error {
-		return func() error {
-			var a struct{ Balance string }
-			call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct), testassets.APIToken, nil, nil, &a)
-			if a.Balance != want {
-				return fmt.Errorf("balance %s, want %s", a.Balance, want)
-			}
-			return nil
-		}
-	}
-	eventually(t, 20*time.Second, "credited after 3 confirmations (poll)", balance("3.00000000"))
+	eventually(t, 20*time.Second, "credited after 3 confirmations (poll)", balanceIs(t, cfg, acct, "3.00000000"))
 
 	// A payout is signed here with the PIN and finalised at block.io once.
 	to := backendtest.ExternalAddress(t, "bitcoin", "testnet")
@@ -92,7 +61,7 @@ func TestHelperOnBlockIOWebsocket(t *testing.T) {
 		map[string]string{"Idempotency-Key": "bio-1"}, nil); code != http.StatusCreated && code != http.StatusAccepted {
 		t.Fatalf("send: %d", code)
 	}
-	eventually(t, 20*time.Second, "payout debited", balance("1.75000000"))
+	eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct, "1.75000000"))
 	eventually(t, 10*time.Second, "one finalised withdrawal", func() error {
 		if n := srv.Calls("sign_and_finalize_withdrawal"); n != 1 {
 			return fmt.Errorf("%d finalised", n)

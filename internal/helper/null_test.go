@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -20,15 +18,7 @@ import (
 // The whole helper on the null simulator: no node anywhere.
 func TestHelperOnTheSimulator(t *testing.T) {
 	ctx := context.Background()
-	dbURL := pg.Database(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	dbURL, pool := ledgerDB(t)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	cfg.Asset.Network = "regtest"
 	cfg.Backend = config.Backend{Type: "null"}
@@ -60,17 +50,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 	if code := call(t, cfg, "POST", "/v1/simulator/mine", tok, map[string]int{"blocks": 3}, nil, nil); code != http.StatusOK {
 		t.Fatalf("mine: %d", code)
 	}
-	balanceIs := func(want string) func() error {
-		return func() error {
-			var a struct{ Balance string }
-			call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), tok, nil, nil, &a)
-			if a.Balance != want {
-				return fmt.Errorf("balance %s, want %s", a.Balance, want)
-			}
-			return nil
-		}
-	}
-	eventually(t, 20*time.Second, "simulated deposit credited", balanceIs("2.50000000"))
+	eventually(t, 20*time.Second, "simulated deposit credited", balanceIs(t, cfg, acct.ID, "2.50000000"))
 
 	// A payout goes through the broadcaster to the simulated wallet.
 	to := backendtest.ExternalAddress(t, "bitcoin", "regtest")
@@ -78,7 +58,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 		map[string]string{"Idempotency-Key": "payout-1"}, nil); code != http.StatusAccepted && code != http.StatusCreated {
 		t.Fatalf("send: %d", code)
 	}
-	eventually(t, 20*time.Second, "payout debited", balanceIs("1.50000000"))
+	eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct.ID, "1.50000000"))
 	var sim struct {
 		Simulator    bool
 		Transactions int
@@ -98,7 +78,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 	eventually(t, 30*time.Second, "restarted helper ready", func() error { return ready(cfg) })
 	call(t, cfg, "POST", "/v1/simulator/mine", tok, map[string]int{"blocks": 1}, nil, nil)
 	time.Sleep(time.Second)
-	if err := balanceIs("1.50000000")(); err != nil {
+	if err := balanceIs(t, cfg, acct.ID, "1.50000000")(); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
 
@@ -130,7 +110,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 	call(t, cfg, "POST", "/v1/simulator/conflict", tok, map[string]string{"txid": paid.TxID}, nil, nil)
 	call(t, cfg, "POST", "/v1/simulator/mine", tok, map[string]int{"blocks": 5}, nil, nil)
 	time.Sleep(time.Second)
-	if err := balanceIs("1.50000000")(); err != nil {
+	if err := balanceIs(t, cfg, acct.ID, "1.50000000")(); err != nil {
 		t.Fatalf("after a double spend: %v", err)
 	}
 	if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {

@@ -1,7 +1,6 @@
 package helper
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/redistest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -25,16 +23,7 @@ import (
 // polling is set to an hour.
 func sourceHelper(t *testing.T, notify config.Notify) (*config.Config, *pgxpool.Pool) {
 	t.Helper()
-	ctx := context.Background()
-	dbURL := pg.Database(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	dbURL, pool := ledgerDB(t)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	notify.PollInterval = config.Duration{Duration: time.Hour}
 	cfg.Notify = notify
@@ -67,23 +56,6 @@ func deposits(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
-func metricValue(t *testing.T, cfg *config.Config, series string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			v, _ := strconv.ParseFloat(rest, 64)
-			return v
-		}
-	}
-	return 0
-}
-
 func TestPipeNotifications(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "walletnotify")
 	cfg, pool := sourceHelper(t, config.Notify{Method: "pipe", Pipe: &config.PipeNotify{Path: fifo}})
@@ -94,7 +66,7 @@ func TestPipeNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "refusals counted", func() error {
-		if n := metricValue(t, cfg, `cryptoassets_notifications_rejected_total{source="pipe"}`); n != 2 {
+		if n := testassets.Metric(t, cfg.Server.MetricsListen, `cryptoassets_notifications_rejected_total{source="pipe"}`); n != 2 {
 			return fmt.Errorf("%v refused", n)
 		}
 		return nil
@@ -150,7 +122,7 @@ func TestRedisNotificationsSurviveARedisRestart(t *testing.T) {
 		}
 		return nil
 	})
-	if n := metricValue(t, cfg, `cryptoassets_notifications_rejected_total{source="redis"}`); n != 1 {
+	if n := testassets.Metric(t, cfg.Server.MetricsListen, `cryptoassets_notifications_rejected_total{source="redis"}`); n != 1 {
 		t.Errorf("%v refused, want 1", n)
 	}
 

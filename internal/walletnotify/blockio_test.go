@@ -2,13 +2,10 @@ package walletnotify
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/go-logr/logr/testr"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio/blockiotest"
 )
@@ -125,20 +123,6 @@ func TestBlockIOWebsocketBadInputAndSilence(t *testing.T) {
 	}
 }
 
-func fieldPaths(prefix string, v any, out map[string]bool) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, child := range x {
-			out[prefix+"."+k] = true
-			fieldPaths(prefix+"."+k, child, out)
-		}
-	case []any:
-		if len(x) > 0 {
-			fieldPaths(prefix+"[]", x[0], out)
-		}
-	}
-}
-
 func TestBlockIOWebhook(t *testing.T) {
 	srv, c := blockIOFake(t)
 	addr, _ := c.NewAddress(context.Background(), "hook")
@@ -183,26 +167,10 @@ func TestBlockIOWebhook(t *testing.T) {
 	waitFor(t, "the webhook's txid", func() bool { got, _, _, _ := s.snapshot(); return len(got) == 1 && got[0] == txid })
 
 	// block.io's post carries the recorded fields.
-	raw, err := os.ReadFile(filepath.Join("..", "backend", "blockio", "testdata", "webhook_new_transactions.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want, got any
-	_ = json.Unmarshal(raw, &want)
 	mu.Lock()
-	_ = json.Unmarshal(bodies[0], &got)
+	first := bodies[0]
 	mu.Unlock()
-	wantPaths, gotPaths := map[string]bool{}, map[string]bool{}
-	fieldPaths("", want, wantPaths)
-	fieldPaths("", got, gotPaths)
-	var lacking []string
-	for p := range wantPaths {
-		if !gotPaths[p] {
-			lacking = append(lacking, p)
-		}
-	}
-	sort.Strings(lacking)
-	if len(lacking) > 0 {
+	if lacking := backendtest.MissingFields(t, filepath.Join("..", "backend", "blockio", "testdata", "webhook_new_transactions.json"), first); len(lacking) > 0 {
 		t.Errorf("the local block.io's webhook lacks %v", lacking)
 	}
 

@@ -7,7 +7,6 @@ package crash
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -45,23 +44,6 @@ func buildHelper(t *testing.T) string {
 		t.Fatalf("building the helper with the fault point: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func api(t *testing.T, addr, method, path string, body any, out any) int {
-	t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, "http://"+addr+path, bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+testassets.APIToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
 }
 
 func waitReady(t *testing.T, addr string, proc *exec.Cmd) {
@@ -112,9 +94,9 @@ func TestKilledBetweenSendAndCommitPaysOnce(t *testing.T) {
 
 	// Fund an account with a real confirmed deposit, then queue a payout.
 	var acct struct{ ID int64 }
-	api(t, cfg.API.Listen, "POST", "/v1/accounts", map[string]string{"name": "merchant"}, &acct)
+	testassets.API(t, cfg.API.Listen, "POST", "/v1/accounts", map[string]string{"name": "merchant"}, &acct)
 	var addr struct{ Address string }
-	if code := api(t, cfg.API.Listen, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
+	if code := testassets.API(t, cfg.API.Listen, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
 		t.Fatalf("address: %d", code)
 	}
 	if _, err := node.Pay(addr.Address, 300_000_000); err != nil {
@@ -130,14 +112,14 @@ func TestKilledBetweenSendAndCommitPaysOnce(t *testing.T) {
 			t.Fatalf("deposit not credited: %q\n%s", acctView.Balance, logs)
 		}
 		time.Sleep(200 * time.Millisecond)
-		api(t, cfg.API.Listen, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), nil, &acctView)
+		testassets.API(t, cfg.API.Listen, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), nil, &acctView)
 	}
 	payee, err := node.Wallet.GetNewAddress("default")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var send struct{ ID int64 }
-	if code := api(t, cfg.API.Listen, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID),
+	if code := testassets.API(t, cfg.API.Listen, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID),
 		map[string]string{"to": payee.EncodeAddress(), "amount": "1.23456789"}, &send); code != http.StatusCreated {
 		t.Fatalf("send: %d", code)
 	}
@@ -178,7 +160,7 @@ func TestKilledBetweenSendAndCommitPaysOnce(t *testing.T) {
 			t.Fatalf("send not reconciled: %+v\n%s", got, logs)
 		}
 		time.Sleep(200 * time.Millisecond)
-		api(t, cfg.API.Listen, "GET", fmt.Sprintf("/v1/transactions/%d", send.ID), nil, &got)
+		testassets.API(t, cfg.API.Listen, "GET", fmt.Sprintf("/v1/transactions/%d", send.ID), nil, &got)
 	}
 	if got.TxID != txid {
 		t.Errorf("ledger records %s, the killed helper had sent %s", got.TxID, txid)

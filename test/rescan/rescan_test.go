@@ -4,7 +4,6 @@
 package rescan
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -264,51 +262,13 @@ func (h *helperProc) kill() {
 	<-h.exited
 }
 
-func apiCall(t *testing.T, addr, method, path string, body, out any) int {
-	t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, "http://"+addr+path, bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+testassets.APIToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
-}
-
 func balance(t *testing.T, addr string, account int64) string {
 	t.Helper()
 	var a struct{ Balance string }
-	if code := apiCall(t, addr, "GET", fmt.Sprintf("/v1/accounts/%d", account), nil, &a); code != http.StatusOK {
+	if code := testassets.API(t, addr, "GET", fmt.Sprintf("/v1/accounts/%d", account), nil, &a); code != http.StatusOK {
 		t.Fatalf("reading account %d: %d", account, code)
 	}
 	return a.Balance
-}
-
-// metric reads one sample from the helper's /metrics.
-func metric(t *testing.T, addr, series string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
-	}
-	return 0
 }
 
 // recorder keeps every status.rescan the API server sent on a watch, so a test sees phases that
@@ -480,9 +440,9 @@ func TestRescanByAnnotation(t *testing.T) {
 	api, ops := cfg.API.Listen, cfg.Server.MetricsListen
 
 	var acct struct{ ID int64 }
-	apiCall(t, api, "POST", "/v1/accounts", map[string]string{"name": "shop"}, &acct)
+	testassets.API(t, api, "POST", "/v1/accounts", map[string]string{"name": "shop"}, &acct)
 	var addr struct{ Address string }
-	if code := apiCall(t, api, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
+	if code := testassets.API(t, api, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
 		t.Fatalf("creating an address: %d", code)
 	}
 	node.MustPay(t, addr.Address, 120_000_000)
@@ -509,10 +469,10 @@ func TestRescanByAnnotation(t *testing.T) {
 		}
 		waitEvent(t, ns, name, "RescanStarted", `"t1"`)
 		waitEvent(t, ns, name, "RescanSucceeded", "1 transactions found, 1 new")
-		if n := metric(t, ops, `cryptoassets_rescan_transactions_booked_total`); n != 1 {
+		if n := testassets.Metric(t, ops, `cryptoassets_rescan_transactions_booked_total`); n != 1 {
 			t.Fatalf("rescan_transactions_booked_total %v", n)
 		}
-		if n := metric(t, ops, `cryptoassets_deposits_total{change="booked"}`); n != 0 {
+		if n := testassets.Metric(t, ops, `cryptoassets_deposits_total{change="booked"}`); n != 0 {
 			t.Fatalf("catch-up booked %v deposits: the rescan was not the only one to find it", n)
 		}
 	})
@@ -523,7 +483,7 @@ func TestRescanByAnnotation(t *testing.T) {
 		annotate(t, ns, name, v1alpha1.RescanAnnotation, "t1", "example.com/touched", "yes")
 		time.Sleep(2 * time.Second)
 		after := waitHandled(t, ns, name, "t1", logs)
-		if !equalRescan(before, after) || metric(t, ops, `cryptoassets_rescans_total{result="started"}`) != 1 {
+		if !equalRescan(before, after) || testassets.Metric(t, ops, `cryptoassets_rescans_total{result="started"}`) != 1 {
 			t.Fatalf("a repeated token ran again: %+v -> %+v", before, after)
 		}
 	})
@@ -551,7 +511,7 @@ func TestRescanByAnnotation(t *testing.T) {
 	})
 
 	t.Run("a token arriving during a rescan waits for it", func(t *testing.T) {
-		startedBefore := metric(t, ops, `cryptoassets_rescans_total{result="started"}`)
+		startedBefore := testassets.Metric(t, ops, `cryptoassets_rescans_total{result="started"}`)
 		px.set("hang")
 		annotate(t, ns, name, v1alpha1.RescanAnnotation, "t4")
 		waitStarted(t, ns, name, "t4", logs)
@@ -570,7 +530,7 @@ func TestRescanByAnnotation(t *testing.T) {
 		if got[len(got)-1] == v1alpha1.RescanFailed {
 			t4EndReason = "RescanFailed"
 		}
-		if n := metric(t, ops, `cryptoassets_rescans_total{result="started"}`) - startedBefore; n != 2 {
+		if n := testassets.Metric(t, ops, `cryptoassets_rescans_total{result="started"}`) - startedBefore; n != 2 {
 			t.Fatalf("%v rescans started for t4 and t5", n)
 		}
 		// And in turn: t5 started only after t4 ended.

@@ -19,7 +19,6 @@ package bitcoind
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -308,15 +307,10 @@ func (c *Client) convert(method string, t walletTx, details []detail, tipHeight 
 	return out, nil
 }
 
-func validTxID(txid string) bool {
-	b, err := hex.DecodeString(txid)
-	return err == nil && len(b) == 32
-}
-
 // Transaction looks up a wallet transaction.
 func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transaction, error) {
-	if !validTxID(txid) {
-		return backend.Transaction{}, fmt.Errorf("%q is not a transaction id (64 hex digits)", txid)
+	if !backend.ValidTxID(txid) {
+		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
 	tip, err := c.Tip(ctx)
 	if err != nil {
@@ -450,7 +444,7 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount)
 	if err := c.post(ctx, "sendmany", &txid, from, amounts, 1); err != nil {
 		return "", err
 	}
-	if !validTxID(txid) {
+	if !backend.ValidTxID(txid) {
 		return "", fmt.Errorf("sendmany: the node answered %q, not a transaction id", txid)
 	}
 	return txid, nil

@@ -363,15 +363,11 @@ func (c *Client) withHashes(ctx context.Context, txs []rawTx, tip backend.Tip) (
 	return hashes, nil
 }
 
-func validTxID(txid string) bool {
-	return len(txid) == 64 && strings.Trim(strings.ToLower(txid), "0123456789abcdef") == ""
-}
-
 // Transaction reads a transaction from the explorer; one that does not touch the wallet's
 // addresses is ErrUnknownTransaction, as a node's wallet would say.
 func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transaction, error) {
-	if !validTxID(txid) {
-		return backend.Transaction{}, fmt.Errorf("%q is not a transaction id (64 hex digits)", txid)
+	if !backend.ValidTxID(txid) {
+		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
 	tip, err := c.Tip(ctx)
 	if err != nil {
@@ -424,7 +420,7 @@ func (c *Client) history(ctx context.Context, stop func(rawTx) bool) ([]rawTx, e
 			}
 			done := len(res.Txs) < txsPerPage
 			for _, t := range res.Txs {
-				if !validTxID(t.Hash) {
+				if !backend.ValidTxID(t.Hash) {
 					return nil, fmt.Errorf("multiaddr: %w: a transaction without a hash", backend.ErrRejected)
 				}
 				if stop != nil && stop(t) {
@@ -538,7 +534,7 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount)
 	if err := c.merchant(ctx, http.MethodPost, call, params, &res); err != nil {
 		return "", err
 	}
-	if !validTxID(res.TxHash) {
+	if !backend.ValidTxID(res.TxHash) {
 		return "", fmt.Errorf("%s: %w: no tx_hash in the reply (%q)", call, backend.ErrRejected, res.Message)
 	}
 	return strings.ToLower(res.TxHash), nil

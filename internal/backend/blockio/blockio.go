@@ -354,8 +354,8 @@ func (c *Client) received(e entry) (backend.Transaction, error) {
 // Transaction finds a transaction in the received and sent lists, walking both newest first.
 // Once it is found in one, the other is read only back to its time.
 func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transaction, error) {
-	if len(txid) != 64 || strings.Trim(strings.ToLower(txid), "0123456789abcdef") != "" {
-		return backend.Transaction{}, fmt.Errorf("%q is not a transaction id (64 hex digits)", txid)
+	if !backend.ValidTxID(txid) {
+		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
 	txid = strings.ToLower(txid)
 	lists := []*pager{{c: c, kind: "received"}, {c: c, kind: "sent"}}

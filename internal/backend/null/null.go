@@ -223,8 +223,8 @@ func (b *Backend) view(t *tx) backend.Transaction {
 
 // Transaction looks one simulated transaction up.
 func (b *Backend) Transaction(_ context.Context, txid string) (backend.Transaction, error) {
-	if raw, err := hex.DecodeString(txid); err != nil || len(raw) != 32 {
-		return backend.Transaction{}, fmt.Errorf("%q is not a transaction id (64 hex digits)", txid)
+	if !backend.ValidTxID(txid) {
+		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
