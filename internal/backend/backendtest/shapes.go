@@ -2,8 +2,11 @@ package backendtest
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -50,4 +53,26 @@ func MissingFields(t *testing.T, file string, got []byte) []string {
 	}
 	sort.Strings(missing)
 	return missing
+}
+
+// Fetch makes a request to a stand-in server and returns the reply body, for MissingFields.
+func Fetch(t *testing.T, method, url, contentType, body string) []byte {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

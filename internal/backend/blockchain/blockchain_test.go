@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -136,28 +134,6 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func fetch(t *testing.T, method, u string, form url.Values) []byte {
-	t.Helper()
-	var rd io.Reader
-	if form != nil {
-		rd = strings.NewReader(form.Encode())
-	}
-	req, _ := http.NewRequest(method, u, rd)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // The local blockchain.info must answer with every field the recorded replies have.
 func TestFakeRepliesCarryTheRecordedFields(t *testing.T) {
 	ctx := context.Background()
@@ -185,7 +161,7 @@ func TestFakeRepliesCarryTheRecordedFields(t *testing.T) {
 		{"rawblock.json", "GET", base + "rawblock/" + tip.Hash, nil},
 		{"payment.json", "POST", m + "payment", url.Values{"password": {password}, "to": {backendtest.ExternalAddress(t, "bitcoin", "testnet")}, "amount": {"1000"}}},
 	} {
-		if missing := backendtest.MissingFields(t, filepath.Join("testdata", tc.file), fetch(t, tc.method, tc.url, tc.form)); len(missing) > 0 {
+		if missing := backendtest.MissingFields(t, filepath.Join("testdata", tc.file), backendtest.Fetch(t, tc.method, tc.url, "application/x-www-form-urlencoded", tc.form.Encode())); len(missing) > 0 {
 			t.Errorf("%s: the local blockchain.info lacks %v", tc.file, missing)
 		}
 	}

@@ -155,25 +155,6 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func fetch(t *testing.T, method, u, body string) []byte {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, _ := http.NewRequest(method, u, rd)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // The local block.io must answer with every field the recorded replies have.
 func TestFakeRepliesCarryTheRecordedFields(t *testing.T) {
 	ctx := context.Background()
@@ -194,7 +175,7 @@ func TestFakeRepliesCarryTheRecordedFields(t *testing.T) {
 		{"withdraw_signature_request.json", "POST", "withdraw/" + q, `{"amounts":"0.0001","to_addresses":"` + backendtest.ExternalAddress(t, "bitcoin", "testnet") + `","pin":""}`},
 		{"fail.json", "GET", "get_notifications/" + q, ""},
 	} {
-		if m := backendtest.MissingFields(t, filepath.Join("testdata", tc.file), fetch(t, tc.method, srv.URL()+tc.path, tc.body)); len(m) > 0 {
+		if m := backendtest.MissingFields(t, filepath.Join("testdata", tc.file), backendtest.Fetch(t, tc.method, srv.URL()+tc.path, "application/json", tc.body)); len(m) > 0 {
 			t.Errorf("%s: the local block.io lacks %v", tc.file, m)
 		}
 	}
