@@ -62,6 +62,8 @@ func operatorCommand() *cobra.Command {
 		pullPolicy string
 		qps        float32
 		burst      int
+		as         string
+		asGroups   []string
 		zapOpts    = zap.Options{Development: false}
 	)
 	cmd := &cobra.Command{
@@ -84,6 +86,11 @@ func operatorCommand() *cobra.Command {
 				return err
 			}
 			cfg.UserAgent = "cryptoassets-operator/" + version
+			if as != "" {
+				// Run with another identity's rights, e.g. the chart's ServiceAccount, so a rule
+				// missing from the chart fails here as it would in the cluster.
+				cfg.Impersonate = rest.ImpersonationConfig{UserName: as, Groups: asGroups}
+			}
 			// client-go's own default (5/s) makes a cold start with hundreds of assets crawl;
 			// the API server's priority and fairness still protects it.
 			cfg.QPS, cfg.Burst = qps, burst
@@ -106,6 +113,8 @@ func operatorCommand() *cobra.Command {
 	f.StringVar(&opts.Render.Image, "helper-image", os.Getenv("CRYPTOASSETS_HELPER_IMAGE"), "image of helper pods that do not set spec.helper.image")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second the operator sends to the API server at most")
 	f.IntVar(&burst, "kube-api-burst", 100, "burst of requests to the API server above --kube-api-qps")
+	f.StringVar(&as, "as", "", "impersonate this user (e.g. system:serviceaccount:NS:NAME) for every API call; for running the operator outside the cluster with its in-cluster rights")
+	f.StringSliceVar(&asGroups, "as-group", nil, "groups to impersonate with --as (repeatable)")
 	f.StringVar(&pullPolicy, "helper-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of helper pods that do not set one")
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(gofs)

@@ -232,7 +232,11 @@ func (r *CryptoAssetReconciler) setConditions(ca *v1alpha1.CryptoAsset, status *
 	available, progressing, msg := deploymentState(deploy)
 	switch {
 	case available && !progressing:
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable, "helper Deployment is available with the current config")
+		msg := "helper Deployment is available with the current config"
+		if ca.Spec.Backend.Type == v1alpha1.BackendNull {
+			msg += " (null backend: a simulator, no real coins move)"
+		}
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable, msg)
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonRolledOut, "helper runs the current config")
 	case deploy != nil && deadlineExceeded(deploy):
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentUnavailable, msg)

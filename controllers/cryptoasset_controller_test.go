@@ -467,3 +467,16 @@ func TestSidecarsRenderedAndRefused(t *testing.T) {
 		return nil
 	})
 }
+
+func TestSimulatedBackendSaysSo(t *testing.T) {
+	ns := newNamespace(t)
+	ca := sampleAsset(ns, "sim")
+	ca.Spec.Backend = v1alpha1.BackendSpec{Type: v1alpha1.BackendNull}
+	create(t, sampleSecret(ns), ca)
+	eventually(t, waitTime, func() error { _, err := getDeployment(ns, "sim"); return err })
+	markAvailable(t, ns, "sim")
+	c := condition(t, ns, "sim", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	if !strings.Contains(c.Message, "simulator") {
+		t.Fatalf("Ready message %q does not say the backend is simulated", c.Message)
+	}
+}
