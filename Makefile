@@ -74,8 +74,9 @@ bench-helper: setup-test ## Helper benchmarks: transfers vs pgbench, events vs b
 bench: bench-operator bench-helper ## All benchmarks.
 
 .PHONY: dev
-dev: setup-dev build ## Local control plane, operator and the bitcoind sample; Ctrl-C stops everything.
-	hack/dev.sh
+BACKEND ?= bitcoind
+dev: setup-dev build ## Local cluster, Helm chart, operator, PostgreSQL, simnet node, real helper; BACKEND=null for no node; Ctrl-C stops all.
+	go run ./hack/devstack -backend $(BACKEND)
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a Docker engine; not available on the CI machines).
@@ -86,5 +87,5 @@ clean:
 	rm -rf $(BIN)/cryptoassets .dev
 
 .PHONY: dev-smoke
-dev-smoke: setup-dev build ## Start the dev stack, check Ready, Secret rotation and garbage collection, stop.
-	DEV_SMOKE=1 hack/dev.sh
+dev-smoke: setup-dev build ## Start the dev stack, take one deposit from payment to credit, stop.
+	go run ./hack/devstack -backend $(BACKEND) -smoke

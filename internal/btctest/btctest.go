@@ -302,6 +302,9 @@ func (n *Node) Pay(to string, sat int64) (string, error) {
 	return h.String(), nil
 }
 
+// NodeAddr is btcd's RPC address (host:port).
+func (n *Node) NodeAddr() string { return "127.0.0.1:" + strconv.Itoa(n.btcdPort) }
+
 // WalletURL is btcwallet's RPC endpoint.
 func (n *Node) WalletURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.walletPort) }
 
