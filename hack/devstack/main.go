@@ -49,7 +49,9 @@ func envOr(k, def string) string {
 	return def
 }
 
-func say(format string, args ...any) { fmt.Fprintf(os.Stderr, "\033[1mdev:\033[0m "+format+"\n", args...) }
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "\033[1mdev:\033[0m "+format+"\n", args...)
+}
 
 func token() string {
 	b := make([]byte, 16)
