@@ -23,6 +23,8 @@ N               ?= 200
 export KUBEBUILDER_ASSETS
 export HELM
 export BTCD_BIN_DIR := $(BIN)
+# The end-to-end test (test/e2e) finds kwok, kwokctl, helm and the Kubernetes binaries here.
+export E2E_BIN := $(BIN)
 
 .PHONY: help
 help: ## Show the targets.
@@ -62,7 +64,7 @@ lint-chart:
 	$(HELM) lint --strict $(CHART)
 
 .PHONY: test
-test: setup-test verify-generated vet lint-chart ## Run the whole test suite against a real API server.
+test: setup-dev verify-generated vet lint-chart ## Run the whole test suite against real servers, the end-to-end stack included.
 	REQUIRE_TEST_ASSETS=1 go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench-operator bench-helper bench

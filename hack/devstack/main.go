@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -59,32 +58,6 @@ func token() string {
 	return hex.EncodeToString(b)
 }
 
-// sample reads a sample file's Secret and CryptoAsset.
-func sample(path string) (*corev1.Secret, *v1alpha1.CryptoAsset, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var secret corev1.Secret
-	var ca v1alpha1.CryptoAsset
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var head struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
-		}
-		switch head.Kind {
-		case "Secret":
-			err = yaml.UnmarshalStrict([]byte(doc), &secret)
-		case "CryptoAsset":
-			err = yaml.UnmarshalStrict([]byte(doc), &ca)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return &secret, &ca, nil
-}
-
 func run(backend string, smoke bool) error {
 	if backend != "bitcoind" && backend != "null" {
 		return fmt.Errorf("-backend must be bitcoind or null, got %q", backend)
@@ -113,7 +86,7 @@ func run(backend string, smoke bool) error {
 	if backend == "null" {
 		file = "null.yaml"
 	}
-	secret, ca, err := sample(filepath.Join(root, "config", "samples", file))
+	secret, ca, err := devstack.LoadSample(filepath.Join(root, "config", "samples", file))
 	if err != nil {
 		return err
 	}

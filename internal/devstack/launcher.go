@@ -79,7 +79,31 @@ type Launcher struct {
 
 	mu      sync.Mutex
 	running map[types.NamespacedName]*Helper
+	paused  map[types.NamespacedName]bool
 	started int
+}
+
+// Pause stops a Deployment's helper and keeps it stopped until Resume, as a node outage would.
+func (l *Launcher) Pause(namespace, name string) {
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	l.mu.Lock()
+	if l.paused == nil {
+		l.paused = map[types.NamespacedName]bool{}
+	}
+	l.paused[key] = true
+	h := l.running[key]
+	delete(l.running, key)
+	l.mu.Unlock()
+	if h != nil {
+		h.stop()
+	}
+}
+
+// Resume lets the launcher start a paused helper again.
+func (l *Launcher) Resume(namespace, name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.paused, types.NamespacedName{Namespace: namespace, Name: name})
 }
 
 // Run reconciles helper processes with helper Deployments until ctx ends, then stops them all.
@@ -130,6 +154,12 @@ func (l *Launcher) sync(ctx context.Context) error {
 		}
 		key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
 		seen[key] = true
+		l.mu.Lock()
+		paused := l.paused[key]
+		l.mu.Unlock()
+		if paused {
+			continue
+		}
 		hash := d.Spec.Template.Annotations[v1alpha1.ConfigHashAnnotation]
 		l.mu.Lock()
 		cur := l.running[key]

@@ -40,6 +40,8 @@ type Options struct {
 	Bitcoin bool
 	// Cluster names the kwok cluster.
 	Cluster string
+	// Binary is the cryptoassets binary for the operator and helpers (default Bin/cryptoassets).
+	Binary string
 	Log     logr.Logger
 }
 
@@ -86,6 +88,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.Cluster == "" {
 		opts.Cluster = defaultClusterID
 	}
+	if opts.Binary == "" {
+		opts.Binary = filepath.Join(opts.Bin, "cryptoassets")
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -102,7 +107,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, errors.New("etcd not installed (apt-get install etcd-server; hack/setup-tools.sh dev does it)")
 	}
 	for _, b := range []string{filepath.Join(k8s, "kube-apiserver"), filepath.Join(k8s, "kube-controller-manager"), filepath.Join(k8s, "kube-scheduler"),
-		filepath.Join(opts.Bin, "kwok"), filepath.Join(opts.Bin, "kwokctl"), filepath.Join(opts.Bin, "helm"), filepath.Join(opts.Bin, "cryptoassets")} {
+		filepath.Join(opts.Bin, "kwok"), filepath.Join(opts.Bin, "kwokctl"), filepath.Join(opts.Bin, "helm"), opts.Binary} {
 		if _, err := os.Stat(b); err != nil {
 			return nil, fmt.Errorf("%s is missing: run hack/setup-tools.sh dev and make build first", b)
 		}
@@ -159,7 +164,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.operator = exec.Command(filepath.Join(opts.Bin, "cryptoassets"), "operator", "--kubeconfig", s.Kubeconfig,
+	s.operator = exec.Command(opts.Binary, "operator", "--kubeconfig", s.Kubeconfig,
 		"--as", "system:serviceaccount:"+OperatorNS+":"+OperatorSA,
 		"--as-group", "system:serviceaccounts", "--as-group", "system:serviceaccounts:"+OperatorNS, "--as-group", "system:authenticated",
 		"--helper-image", HelperImage, "--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0")
@@ -182,7 +187,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.Launcher = &Launcher{Client: s.Client, Kube: s.Rest, Binary: filepath.Join(opts.Bin, "cryptoassets"),
+	s.Launcher = &Launcher{Client: s.Client, Kube: s.Rest, Binary: opts.Binary,
 		Dir: filepath.Join(opts.Dir, "helpers"), Log: log.WithName("launcher")}
 	done := make(chan struct{})
 	go func() { _ = s.Launcher.Run(lctx); close(done) }()

@@ -1,0 +1,392 @@
+// Package e2e runs the product as a user runs it: a local cluster (kwok), the Helm chart, the
+// operator with the chart's RBAC, the helper started from the Deployment the operator rendered,
+// PostgreSQL and btcd + btcwallet on simnet. See internal/devstack.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/jackc/pgx/v5/pgxpool"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+)
+
+const ns = "shop"
+
+// receiver is the application's event endpoint: it keeps every correctly signed event.
+type receiver struct {
+	key    []byte
+	mu     sync.Mutex
+	events []events.Envelope
+	bad    int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if events.Verify(r.key, req.Header.Get(events.SignatureHeader), body, 5*time.Minute, time.Now()) != nil {
+		r.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var e events.Envelope
+	_ = json.Unmarshal(body, &e)
+	r.events = append(r.events, e)
+}
+
+func (r *receiver) credited(txid string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		var u ledger.TxUpdate
+		_ = json.Unmarshal(e.Data, &u)
+		if u.TxID == txid && u.Credited {
+			return true
+		}
+	}
+	return false
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	if code, ok := testassets.Check("KUBEBUILDER_ASSETS", "E2E_BIN"); !ok {
+		if code != 0 {
+			t.Fatal("the end-to-end test needs `make test` (E2E_BIN: the tools hack/setup-tools.sh dev builds)")
+		}
+		t.Skip("E2E_BIN not set: `make test` runs the end-to-end test")
+	}
+	ctx := context.Background()
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	bin := filepath.Join(t.TempDir(), "cryptoassets")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	st, err := devstack.Start(ctx, devstack.Options{Root: root, Bin: os.Getenv("E2E_BIN"), Binary: bin, Dir: dir, Bitcoin: true,
+		Cluster: "cryptoassets-e2e", Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Stop()
+	k := st.Client
+
+	// The application's event receiver.
+	secret, ca, err := devstack.LoadSample(filepath.Join(root, "config", "samples", "bitcoind.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &receiver{key: []byte(secret.StringData["event-signing-key"])}
+	appSrv := httptest.NewServer(app)
+	defer appSrv.Close()
+	dbURL, err := st.DatabaseURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := st.Node.Credentials()
+	secret.Namespace, ca.Namespace = ns, ns
+	secret.StringData["database-url"] = dbURL
+	secret.StringData["rpc-username"], secret.StringData["rpc-password"] = user, pass
+	secret.StringData["wallet-passphrase"] = btctest.WalletPassphrase
+	ca.Spec.Backend.Bitcoind.URL = st.Node.WalletURL()
+	ca.Spec.Events[0].HTTP.URL = appSrv.URL + "/events"
+	apiToken, hookToken := secret.StringData["api-token"], secret.StringData["walletnotify-token"]
+	key := client.ObjectKey{Namespace: ns, Name: ca.Name}
+
+	var h *devstack.Helper
+	api := func(method, path string, body, out any) int {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, "http://"+h.API+path, strings.NewReader(string(b)))
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			_ = json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+	helperReady := func() error {
+		var ok bool
+		if h, ok = st.Launcher.Get(ns, ca.Name+"-helper"); !ok {
+			return fmt.Errorf("no helper process")
+		}
+		resp, err := http.Get("http://" + h.Ops + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	}
+	balance := func(account int64, want string) func() error {
+		return func() error {
+			var a struct{ Balance string }
+			api("GET", fmt.Sprintf("/v1/accounts/%d", account), nil, &a)
+			if a.Balance != want {
+				return fmt.Errorf("balance %s, want %s", a.Balance, want)
+			}
+			return nil
+		}
+	}
+
+	var acct struct{ ID int64 }
+	var addr struct{ Address string }
+	t.Run("1 apply the sample: children, helper, Ready", func(t *testing.T) {
+		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Create(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Create(ctx, ca); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "Ready=True", func() error {
+			var cur v1alpha1.CryptoAsset
+			if err := k.Get(ctx, key, &cur); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(cur.Status.Conditions, v1alpha1.ConditionReady) {
+				return fmt.Errorf("conditions %+v", cur.Status.Conditions)
+			}
+			return nil
+		})
+		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}} {
+			if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: ca.Name + "-helper"}, obj); err != nil {
+				t.Fatalf("%T: %v", obj, err)
+			}
+		}
+		eventually(t, time.Minute, "helper process ready", helperReady)
+	})
+
+	var deposit string
+	t.Run("2 a deposit: walletnotify, booked, credited, signed event", func(t *testing.T) {
+		api("POST", "/v1/accounts", map[string]string{"name": "alice"}, &acct)
+		if code := api("POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
+			t.Fatalf("address: %d", code)
+		}
+		deposit = st.Node.MustPay(t, addr.Address, 250_000_000)
+		// What bitcoind's walletnotify does.
+		resp, err := http.Post("http://"+h.Hook+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+deposit))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("walletnotify: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		eventually(t, 20*time.Second, "booked, not yet credited", func() error {
+			var txs []struct {
+				TxID  string `json:"txid"`
+				State string `json:"state"`
+			}
+			api("GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), nil, &txs)
+			if len(txs) != 1 || txs[0].TxID != deposit || txs[0].State != "incoming" {
+				return fmt.Errorf("transactions %+v", txs)
+			}
+			return nil
+		})
+		st.Node.MustMine(t, 3)
+		eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
+		eventually(t, 60*time.Second, "signed credited event delivered", func() error {
+			if !app.credited(deposit) {
+				return fmt.Errorf("no credited event yet (%d badly signed)", app.bad)
+			}
+			return nil
+		})
+	})
+
+	t.Run("3 a send queued while the node is down goes out once when it is back", func(t *testing.T) {
+		payee, err := st.Node.Wallet.GetNewAddress("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Node.StopBtcd()
+		var sent struct {
+			ID    int64  `json:"id"`
+			State string `json:"state"`
+		}
+		if code := api("POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), map[string]string{"to": payee.String(), "amount": "0.4"},
+			&sent); code != http.StatusCreated && code != http.StatusAccepted {
+			t.Fatalf("send: %d", code)
+		}
+		time.Sleep(3 * time.Second)
+		var cur struct {
+			State string `json:"state"`
+			TxID  string `json:"txid"`
+		}
+		api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &cur)
+		if cur.TxID != "" {
+			t.Fatalf("broadcast while the node was down: %+v", cur)
+		}
+		if err := st.Node.StartBtcd(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "broadcast after the node came back", func() error {
+			api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &cur)
+			if cur.TxID == "" {
+				return fmt.Errorf("state %s", cur.State)
+			}
+			return nil
+		})
+		st.Node.MustMine(t, 3) // outgoing sends are confirmed at the asset's threshold too
+		eventually(t, 90*time.Second, "confirmed", func() error {
+			api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &cur)
+			if cur.State != "confirmed" {
+				return fmt.Errorf("state %s", cur.State)
+			}
+			return nil
+		})
+		raw, err := st.Node.Wallet.RawRequest("listtransactions", []json.RawMessage{json.RawMessage(`"*"`), json.RawMessage("1000")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []struct {
+			TxID     string `json:"txid"`
+			Category string `json:"category"`
+			Address  string `json:"address"`
+		}
+		_ = json.Unmarshal(raw, &list)
+		n := 0
+		for _, e := range list {
+			if e.Category == "send" && e.Address == payee.String() {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("btcwallet shows %d payments to the payee, want exactly 1", n)
+		}
+	})
+
+	t.Run("4 a rescan by annotation after the helper was down", func(t *testing.T) {
+		st.Launcher.Pause(ns, ca.Name+"-helper")
+		st.Node.MustPay(t, addr.Address, 10_000_000)
+		st.Node.MustMine(t, 3)
+		st.Launcher.Resume(ns, ca.Name+"-helper")
+		eventually(t, time.Minute, "helper back", helperReady)
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1alpha1.RescanAnnotation: "e2e-1"}}})
+		if err := k.Patch(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "rescan Succeeded", func() error {
+			var cur v1alpha1.CryptoAsset
+			if err := k.Get(ctx, key, &cur); err != nil {
+				return err
+			}
+			if r := cur.Status.Rescan; r == nil || r.HandledToken != "e2e-1" || r.Phase != v1alpha1.RescanSucceeded || r.TransactionsFound < 2 {
+				return fmt.Errorf("status.rescan %+v", cur.Status.Rescan)
+			}
+			return nil
+		})
+		eventually(t, 90*time.Second, "the missed payment credited", balance(acct.ID, "2.20000000"))
+	})
+
+	t.Run("6 a spec edit changes the ConfigMap and restarts the helper", func(t *testing.T) {
+		before, _ := st.Launcher.Get(ns, ca.Name+"-helper")
+		var cur v1alpha1.CryptoAsset
+		if err := k.Get(ctx, key, &cur); err != nil {
+			t.Fatal(err)
+		}
+		cur.Spec.Confirmations = ptr.To(int32(4))
+		if err := k.Update(ctx, &cur); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "ConfigMap and helper updated", func() error {
+			var cm corev1.ConfigMap
+			if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: ca.Name + "-helper"}, &cm); err != nil {
+				return err
+			}
+			if !strings.Contains(cm.Data["config.yaml"], "confirmations: 4") {
+				return fmt.Errorf("config %s", cm.Data["config.yaml"])
+			}
+			now, ok := st.Launcher.Get(ns, ca.Name+"-helper")
+			if !ok || now.Hash == before.Hash {
+				return fmt.Errorf("helper not restarted")
+			}
+			return helperReady()
+		})
+	})
+
+	t.Run("7 deleting the CryptoAsset collects its objects and stops the helper; the ledger stays", func(t *testing.T) {
+		h, _ := st.Launcher.Get(ns, ca.Name+"-helper")
+		if err := k.Delete(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 3*time.Minute, "children garbage-collected", func() error {
+			err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: ca.Name + "-helper"}, &appsv1.Deployment{})
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("Deployment still there (%v)", err)
+			}
+			if _, ok := st.Launcher.Get(ns, ca.Name+"-helper"); ok {
+				return fmt.Errorf("helper still running")
+			}
+			return nil
+		})
+		pool, err := pgxpool.New(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM transactions`).Scan(&n); err != nil || n < 3 {
+			t.Fatalf("ledger after deletion: %d transactions, %v", n, err)
+		}
+		// 8: the ledger's invariants hold, and no secret value reached the helper's log.
+		if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {
+			t.Fatalf("ledger check: %v %v", v, err)
+		}
+		logs := h.Log.String()
+		for name, value := range map[string]string{"rpc password": pass, "API token": apiToken, "walletnotify token": hookToken,
+			"signing key": secret.StringData["event-signing-key"]} {
+			if value != "" && strings.Contains(logs, value) {
+				t.Errorf("the helper log contains the %s", name)
+			}
+		}
+	})
+}
