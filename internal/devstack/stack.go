@@ -42,7 +42,7 @@ type Options struct {
 	Cluster string
 	// Binary is the cryptoassets binary for the operator and helpers (default Bin/cryptoassets).
 	Binary string
-	Log     logr.Logger
+	Log    logr.Logger
 }
 
 // Stack is the running whole.
