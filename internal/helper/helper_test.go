@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
@@ -132,40 +130,6 @@ func hook(t *testing.T, cfg *config.Config, token, body string) int {
 	return resp.StatusCode
 }
 
-// appReceiver is the application's event endpoint.
-type appReceiver struct {
-	mu     sync.Mutex
-	events []events.Envelope
-	bad    int
-}
-
-func (a *appReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if events.Verify([]byte(testassets.SigningKey), r.Header.Get(events.SignatureHeader), body, 5*time.Minute, time.Now()) != nil {
-		a.bad++
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	var e events.Envelope
-	_ = json.Unmarshal(body, &e)
-	a.events = append(a.events, e)
-}
-
-func (a *appReceiver) creditedDeposit(txid string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, e := range a.events {
-		var u ledger.TxUpdate
-		_ = json.Unmarshal(e.Data, &u)
-		if u.TxID == txid && u.Kind == "deposit" && u.Credited {
-			return true
-		}
-	}
-	return false
-}
-
 func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	ctx := context.Background()
 	dbURL := pg.Database(t)
@@ -177,7 +141,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	if _, err := ledger.Migrate(ctx, pool); err != nil { // the init container's job
 		t.Fatal(err)
 	}
-	app := &appReceiver{}
+	app := &testassets.EventReceiver{Key: []byte(testassets.SigningKey)}
 	appSrv := &http.Server{Handler: app}
 	appAddr := testassets.FreeAddr(t)
 	ln, err := net.Listen("tcp", appAddr)
@@ -257,8 +221,9 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 		return nil
 	})
 	eventually(t, 30*time.Second, "signed event for the credit", func() error {
-		if !app.creditedDeposit(txid) {
-			return fmt.Errorf("no credited txupdate among %d events", len(app.events))
+		if !app.Credited(txid) {
+			good, _ := app.Counts()
+			return fmt.Errorf("no credited txupdate among %d events", good)
 		}
 		return nil
 	})
@@ -334,8 +299,8 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {
 		t.Fatalf("ledger check: %v %v", v, err)
 	}
-	if app.bad != 0 {
-		t.Errorf("%d event deliveries had bad signatures", app.bad)
+	if _, bad := app.Counts(); bad != 0 {
+		t.Errorf("%d event deliveries had bad signatures", bad)
 	}
 }
 

@@ -7,14 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,47 +30,11 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
-	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 const ns = "shop"
-
-// receiver is the application's event endpoint: it keeps every correctly signed event.
-type receiver struct {
-	key    []byte
-	mu     sync.Mutex
-	events []events.Envelope
-	bad    int
-}
-
-func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body, _ := io.ReadAll(req.Body)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if events.Verify(r.key, req.Header.Get(events.SignatureHeader), body, 5*time.Minute, time.Now()) != nil {
-		r.bad++
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	var e events.Envelope
-	_ = json.Unmarshal(body, &e)
-	r.events = append(r.events, e)
-}
-
-func (r *receiver) credited(txid string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.events {
-		var u ledger.TxUpdate
-		_ = json.Unmarshal(e.Data, &u)
-		if u.TxID == txid && u.Credited {
-			return true
-		}
-	}
-	return false
-}
 
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
@@ -118,7 +80,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := &receiver{key: []byte(secret.StringData["event-signing-key"])}
+	app := &testassets.EventReceiver{Key: []byte(secret.StringData["event-signing-key"])}
 	appSrv := httptest.NewServer(app)
 	defer appSrv.Close()
 	dbURL, err := st.DatabaseURL(ctx)
@@ -235,8 +197,9 @@ func TestEndToEnd(t *testing.T) {
 		st.Node.MustMine(t, 3)
 		eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
 		eventually(t, 60*time.Second, "signed credited event delivered", func() error {
-			if !app.credited(deposit) {
-				return fmt.Errorf("no credited event yet (%d badly signed)", app.bad)
+			if !app.Credited(deposit) {
+				_, bad := app.Counts()
+				return fmt.Errorf("no credited event yet (%d badly signed)", bad)
 			}
 			return nil
 		})
