@@ -35,6 +35,8 @@ type Node struct {
 	btcdPort   int
 	walletPort int
 	user, pass string
+	// walletPass is btcwallet's RPC password; btcd keeps pass.
+	walletPass string
 	btcd       *process
 	wallet     *process
 	// MiningAddress receives the block rewards; it belongs to the wallet.
@@ -153,7 +155,8 @@ func waitFor(timeout time.Duration, f func() error) error {
 func (n *Node) startWallet(createTemp bool) error {
 	args := []string{"--simnet", "--appdata=" + filepath.Join(n.dir, "wallet"),
 		"--noclienttls", "--noservertls", "--rpcconnect=127.0.0.1:" + strconv.Itoa(n.btcdPort),
-		"--rpclisten=127.0.0.1:" + strconv.Itoa(n.walletPort), "-u", n.user, "-P", n.pass,
+		"--rpclisten=127.0.0.1:" + strconv.Itoa(n.walletPort), "-u", n.user, "-P", n.walletPass,
+		"--btcdusername=" + n.user, "--btcdpassword=" + n.pass,
 		"--logdir=" + filepath.Join(n.dir, "wallet-logs")}
 	if createTemp {
 		args = append(args, "--createtemp")
@@ -182,7 +185,7 @@ func Start() (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password"}
+	n := &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password", walletPass: "test-rpc-password"}
 	if err := n.setUp(); err != nil {
 		n.Stop()
 		return nil, fmt.Errorf("%w (logs were in %s)", err, dir)
@@ -201,7 +204,7 @@ func (n *Node) setUp() error {
 	if n.Node, err = client(n.btcdPort, n.user, n.pass); err != nil {
 		return err
 	}
-	if n.Wallet, err = client(n.walletPort, n.user, n.pass); err != nil {
+	if n.Wallet, err = client(n.walletPort, n.user, n.walletPass); err != nil {
 		return err
 	}
 	if err := n.StartBtcd(); err != nil {
@@ -308,8 +311,24 @@ func (n *Node) NodeAddr() string { return "127.0.0.1:" + strconv.Itoa(n.btcdPort
 // WalletURL is btcwallet's RPC endpoint.
 func (n *Node) WalletURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.walletPort) }
 
-// Credentials are the RPC user and password of both servers.
-func (n *Node) Credentials() (user, pass string) { return n.user, n.pass }
+// Credentials are btcwallet's RPC user and password (btcd's too, until SetWalletPassword).
+func (n *Node) Credentials() (user, pass string) { return n.user, n.walletPass }
+
+// SetWalletPassword restarts btcwallet with a new RPC password, as rotating the wallet's
+// credentials would; btcd keeps its own. The wallet is unlocked again afterwards.
+func (n *Node) SetWalletPassword(pass string) error {
+	n.Wallet.Shutdown()
+	n.wallet.stop()
+	n.walletPass = pass
+	var err error
+	if n.Wallet, err = client(n.walletPort, n.user, pass); err != nil {
+		return err
+	}
+	if err := n.startWallet(false); err != nil {
+		return fmt.Errorf("restarting btcwallet: %w", err)
+	}
+	return n.Wallet.WalletPassphrase(WalletPassphrase, 3600)
+}
 
 // Dir holds the servers' data and logs.
 func (n *Node) Dir() string { return n.dir }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
@@ -141,7 +142,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	if _, err := ledger.Migrate(ctx, pool); err != nil { // the init container's job
 		t.Fatal(err)
 	}
-	app := &testassets.EventReceiver{Key: []byte(testassets.SigningKey)}
+	app := &eventstest.EventReceiver{Key: []byte(testassets.SigningKey)}
 	appSrv := &http.Server{Handler: app}
 	appAddr := testassets.FreeAddr(t)
 	ln, err := net.Listen("tcp", appAddr)

@@ -30,6 +30,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -80,7 +81,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := &testassets.EventReceiver{Key: []byte(secret.StringData["event-signing-key"])}
+	app := &eventstest.EventReceiver{Key: []byte(secret.StringData["event-signing-key"])}
 	appSrv := httptest.NewServer(app)
 	defer appSrv.Close()
 	dbURL, err := st.DatabaseURL(ctx)
@@ -288,6 +289,38 @@ func TestEndToEnd(t *testing.T) {
 			return nil
 		})
 		eventually(t, 90*time.Second, "the missed payment credited", balance(acct.ID, "2.20000000"))
+	})
+
+	t.Run("5 rotating the RPC password restarts the helper with it, and it keeps working", func(t *testing.T) {
+		before, _ := st.Launcher.Get(ns, ca.Name+"-helper")
+		const rotated = "rotated-rpc-password-2"
+		var s corev1.Secret
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret.Name}, &s); err != nil {
+			t.Fatal(err)
+		}
+		s.Data["rpc-password"] = []byte(rotated)
+		if err := k.Update(ctx, &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Node.SetWalletPassword(rotated); err != nil {
+			t.Fatal(err)
+		}
+		pass = rotated
+		eventually(t, 2*time.Minute, "helper restarted with the new password and ready", func() error {
+			now, ok := st.Launcher.Get(ns, ca.Name+"-helper")
+			if !ok || now.Hash == before.Hash {
+				return fmt.Errorf("not restarted")
+			}
+			return helperReady()
+		})
+		txid := st.Node.MustPay(t, addr.Address, 30_000_000)
+		resp, err := http.Post("http://"+h.Hook+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+txid))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("walletnotify after rotation: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		st.Node.MustMine(t, 3)
+		eventually(t, 90*time.Second, "credited after rotation", balance(acct.ID, "2.50000000"))
 	})
 
 	t.Run("6 a spec edit changes the ConfigMap and restarts the helper", func(t *testing.T) {

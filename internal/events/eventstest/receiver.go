@@ -1,4 +1,5 @@
-package testassets
+// Package eventstest has an application event endpoint for tests.
+package eventstest
 
 import (
 	"encoding/json"
