@@ -10,10 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -28,14 +27,7 @@ func TestMain(m *testing.M) {
 // field it names. No request here reaches the backend, so none is configured.
 func TestRefusals(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := ledgertest.DB(t, pg)
 	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "mainnet", Confirmations: 3,
 		MaxTrackedConfirmations: 6, ValidateAddress: func(a string) error { return coin.ValidateAddress("bitcoin", "mainnet", a) }})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -53,14 +54,7 @@ func newBackend(t *testing.T, url string) *bitcoind.Client {
 func setup(t *testing.T, funds ledger.Amount) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := ledgertest.DB(t, pg)
 	l, err := ledger.Open(ctx, pool, ledger.Options{
 		Asset: "btc", Coin: "bitcoin", Network: "simnet", Confirmations: 2, MaxTrackedConfirmations: 4,
 		ValidateAddress: func(a string) error { return coin.ValidateAddress("bitcoin", "simnet", a) },

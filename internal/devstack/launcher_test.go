@@ -36,21 +36,6 @@ func TestMain(m *testing.M) {
 	os.Exit(testassets.Main(m, testassets.Postgres(&pg)))
 }
 
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // The launcher runs the helper the operator rendered, as its ServiceAccount, restarts it when the
 // pod template changes and stops it when the Deployment goes.
 func TestLauncherRunsRenderedHelpers(t *testing.T) {
@@ -108,7 +93,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	var h *Helper
-	eventually(t, "the helper process ready", func() error {
+	testassets.Eventually(t, time.Minute, "the helper process ready", func() error {
 		var ok bool
 		if h, ok = l.Get(ns, "sim-helper"); !ok {
 			return fmt.Errorf("not started")
@@ -131,7 +116,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	testassets.API(t, h.API, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr)
 	testassets.API(t, h.API, "POST", "/v1/simulator/receive", map[string]string{"address": addr.Address, "amount": "0.7"}, nil)
 	testassets.API(t, h.API, "POST", "/v1/simulator/mine", map[string]int{"blocks": 2}, nil)
-	eventually(t, "credited", func() error {
+	testassets.Eventually(t, time.Minute, "credited", func() error {
 		var a struct{ Balance string }
 		testassets.API(t, h.API, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), nil, &a)
 		if a.Balance != "0.70000000" {
@@ -145,7 +130,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	if err := k8s.Patch(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Name: "sim", Namespace: ns}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "rescan reported by the helper", func() error {
+	testassets.Eventually(t, time.Minute, "rescan reported by the helper", func() error {
 		var cur v1alpha1.CryptoAsset
 		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sim"}, &cur); err != nil {
 			return err
@@ -165,7 +150,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	if err := k8s.Update(ctx, &cur); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "restarted with the new config", func() error {
+	testassets.Eventually(t, time.Minute, "restarted with the new config", func() error {
 		n, ok := l.Get(ns, "sim-helper")
 		if !ok || n.Hash == h.Hash || l.Starts() != 2 {
 			return fmt.Errorf("starts %d", l.Starts())
@@ -182,7 +167,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	if err := k8s.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "sim-helper", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "stopped", func() error {
+	testassets.Eventually(t, time.Minute, "stopped", func() error {
 		if _, ok := l.Get(ns, "sim-helper"); ok || !n.exited() {
 			return fmt.Errorf("still running")
 		}

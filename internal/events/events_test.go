@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -99,15 +100,7 @@ func (r *receiver) unique() int {
 func ledgerWithEvents(t *testing.T, targets []string, n int) (*ledger.Ledger, *pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
-	url := pg.Database(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	url, pool := ledgertest.DB(t, pg)
 	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3,
 		MaxTrackedConfirmations: 100, ValidateAddress: func(string) error { return nil }, EventTargets: targets})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockchain/blockchaintest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
@@ -19,7 +20,7 @@ func TestHelperOnBlockchainInfo(t *testing.T) {
 	ctx := context.Background()
 	srv := blockchaintest.Start("guid-4411", "wallet pass")
 	defer srv.Close()
-	dbURL, pool := ledgerDB(t)
+	dbURL, pool := ledgertest.DB(t, pg)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	cfg.Asset.Network = "testnet"
 	cfg.Backend = config.Backend{Type: "blockchain", Blockchain: &config.BlockchainBackend{URL: srv.URL(), ExplorerURL: srv.URL(),
@@ -29,21 +30,21 @@ func TestHelperOnBlockchainInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, cfg)
-	eventually(t, 30*time.Second, "helper ready", func() error { return ready(cfg) })
+	testassets.Eventually(t, 30*time.Second, "helper ready", func() error { return ready(cfg) })
 
 	acct, addr := depositAddress(t, cfg)
 	if _, err := srv.Receive(addr, 200_000_000); err != nil {
 		t.Fatal(err)
 	}
 	srv.Mine(3)
-	eventually(t, 20*time.Second, "deposit credited by polling", balanceIs(t, cfg, acct, "2.00000000"))
+	testassets.Eventually(t, 20*time.Second, "deposit credited by polling", balanceIs(t, cfg, acct, "2.00000000"))
 	to := backendtest.ExternalAddress(t, "bitcoin", "testnet")
 	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/accounts/%d/send", acct), testassets.APIToken, map[string]string{"to": to, "amount": "0.5"},
 		map[string]string{"Idempotency-Key": "bc-1"}, nil); code != http.StatusCreated && code != http.StatusAccepted {
 		t.Fatalf("send: %d", code)
 	}
-	eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct, "1.50000000"))
-	eventually(t, 10*time.Second, "one payment", func() error {
+	testassets.Eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct, "1.50000000"))
+	testassets.Eventually(t, 10*time.Second, "one payment", func() error {
 		if n := srv.Sends(); n != 1 {
 			return fmt.Errorf("%d payments", n)
 		}

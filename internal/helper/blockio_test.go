@@ -12,6 +12,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio/blockiotest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
@@ -23,7 +24,7 @@ func blockIOHelper(t *testing.T, notify func(srv *blockiotest.Server) config.Not
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	dbURL, pool := ledgerDB(t)
+	dbURL, pool := ledgertest.DB(t, pg)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	cfg.Asset.Network = "testnet"
 	cfg.Backend = config.Backend{Type: "blockio", BlockIO: &config.BlockIOBackend{URL: srv.URL(),
@@ -34,7 +35,7 @@ func blockIOHelper(t *testing.T, notify func(srv *blockiotest.Server) config.Not
 		t.Fatal(err)
 	}
 	r := start(t, cfg)
-	eventually(t, 30*time.Second, "helper ready", func() error { return ready(cfg) })
+	testassets.Eventually(t, 30*time.Second, "helper ready", func() error { return ready(cfg) })
 	return cfg, srv, r, pool
 }
 
@@ -46,14 +47,14 @@ func TestHelperOnBlockIOWebsocket(t *testing.T) {
 	if _, err := srv.Receive(addr, 300_000_000); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "deposit booked from the websocket", func() error {
+	testassets.Eventually(t, 10*time.Second, "deposit booked from the websocket", func() error {
 		if n := deposits(t, pool); n != 1 {
 			return fmt.Errorf("%d deposits", n)
 		}
 		return nil
 	})
 	srv.Confirm(3)
-	eventually(t, 20*time.Second, "credited after 3 confirmations (poll)", balanceIs(t, cfg, acct, "3.00000000"))
+	testassets.Eventually(t, 20*time.Second, "credited after 3 confirmations (poll)", balanceIs(t, cfg, acct, "3.00000000"))
 
 	// A payout is signed here with the PIN and finalised at block.io once.
 	to := backendtest.ExternalAddress(t, "bitcoin", "testnet")
@@ -61,8 +62,8 @@ func TestHelperOnBlockIOWebsocket(t *testing.T) {
 		map[string]string{"Idempotency-Key": "bio-1"}, nil); code != http.StatusCreated && code != http.StatusAccepted {
 		t.Fatalf("send: %d", code)
 	}
-	eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct, "1.75000000"))
-	eventually(t, 10*time.Second, "one finalised withdrawal", func() error {
+	testassets.Eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct, "1.75000000"))
+	testassets.Eventually(t, 10*time.Second, "one finalised withdrawal", func() error {
 		if n := srv.Calls("sign_and_finalize_withdrawal"); n != 1 {
 			return fmt.Errorf("%d finalised", n)
 		}
@@ -76,7 +77,7 @@ func TestHelperOnBlockIOWebhook(t *testing.T) {
 	cfg, srv, r, pool := blockIOHelper(t, func(*blockiotest.Server) config.Notify {
 		return config.Notify{Method: "blockio-webhook", BlockIOWebhook: &config.BlockIOWebhookNotify{PublicURL: public, Listen: listen}}
 	})
-	eventually(t, 10*time.Second, "webhook registered", func() error {
+	testassets.Eventually(t, 10*time.Second, "webhook registered", func() error {
 		if n := srv.Notifications(); len(n) != 1 || n[0] != public {
 			return fmt.Errorf("registrations %v", n)
 		}
@@ -86,7 +87,7 @@ func TestHelperOnBlockIOWebhook(t *testing.T) {
 	if _, err := srv.Receive(addr, 40_000_000); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "deposit booked from the webhook", func() error {
+	testassets.Eventually(t, 10*time.Second, "deposit booked from the webhook", func() error {
 		if n := deposits(t, pool); n != 1 {
 			return fmt.Errorf("%d deposits", n)
 		}

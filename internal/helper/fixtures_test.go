@@ -1,34 +1,14 @@
 package helper
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
-
-// ledgerDB is a fresh database with the ledger schema (what the init container does), and a pool
-// on it closed when the test ends.
-func ledgerDB(t *testing.T) (string, *pgxpool.Pool) {
-	t.Helper()
-	dbURL := pg.Database(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := ledger.Migrate(context.Background(), pool); err != nil {
-		t.Fatal(err)
-	}
-	return dbURL, pool
-}
 
 // credential writes a credential file, as a projected Secret would hold it.
 func credential(t *testing.T, name, value string) string {

@@ -1,9 +1,7 @@
 package helper
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -20,12 +18,12 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/go-logr/logr/testr"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -66,21 +64,6 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func ready(cfg *config.Config) error {
 	resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/readyz")
 	if err != nil {
@@ -97,28 +80,7 @@ func ready(cfg *config.Config) error {
 // call makes an API request and decodes the answer into out.
 func call(t *testing.T, cfg *config.Config, method, path, token string, body any, headers map[string]string, out any) int {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, "http://"+cfg.API.Listen+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
+	return testassets.APIRequest(t, cfg.API.Listen, token, method, path, headers, body, out)
 }
 
 func hook(t *testing.T, cfg *config.Config, token, body string) int {
@@ -133,15 +95,7 @@ func hook(t *testing.T, cfg *config.Config, token, body string) int {
 
 func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	ctx := context.Background()
-	dbURL := pg.Database(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := ledger.Migrate(ctx, pool); err != nil { // the init container's job
-		t.Fatal(err)
-	}
+	dbURL, pool := ledgertest.DB(t, pg)
 	app := &eventstest.EventReceiver{Key: []byte(testassets.SigningKey)}
 	appSrv := &http.Server{Handler: app}
 	appAddr := testassets.FreeAddr(t)
@@ -154,7 +108,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 
 	cfg := testassets.HelperConfig(t, node, dbURL, "http://"+appAddr+"/events")
 	a := start(t, cfg)
-	eventually(t, 60*time.Second, "helper A ready", func() error { return ready(cfg) })
+	testassets.Eventually(t, 60*time.Second, "helper A ready", func() error { return ready(cfg) })
 
 	// A second helper for the same asset waits, not ready, while the first is active.
 	standby := testassets.HelperConfig(t, node, dbURL, "http://"+appAddr+"/events")
@@ -214,14 +168,14 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	if _, err := node.Mine(3); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "deposit credited by the poll timer", func() error {
+	testassets.Eventually(t, 30*time.Second, "deposit credited by the poll timer", func() error {
 		call(t, cfg, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), testassets.APIToken, nil, nil, &acct)
 		if acct.Balance != "0.50000000" {
 			return fmt.Errorf("balance %s", acct.Balance)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "signed event for the credit", func() error {
+	testassets.Eventually(t, 30*time.Second, "signed event for the credit", func() error {
 		if !app.Credited(txid) {
 			good, _ := app.Counts()
 			return fmt.Errorf("no credited txupdate among %d events", good)
@@ -247,7 +201,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	if again.ID != sent.ID {
 		t.Errorf("repeated Idempotency-Key made send %d besides %d", again.ID, sent.ID)
 	}
-	eventually(t, 30*time.Second, "send broadcast", func() error {
+	testassets.Eventually(t, 30*time.Second, "send broadcast", func() error {
 		call(t, cfg, "GET", "/v1/transactions/"+strconv.FormatInt(sent.ID, 10), testassets.APIToken, nil, nil, &sent)
 		if sent.State != "broadcasted" || sent.TxID == "" {
 			return fmt.Errorf("send is %s", sent.State)
@@ -295,7 +249,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 
 	// The active helper stops (SIGTERM): the standby takes over.
 	a.stop(t)
-	eventually(t, 60*time.Second, "standby takes over", func() error { return ready(standby) })
+	testassets.Eventually(t, 60*time.Second, "standby takes over", func() error { return ready(standby) })
 
 	if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {
 		t.Fatalf("ledger check: %v %v", v, err)

@@ -12,13 +12,14 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
 // The whole helper on the null simulator: no node anywhere.
 func TestHelperOnTheSimulator(t *testing.T) {
 	ctx := context.Background()
-	dbURL, pool := ledgerDB(t)
+	dbURL, pool := ledgertest.DB(t, pg)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	cfg.Asset.Network = "regtest"
 	cfg.Backend = config.Backend{Type: "null"}
@@ -27,7 +28,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := start(t, cfg)
-	eventually(t, 30*time.Second, "helper ready", func() error { return ready(cfg) })
+	testassets.Eventually(t, 30*time.Second, "helper ready", func() error { return ready(cfg) })
 	resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 	if code := call(t, cfg, "POST", "/v1/simulator/mine", tok, map[string]int{"blocks": 3}, nil, nil); code != http.StatusOK {
 		t.Fatalf("mine: %d", code)
 	}
-	eventually(t, 20*time.Second, "simulated deposit credited", balanceIs(t, cfg, acct.ID, "2.50000000"))
+	testassets.Eventually(t, 20*time.Second, "simulated deposit credited", balanceIs(t, cfg, acct.ID, "2.50000000"))
 
 	// A payout goes through the broadcaster to the simulated wallet.
 	to := backendtest.ExternalAddress(t, "bitcoin", "regtest")
@@ -58,13 +59,13 @@ func TestHelperOnTheSimulator(t *testing.T) {
 		map[string]string{"Idempotency-Key": "payout-1"}, nil); code != http.StatusAccepted && code != http.StatusCreated {
 		t.Fatalf("send: %d", code)
 	}
-	eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct.ID, "1.50000000"))
+	testassets.Eventually(t, 20*time.Second, "payout debited", balanceIs(t, cfg, acct.ID, "1.50000000"))
 	var sim struct {
 		Simulator    bool
 		Transactions int
 		Balance      string
 	}
-	eventually(t, 20*time.Second, "payout in the simulated wallet", func() error {
+	testassets.Eventually(t, 20*time.Second, "payout in the simulated wallet", func() error {
 		call(t, cfg, "GET", "/v1/simulator", tok, nil, nil, &sim)
 		if !sim.Simulator || sim.Transactions != 2 {
 			return fmt.Errorf("simulator %+v", sim)
@@ -75,7 +76,7 @@ func TestHelperOnTheSimulator(t *testing.T) {
 	// The simulator's wallet outlives the helper: after a restart nothing is taken back.
 	h.stop(t)
 	start(t, cfg)
-	eventually(t, 30*time.Second, "restarted helper ready", func() error { return ready(cfg) })
+	testassets.Eventually(t, 30*time.Second, "restarted helper ready", func() error { return ready(cfg) })
 	call(t, cfg, "POST", "/v1/simulator/mine", tok, map[string]int{"blocks": 1}, nil, nil)
 	time.Sleep(time.Second)
 	if err := balanceIs(t, cfg, acct.ID, "1.50000000")(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/redistest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -23,7 +24,7 @@ import (
 // polling is set to an hour.
 func sourceHelper(t *testing.T, notify config.Notify) (*config.Config, *pgxpool.Pool) {
 	t.Helper()
-	dbURL, pool := ledgerDB(t)
+	dbURL, pool := ledgertest.DB(t, pg)
 	cfg := testassets.HelperConfig(t, node, dbURL, "")
 	notify.PollInterval = config.Duration{Duration: time.Hour}
 	cfg.Notify = notify
@@ -31,7 +32,7 @@ func sourceHelper(t *testing.T, notify config.Notify) (*config.Config, *pgxpool.
 		t.Fatal(err)
 	}
 	start(t, cfg)
-	eventually(t, 60*time.Second, "helper ready", func() error { return ready(cfg) })
+	testassets.Eventually(t, 60*time.Second, "helper ready", func() error { return ready(cfg) })
 	return cfg, pool
 }
 
@@ -65,7 +66,7 @@ func TestPipeNotifications(t *testing.T) {
 	if err := os.WriteFile(fifo, []byte("not-a-txid\n"+strings.Repeat("00", 33)+"\n\n"), 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "refusals counted", func() error {
+	testassets.Eventually(t, 10*time.Second, "refusals counted", func() error {
 		if n := testassets.Metric(t, cfg.Server.MetricsListen, `cryptoassets_notifications_rejected_total{source="pipe"}`); n != 2 {
 			return fmt.Errorf("%v refused", n)
 		}
@@ -83,7 +84,7 @@ func TestPipeNotifications(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", "echo "+txid+" >> "+fifo).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	eventually(t, 20*time.Second, "deposit booked from the pipe", func() error {
+	testassets.Eventually(t, 20*time.Second, "deposit booked from the pipe", func() error {
 		if n := deposits(t, pool); n != 1 {
 			return fmt.Errorf("%d deposits", n)
 		}
@@ -116,7 +117,7 @@ func TestRedisNotificationsSurviveARedisRestart(t *testing.T) {
 	publish(strings.Repeat("ab", 32))
 	first := node.MustPay(t, addr, 10_000_000)
 	publish(first)
-	eventually(t, 20*time.Second, "deposit booked from redis", func() error {
+	testassets.Eventually(t, 20*time.Second, "deposit booked from redis", func() error {
 		if n := deposits(t, pool); n != 1 {
 			return fmt.Errorf("%d deposits", n)
 		}
@@ -129,7 +130,7 @@ func TestRedisNotificationsSurviveARedisRestart(t *testing.T) {
 	// Redis dies; a payment arrives and its notification goes nowhere. When Redis is back the
 	// helper subscribes again and catches up: the payment is booked without any message.
 	srv.Stop()
-	eventually(t, 20*time.Second, "not ready while redis is down", func() error {
+	testassets.Eventually(t, 20*time.Second, "not ready while redis is down", func() error {
 		if err := ready(cfg); err == nil || !strings.Contains(err.Error(), "notify-redis") {
 			return fmt.Errorf("readyz: %v", err)
 		}
@@ -143,7 +144,7 @@ func TestRedisNotificationsSurviveARedisRestart(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the gap's payment booked by the catch-up after resubscribing", func() error {
+	testassets.Eventually(t, 60*time.Second, "the gap's payment booked by the catch-up after resubscribing", func() error {
 		if n := deposits(t, pool); n != 2 {
 			return fmt.Errorf("%d deposits", n)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
@@ -40,14 +41,7 @@ type fixture struct {
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := ledgertest.DB(t, pg)
 	l, err := ledger.Open(ctx, pool, ledger.Options{
 		Asset: "btc", Coin: "bitcoin", Network: "simnet", Confirmations: 3, MaxTrackedConfirmations: 6,
 		ValidateAddress: func(a string) error { return coin.ValidateAddress("bitcoin", "simnet", a) },

@@ -37,21 +37,6 @@ import (
 
 const ns = "shop"
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 func TestEndToEnd(t *testing.T) {
 	if code, ok := testassets.Check("KUBEBUILDER_ASSETS", "E2E_BIN"); !ok {
 		if code != 0 {
@@ -101,19 +86,7 @@ func TestEndToEnd(t *testing.T) {
 	var h *devstack.Helper
 	api := func(method, path string, body, out any) int {
 		t.Helper()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(method, "http://"+h.API+path, strings.NewReader(string(b)))
-		req.Header.Set("Authorization", "Bearer "+apiToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if out != nil {
-			_ = json.NewDecoder(resp.Body).Decode(out)
-		}
-		return resp.StatusCode
+		return testassets.APIRequest(t, h.API, apiToken, method, path, nil, body, out)
 	}
 	helperReady := func() error {
 		var ok bool
@@ -153,7 +126,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := k.Create(ctx, ca); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Minute, "Ready=True", func() error {
+		testassets.Eventually(t, 2*time.Minute, "Ready=True", func() error {
 			var cur v1alpha1.CryptoAsset
 			if err := k.Get(ctx, key, &cur); err != nil {
 				return err
@@ -168,7 +141,7 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatalf("%T: %v", obj, err)
 			}
 		}
-		eventually(t, time.Minute, "helper process ready", helperReady)
+		testassets.Eventually(t, time.Minute, "helper process ready", helperReady)
 	})
 
 	var deposit string
@@ -184,7 +157,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("walletnotify: %v %v", err, resp)
 		}
 		resp.Body.Close()
-		eventually(t, 20*time.Second, "booked, not yet credited", func() error {
+		testassets.Eventually(t, 20*time.Second, "booked, not yet credited", func() error {
 			var txs []struct {
 				TxID  string `json:"txid"`
 				State string `json:"state"`
@@ -196,8 +169,8 @@ func TestEndToEnd(t *testing.T) {
 			return nil
 		})
 		st.Node.MustMine(t, 3)
-		eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
-		eventually(t, 60*time.Second, "signed credited event delivered", func() error {
+		testassets.Eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
+		testassets.Eventually(t, 60*time.Second, "signed credited event delivered", func() error {
 			if !app.Credited(deposit) {
 				_, bad := app.Counts()
 				return fmt.Errorf("no credited event yet (%d badly signed)", bad)
@@ -232,7 +205,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := st.Node.StartBtcd(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Minute, "broadcast after the node came back", func() error {
+		testassets.Eventually(t, 2*time.Minute, "broadcast after the node came back", func() error {
 			api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &cur)
 			if cur.TxID == "" {
 				return fmt.Errorf("state %s", cur.State)
@@ -240,7 +213,7 @@ func TestEndToEnd(t *testing.T) {
 			return nil
 		})
 		st.Node.MustMine(t, 3) // outgoing sends are confirmed at the asset's threshold too
-		eventually(t, 90*time.Second, "confirmed", func() error {
+		testassets.Eventually(t, 90*time.Second, "confirmed", func() error {
 			api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &cur)
 			if cur.State != "confirmed" {
 				return fmt.Errorf("state %s", cur.State)
@@ -273,12 +246,12 @@ func TestEndToEnd(t *testing.T) {
 		st.Node.MustPay(t, addr.Address, 10_000_000)
 		st.Node.MustMine(t, 3)
 		st.Launcher.Resume(ns, ca.Name+"-helper")
-		eventually(t, time.Minute, "helper back", helperReady)
+		testassets.Eventually(t, time.Minute, "helper back", helperReady)
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1alpha1.RescanAnnotation: "e2e-1"}}})
 		if err := k.Patch(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Minute, "rescan Succeeded", func() error {
+		testassets.Eventually(t, 2*time.Minute, "rescan Succeeded", func() error {
 			var cur v1alpha1.CryptoAsset
 			if err := k.Get(ctx, key, &cur); err != nil {
 				return err
@@ -288,7 +261,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 90*time.Second, "the missed payment credited", balance(acct.ID, "2.20000000"))
+		testassets.Eventually(t, 90*time.Second, "the missed payment credited", balance(acct.ID, "2.20000000"))
 	})
 
 	t.Run("5 rotating the RPC password restarts the helper with it, and it keeps working", func(t *testing.T) {
@@ -306,7 +279,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		pass = rotated
-		eventually(t, 2*time.Minute, "helper restarted with the new password and ready", func() error {
+		testassets.Eventually(t, 2*time.Minute, "helper restarted with the new password and ready", func() error {
 			now, ok := st.Launcher.Get(ns, ca.Name+"-helper")
 			if !ok || now.Hash == before.Hash {
 				return fmt.Errorf("not restarted")
@@ -320,7 +293,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		resp.Body.Close()
 		st.Node.MustMine(t, 3)
-		eventually(t, 90*time.Second, "credited after rotation", balance(acct.ID, "2.50000000"))
+		testassets.Eventually(t, 90*time.Second, "credited after rotation", balance(acct.ID, "2.50000000"))
 	})
 
 	t.Run("6 a spec edit changes the ConfigMap and restarts the helper", func(t *testing.T) {
@@ -333,7 +306,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := k.Update(ctx, &cur); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Minute, "ConfigMap and helper updated", func() error {
+		testassets.Eventually(t, time.Minute, "ConfigMap and helper updated", func() error {
 			var cm corev1.ConfigMap
 			if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: ca.Name + "-helper"}, &cm); err != nil {
 				return err
@@ -354,7 +327,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := k.Delete(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 3*time.Minute, "children garbage-collected", func() error {
+		testassets.Eventually(t, 3*time.Minute, "children garbage-collected", func() error {
 			err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: ca.Name + "-helper"}, &appsv1.Deployment{})
 			if !apierrors.IsNotFound(err) {
 				return fmt.Errorf("Deployment still there (%v)", err)
