@@ -9,7 +9,10 @@ SHELL := /usr/bin/env bash -o pipefail
 ROOT            := $(abspath .)
 BIN             := $(ROOT)/bin
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-IMG             ?= ghcr.io/cryptoassets/cryptoassets-operator:$(VERSION)
+IMAGE_NAME      ?= cryptoassets-operator
+IMAGE_TAG       ?= $(VERSION)
+IMG             ?= $(IMAGE_NAME):$(IMAGE_TAG)
+IMAGE_ARCHIVE   := $(BIN)/image/cryptoassets-operator.tar
 CONTROLLER_GEN  := $(BIN)/controller-gen
 HELM            := $(BIN)/helm
 KUBEBUILDER_ASSETS := $(BIN)/envtest
@@ -30,15 +33,23 @@ export E2E_BIN := $(BIN)
 help: ## Show the targets.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: setup-test setup-dev
+.PHONY: setup-test setup-dev setup-node
 setup-test: ## Install what the tests need (etcd, kube-apiserver, helm, controller-gen) under bin/.
 	hack/setup-tools.sh test
 setup-dev: ## Install what `make dev` needs (adds kube-controller-manager, kube-scheduler, kwok).
 	hack/setup-tools.sh dev
+setup-node: ## Install what a real node needs (adds containerd, runc, CNI plugins, iptables, kubelet, kube-proxy).
+	hack/setup-tools.sh node
 
 .PHONY: build
 build: ## Build bin/cryptoassets.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/cryptoassets .
+
+.PHONY: image
+image: build ## Build the image as a docker-archive (bin/image/cryptoassets-operator.tar) without a Docker engine.
+	go run ./hack/image -binary $(BIN)/cryptoassets -tag $(IMG) -version $(VERSION) \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -out $(IMAGE_ARCHIVE)
+	@echo "import: ctr -n k8s.io images import $(IMAGE_ARCHIVE)   (or: docker load -i $(IMAGE_ARCHIVE))"
 
 .PHONY: generate manifests
 generate: ## Generate deepcopy code.
@@ -64,7 +75,7 @@ lint-chart:
 	$(HELM) lint --strict $(CHART)
 
 .PHONY: test
-test: setup-dev verify-generated vet lint-chart ## Run the whole test suite against real servers, the end-to-end stack included.
+test: setup-node verify-generated vet lint-chart ## Run the whole test suite against real servers, the end-to-end scenario on real pods included.
 	REQUIRE_TEST_ASSETS=1 go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench-operator bench-helper bench
@@ -81,7 +92,7 @@ dev: setup-dev build ## Local cluster, Helm chart, operator, PostgreSQL, simnet 
 	go run ./hack/devstack -backend $(BACKEND)
 
 .PHONY: docker-build
-docker-build: ## Build the image (needs a Docker engine; not available on the CI machines).
+docker-build: ## Build the image with a Docker engine (`make image` needs none).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
 .PHONY: clean

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager and kube-scheduler from the k8s.io/kubernetes Go module
+# Builds Kubernetes binaries (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kube-proxy) from the k8s.io/kubernetes Go module
 # (no prebuilt binaries can be downloaded on these machines). The staging modules that kubernetes'
 # go.mod replaces with local paths are replaced by their published twins instead. Binaries are cached
 # under bin/k8s/<version>/ and rebuilt only when missing.

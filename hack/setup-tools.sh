@@ -3,7 +3,9 @@
 # is already there. Debian packages through apt; Go tools with `go install` into bin/; Kubernetes
 # control-plane binaries built from Go modules (hack/build-kube.sh). Everything is cached under bin/.
 #
-# usage: hack/setup-tools.sh test|dev|all
+# usage: hack/setup-tools.sh test|dev|node|all
+#   test: envtest's API server; dev: adds a kwok cluster's binaries; node (= all): adds a real node
+#   (containerd, runc, CNI plugins, iptables, kubelet, kube-proxy) for pods that really run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -75,10 +77,21 @@ go_install btcwallet "github.com/btcsuite/btcwallet@${BTCWALLET_VERSION}"
 case "${mode}" in
   test)
     KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kube-apiserver ;;
-  dev|all)
+  dev|node|all)
     KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kube-apiserver kube-controller-manager kube-scheduler
     go_install kwok "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
-    go_install kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}" ;;
-  *) log "unknown mode ${mode} (test, dev or all)"; exit 2 ;;
+    go_install kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}"
+    if [ "${mode}" != dev ]; then
+      # A real node (internal/devstack/node): containerd and runc run the pods, the CNI plugins
+      # wire them to a bridge, kube-proxy programs iptables for ClusterIPs.
+      apt_install containerd containerd
+      apt_install runc runc
+      apt_install /usr/lib/cni/bridge containernetworking-plugins
+      apt_install iptables iptables
+      apt_install conntrack conntrack
+      apt_install ip iproute2
+      KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kubelet kube-proxy
+    fi ;;
+  *) log "unknown mode ${mode} (test, dev, node or all)"; exit 2 ;;
 esac
 envtest_assets

@@ -1,0 +1,240 @@
+package node
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// The host settings a node changes: kubelet sets the first five (setupKernelTunables), the CNI
+// bridge turns on forwarding, kube-proxy may raise conntrack limits. Each is saved before and
+// written back after.
+var tunables = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+	"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/route_localnet",
+	"net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established",
+	"net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+}
+
+// markerPath records a running node's host changes, so a node that was killed before it could
+// clean up is cleaned up by the next start.
+const markerPath = "/run/cryptoassets-devnode.json"
+
+// hostState is what must be put back.
+type hostState struct {
+	PID     int               `json:"pid"`
+	Dir     string            `json:"dir"`
+	Bridge  string            `json:"bridge"`
+	Sysctls map[string]string `json:"sysctls"`
+}
+
+func readSysctls() map[string]string {
+	out := map[string]string{}
+	for _, k := range tunables {
+		if b, err := os.ReadFile("/proc/sys/" + k); err == nil {
+			out[k] = strings.TrimSpace(string(b))
+		}
+	}
+	return out
+}
+
+// claimHost refuses a second node on this machine, cleans up after one that died, and records
+// this one's state.
+func claimHost(dir, bridge string, log logr.Logger) (*hostState, error) {
+	if b, err := os.ReadFile(markerPath); err == nil {
+		var old hostState
+		if json.Unmarshal(b, &old) == nil {
+			if old.PID > 0 && syscall.Kill(old.PID, 0) == nil && old.PID != os.Getpid() {
+				return nil, fmt.Errorf("a dev node is already running on this machine (pid %d, state in %s); stop it first", old.PID, old.Dir)
+			}
+			log.Info("cleaning up after a node that stopped without cleaning up", "dir", old.Dir)
+			old.restore(log)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
+		return nil, fmt.Errorf("network interface %s exists: another node (or something else) uses it", bridge)
+	}
+	st := &hostState{PID: os.Getpid(), Dir: dir, Bridge: bridge, Sysctls: readSysctls()}
+	b, _ := json.Marshal(st)
+	if err := os.WriteFile(markerPath, b, 0o600); err != nil {
+		return nil, fmt.Errorf("recording the node's host state: %w", err)
+	}
+	return st, nil
+}
+
+// restore puts back everything a node changes on the host. Each step is best effort and logs
+// what it could not undo: the rest must still run.
+func (st *hostState) restore(log logr.Logger) {
+	killStray(st.Dir, log)
+	unmountUnder(st.Dir, log)
+	removeChains(log)
+	removeCgroups(log)
+	if _, err := os.Stat("/sys/class/net/" + st.Bridge); err == nil {
+		if out, err := exec.Command("ip", "link", "delete", st.Bridge).CombinedOutput(); err != nil {
+			log.Error(err, "deleting the bridge", "bridge", st.Bridge, "output", string(out))
+		}
+	}
+	now := readSysctls()
+	for k, v := range st.Sysctls {
+		if now[k] != v {
+			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+				log.Error(err, "restoring a sysctl", "key", k, "value", v)
+			}
+		}
+	}
+	_ = os.Remove(markerPath)
+}
+
+// killStray kills processes still running from the node's directory or talking to its
+// containerd (container shims, a container's processes), which outlive containerd itself.
+func killStray(dir string, log logr.Logger) {
+	if dir == "" {
+		return
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir) {
+			continue
+		}
+		log.Info("killing a process the node left", "pid", pid, "cmdline", strings.ReplaceAll(string(b), "\x00", " "))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// unmountUnder unmounts everything mounted below dir (kubelet's volumes, containerd's rootfs and
+// network namespaces), deepest first.
+func unmountUnder(dir string, log logr.Logger) {
+	if dir == "" {
+		return
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		f, err := os.Open("/proc/self/mountinfo")
+		if err != nil {
+			return
+		}
+		var points []string
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+				points = append(points, unescapeMount(fields[4]))
+			}
+		}
+		f.Close()
+		if len(points) == 0 {
+			return
+		}
+		sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+		for _, p := range points {
+			if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+				log.Error(err, "unmounting", "path", p)
+			}
+		}
+	}
+}
+
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// chainPrefixes are the iptables chains kubelet, kube-proxy and the CNI plugins create.
+var chainPrefixes = []string{"KUBE-", "CNI-"}
+
+func ours(chain string) bool {
+	for _, p := range chainPrefixes {
+		if strings.HasPrefix(chain, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeChains deletes the node's iptables chains and the rules that jump to them, in both
+// families, and leaves every other rule as it is.
+func removeChains(log logr.Logger) {
+	for _, family := range []string{"iptables", "ip6tables"} {
+		save, err := exec.Command(family + "-save").Output()
+		if err != nil {
+			continue
+		}
+		var keep []string
+		changed := false
+		for _, line := range strings.Split(string(save), "\n") {
+			f := strings.Fields(line)
+			drop := false
+			switch {
+			case strings.HasPrefix(line, ":") && len(f) > 0:
+				drop = ours(strings.TrimPrefix(f[0], ":"))
+			case strings.HasPrefix(line, "-A ") && len(f) > 1:
+				drop = ours(f[1])
+				for i := 0; i+1 < len(f); i++ {
+					if (f[i] == "-j" || f[i] == "-g") && ours(f[i+1]) {
+						drop = true
+					}
+				}
+			}
+			if drop {
+				changed = true
+				continue
+			}
+			keep = append(keep, line)
+		}
+		if !changed {
+			continue
+		}
+		cmd := exec.Command(family + "-restore")
+		cmd.Stdin = strings.NewReader(strings.Join(keep, "\n"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			log.Error(err, "removing the node's iptables chains", "family", family, "output", string(out))
+		}
+	}
+}
+
+// removeCgroups removes the kubepods hierarchy kubelet makes (cgroupfs driver, cgroup v1 and
+// v2), children first. Empty cgroups are removed with rmdir; a busy one is reported.
+func removeCgroups(log logr.Logger) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
+	if _, err := os.Stat("/sys/fs/cgroup/kubepods"); err == nil {
+		roots = append(roots, "/sys/fs/cgroup/kubepods")
+	}
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+		for _, d := range dirs {
+			var err error
+			for i := 0; i < 20; i++ {
+				if err = syscall.Rmdir(d); err == nil || errors.Is(err, syscall.ENOENT) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // a killed process leaves its cgroup a moment later
+			}
+			if err != nil && !errors.Is(err, syscall.ENOENT) {
+				log.Error(err, "removing a cgroup", "path", d)
+			}
+		}
+	}
+}
