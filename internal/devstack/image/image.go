@@ -10,10 +10,12 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -212,4 +214,36 @@ func Inspect(archive, path string) (*v1.ConfigFile, []byte, error) {
 			return cf, data, err
 		}
 	}
+}
+
+// goBuild builds a static binary of pkg (relative to the repository root) into out.
+func goBuild(ctx context.Context, root, pkg, out, version string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// BuildProduct builds the program from the repository at root and writes its image (tag) to
+// dir/cryptoassets-operator.tar, for the test and dev stacks.
+func BuildProduct(ctx context.Context, root, dir, tag, version string) (string, error) {
+	bin := filepath.Join(dir, "cryptoassets")
+	if err := goBuild(ctx, root, ".", bin, version); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "cryptoassets-operator.tar")
+	return out, WriteProduct(Product{Binary: bin, Tag: tag, Version: version}, out)
+}
+
+// BuildPause builds hack/pause and writes its image (tag) to dir/pause.tar.
+func BuildPause(ctx context.Context, root, dir, tag string) (string, error) {
+	bin := filepath.Join(dir, "pause")
+	if err := goBuild(ctx, root, "./hack/pause", bin, ""); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "pause.tar")
+	return out, WritePause(Pause{Binary: bin, Tag: tag}, out)
 }

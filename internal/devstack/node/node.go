@@ -259,7 +259,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		"--service-account-issuer", "https://kubernetes.default.svc", "--service-account-key-file", p("sa.pub"),
 		"--service-account-signing-key-file", p("sa.key"), "--service-cluster-ip-range", ServiceCIDR,
 		"--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
-		"--allow-privileged=false", "--profiling=false", "--endpoint-reconciler-type", "lease"); err != nil {
+		"--allow-privileged=false", "--profiling=false", "--endpoint-reconciler-type", "lease",
+		// No cluster DNS: the API server reaches kubelet (logs, exec) at the node IP.
+		"--kubelet-preferred-address-types", "InternalIP"); err != nil {
 		return nil, err
 	}
 	if n.Rest, err = clientcmd.BuildConfigFromFlags("", n.Kubeconfig); err != nil {
