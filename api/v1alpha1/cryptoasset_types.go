@@ -610,6 +610,13 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is true when the operator cannot bring the asset to its declared state.
 	ConditionDegraded = "Degraded"
+	// ConditionBackendReachable is written by the active helper: whether its last contact with
+	// the backend (node or API service) succeeded. A helper keeps accepting and queueing sends
+	// while it is False; they go out when the backend is back.
+	ConditionBackendReachable = "BackendReachable"
+	// ConditionLedgerReachable is written by the active helper: whether it reaches its ledger
+	// database.
+	ConditionLedgerReachable = "LedgerReachable"
 )
 
 // RescanPhase is where a rescan stands.
@@ -675,7 +682,8 @@ type CryptoAssetStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Progressing, Degraded.
+	// Conditions: Ready, Progressing, Degraded (written by the operator); BackendReachable and
+	// LedgerReachable (written by the active helper).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

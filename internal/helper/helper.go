@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/api"
@@ -241,6 +241,9 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
 	h := newHealth()
+	registerHealthGauges(reg, h)
+	// Readiness: this replica holds the lock and serves its API. Nothing else.
+	h.require("active", "startup")
 	h.set("active", errors.New("waiting for the advisory lock"), "")
 	h.set("startup", errors.New("starting"), "")
 
@@ -251,15 +254,6 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		fatal   = make(chan error, 1)
 	)
 	stop := func(err error) { errOnce.Do(func() { fatal <- err }) }
-	var probeMu sync.Mutex
-	var probes []func(context.Context)
-	probe := func(ctx context.Context) {
-		probeMu.Lock()
-		defer probeMu.Unlock()
-		for _, p := range probes {
-			p(ctx)
-		}
-	}
 	serve := func(name, addr string, handler http.Handler) {
 		srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", addr)
@@ -283,14 +277,19 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	serve("ops", cfg.Server.MetricsListen, h.opsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), probe))
+	serve("ops", cfg.Server.MetricsListen, h.opsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	defer wg.Wait()
 	defer cancel()
 
-	// One active helper per asset: a session-level advisory lock on a connection of its own.
-	lockConn, err := pgx.ConnectConfig(ctx, pc.ConnConfig)
+	// One active helper per asset: a session-level advisory lock on a connection of its own. A
+	// database that is not there yet is waited for (the pod's startup probe allows it), so a
+	// PostgreSQL restart does not become a crash loop.
+	lockConn, err := connectLedger(ctx, pc.ConnConfig, h, log)
 	if err != nil {
-		return fmt.Errorf("connecting to the ledger database: %w", err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	defer lockConn.Close(context.WithoutCancel(ctx))
 	log.Info("waiting to become the active helper", "asset", cfg.Asset.Name)
@@ -334,23 +333,40 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 	if simulated {
 		// Say it everywhere someone looks: logs, /readyz, the status page.
 		backendOK = "SIMULATED (null backend): no real coins move"
+		h.set("backend", nil, backendOK) // nothing to reach: say so from the start
 		log.Info("WARNING: the null backend is a simulator; addresses, payments and sends are not real", "coin", cfg.Asset.Coin, "network", cfg.Asset.Network)
 	}
-	probeMu.Lock()
-	probes = append(probes, func(ctx context.Context) {
-		h.set("database", pool.Ping(ctx), "reachable")
-		_, err := be.Tip(ctx)
-		h.set("backend", err, backendOK)
-	})
-	probeMu.Unlock()
+	// The backend's health is what the parts saw when they last called it; no probe calls it
+	// (a paid API such as block.io would be billed for every probe period).
+	sawBackend := func(err error) {
+		switch {
+		case err == nil:
+			h.set("backend", nil, backendOK)
+		case errors.Is(err, backend.ErrUnreachable):
+			h.set("backend", err, "")
+		}
+	}
+	if k := cfg.Kubernetes; k != nil && opts.Kube != nil {
+		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, simulated, log.WithName("conditions"))
+		if err != nil {
+			return fmt.Errorf("creating the Kubernetes client for conditions: %w", err)
+		}
+		h.onChange = cw.changed
+		cw.changed("ledger")
+		wg.Add(1)
+		go func() { defer wg.Done(); cw.run(ctx) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); watchLedger(ctx, pool, h) }()
 
 	act := &activity{}
-	sup := &supervisor{log: log, health: h}
+	sup := &supervisor{log: log, health: h, stepLimit: stepLimit}
 	sup.loop(ctx, &wg, "catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
 		start := time.Now()
 		r, err := in.CatchUp(ctx)
 		m.catchUp(time.Since(start), r, err)
 		act.caughtUp(err)
+		sawBackend(err)
 		if err == nil && (r.Booked+r.Updated) > 0 {
 			dispatcher.Wake()
 		}
@@ -359,6 +375,9 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 	sup.loop(ctx, &wg, "broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
 		r, err := bc.Run(ctx)
 		m.broadcast(r, err)
+		if err != nil {
+			sawBackend(err)
+		}
 		if r.Sent || r.Reconciled {
 			dispatcher.Wake()
 		}

@@ -73,3 +73,20 @@ func (m *metrics) eventAttempt(target string, err error) {
 	}
 	m.events.WithLabelValues(target, result).Inc()
 }
+
+// registerHealthGauges exports what the probes and conditions say as gauges people alert on.
+func registerHealthGauges(reg prometheus.Registerer, h *health) {
+	for _, g := range []struct{ name, component, help string }{
+		{"cryptoassets_backend_up", "backend", "1 when the helper's last contact with its backend succeeded."},
+		{"cryptoassets_ledger_up", "ledger", "1 when the helper reaches its ledger database."},
+		{"cryptoassets_active_helper", "active", "1 when this replica holds the asset's active-helper lock."},
+	} {
+		component := g.component
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 {
+			if st, ok := h.get(component); ok && st.OK {
+				return 1
+			}
+			return 0
+		}))
+	}
+}

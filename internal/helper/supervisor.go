@@ -3,6 +3,7 @@ package helper
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 type supervisor struct {
 	log    logr.Logger
 	health *health
+	// stepLimit is how long one step may run before liveness reports the part hung.
+	stepLimit time.Duration
 }
 
 // loop runs step now, then every period, on every wake-up, and sooner after a failure (with
@@ -26,7 +29,9 @@ func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, 
 		defer wg.Done()
 		failures := 0
 		for {
+			done := s.health.start(name, s.stepLimit)
 			err := s.safe(ctx, step)
+			done()
 			if ctx.Err() != nil {
 				return
 			}
@@ -59,7 +64,8 @@ func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, 
 func (s *supervisor) safe(ctx context.Context, step func(context.Context) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
+			// The stack goes with it: "panic: nil map" alone says nothing about where.
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 		}
 	}()
 	return step(ctx)

@@ -15,6 +15,7 @@
 - apiGroups:
   - ""
   resources:
+  - pods
   - secrets
   verbs:
   - get

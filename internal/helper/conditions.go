@@ -1,0 +1,149 @@
+package helper
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+)
+
+// Reasons of the conditions the helper writes.
+const (
+	ReasonReachable   = "Reachable"
+	ReasonUnreachable = "Unreachable"
+	// ReasonSimulated: the null backend answers from the ledger database; nothing is reached.
+	ReasonSimulated = "Simulated"
+)
+
+// maxConditionMessage keeps a backend's error text from bloating the object.
+const maxConditionMessage = 512
+
+// conditionWriter keeps BackendReachable and LedgerReachable on the helper's own CryptoAsset in
+// line with what the helper's parts last saw, so `kubectl get ca -o wide` and `kubectl describe`
+// say why payments are not moving without anyone reading logs. It writes on changes only, reads
+// the object fresh and patches with its resourceVersion (the operator writes the other
+// conditions; neither may overwrite the other), and retries until the API server takes it.
+type conditionWriter struct {
+	key       types.NamespacedName
+	client    client.Client
+	health    *health
+	simulated bool
+	wake      chan struct{}
+	log       logr.Logger
+}
+
+// conditionComponents maps the health component a condition reports.
+var conditionComponents = map[string]string{
+	v1alpha1.ConditionBackendReachable: "backend",
+	v1alpha1.ConditionLedgerReachable:  "ledger",
+}
+
+func newConditionWriter(cfg *rest.Config, key types.NamespacedName, h *health, simulated bool, log logr.Logger) (*conditionWriter, error) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	return &conditionWriter{key: key, client: cl, health: h, simulated: simulated, wake: make(chan struct{}, 1), log: log}, nil
+}
+
+// changed is health's onChange hook.
+func (w *conditionWriter) changed(component string) {
+	if component != "backend" && component != "ledger" {
+		return
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *conditionWriter) run(ctx context.Context) {
+	backoff := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		}
+		for ctx.Err() == nil {
+			err := w.write(ctx)
+			if err == nil {
+				backoff = time.Second
+				break
+			}
+			w.log.Error(err, "writing the helper's conditions; retrying", "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(jitter(backoff)):
+			}
+			backoff = min(2*backoff, time.Minute)
+		}
+	}
+}
+
+func (w *conditionWriter) write(ctx context.Context) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var ca v1alpha1.CryptoAsset
+		if err := w.client.Get(ctx, w.key, &ca); err != nil {
+			return err
+		}
+		orig := ca.DeepCopy()
+		for typ, component := range conditionComponents {
+			st, ok := w.health.get(component)
+			if !ok {
+				continue // not contacted yet: say nothing rather than guess
+			}
+			c := metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: ReasonReachable,
+				Message: truncateMessage(st.Message), ObservedGeneration: ca.Generation}
+			if !st.OK {
+				c.Status, c.Reason = metav1.ConditionFalse, ReasonUnreachable
+			} else if typ == v1alpha1.ConditionBackendReachable && w.simulated {
+				c.Reason = ReasonSimulated
+			}
+			meta.SetStatusCondition(&ca.Status.Conditions, c)
+		}
+		if equalConditions(orig.Status.Conditions, ca.Status.Conditions) {
+			return nil
+		}
+		err := w.client.Status().Patch(ctx, &ca, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsNotFound(err) {
+			return nil // the asset is being deleted
+		}
+		return err
+	})
+}
+
+func equalConditions(a, b []metav1.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || x.ObservedGeneration != y.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+func truncateMessage(s string) string {
+	if len(s) <= maxConditionMessage {
+		return s
+	}
+	return s[:maxConditionMessage-3] + "..."
+}

@@ -1,0 +1,76 @@
+package helper
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// stepLimit is how long one step of a periodic part (a catch-up, a broadcast pass) may run before
+// liveness calls the helper hung and Kubernetes restarts it. Every backend call has its own
+// timeout far below this; a step that still runs this long is stuck, and a restart resumes from
+// the ledger without losing or repeating anything.
+const stepLimit = 15 * time.Minute
+
+// ledgerPingEvery is how often the active helper checks its database when nothing else does.
+const ledgerPingEvery = 10 * time.Second
+
+// jitter spreads retries of many helpers over [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// connectLedger opens the connection that will hold the active-helper lock, waiting for a
+// database that does not answer yet. Only ctx ends the wait: a database restart or a slow
+// first start is not a reason to crash-loop, and /readyz says what it waits for meanwhile.
+func connectLedger(ctx context.Context, cc *pgx.ConnConfig, h *health, log logr.Logger) (*pgx.Conn, error) {
+	backoff := time.Second
+	for {
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		if err == nil {
+			h.set("ledger", nil, "reachable")
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		err = fmt.Errorf("connecting to the ledger database: %w", err)
+		h.set("ledger", err, "")
+		h.set("active", fmt.Errorf("waiting for the ledger database: %w", err), "")
+		log.Error(err, "the ledger database does not answer; retrying", "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// watchLedger keeps the "ledger" component current while the helper runs.
+func watchLedger(ctx context.Context, pool *pgxpool.Pool, h *health) {
+	t := time.NewTicker(ledgerPingEvery)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := pool.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			err = fmt.Errorf("ledger database: %w", err)
+		}
+		h.set("ledger", err, "reachable")
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
