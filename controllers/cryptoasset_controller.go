@@ -75,6 +75,7 @@ func (p *configProblem) Error() string { return p.message }
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
 
@@ -97,7 +98,14 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	deploy, applyErr := r.applyChildren(ctx, ca, status)
-	r.setConditions(ca, status, deploy, applyErr)
+	var pods []corev1.Pod
+	if applyErr == nil {
+		var err error
+		if pods, err = r.helperPods(ctx, ca); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.setConditions(ca, status, deploy, pods, applyErr)
 	r.noticeRescanRequest(ca, status)
 	r.recordTransitions(ca, before, status)
 
@@ -105,10 +113,16 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		patchBase := ca.DeepCopy()
 		ca.Status = *status
 		// A merge patch built from the cached object carries only the fields that changed, so
-		// the helper's status.rescan is never overwritten by the operator.
-		if err := r.Client.Status().Patch(ctx, ca, client.MergeFrom(patchBase)); err != nil {
+		// the helper's status.rescan is never overwritten by the operator. The conditions list
+		// travels whole, and the helper writes two of its entries: the resourceVersion in the
+		// patch makes a write from a stale cache a conflict, retried on the fresh object, instead
+		// of taking back what the helper wrote.
+		if err := r.Client.Status().Patch(ctx, ca, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsNotFound(err) {
 				return ctrl.Result{}, nil
+			}
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
 			}
 			return ctrl.Result{}, fmt.Errorf("patching status: %w", err)
 		}
@@ -209,8 +223,22 @@ func (r *CryptoAssetReconciler) readSecrets(ctx context.Context, ca *v1alpha1.Cr
 	return out, nil
 }
 
-// setConditions derives Ready, Progressing and Degraded from what happened in this reconcile.
-func (r *CryptoAssetReconciler) setConditions(ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus, deploy *appsv1.Deployment, applyErr error) {
+// helperPods lists the helper's pods from the cache (which holds only pods the operator's
+// label marks).
+func (r *CryptoAssetReconciler) helperPods(ctx context.Context, ca *v1alpha1.CryptoAsset) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(ca.Namespace), client.MatchingLabels(render.SelectorLabels(ca))); err != nil {
+		return nil, fmt.Errorf("listing the helper's pods: %w", err)
+	}
+	return list.Items, nil
+}
+
+// setConditions derives Ready, Progressing and Degraded from what happened in this reconcile:
+// Ready says whether the helper serves with the current config and, when not, why (from the
+// pods: a failing init container, a crash loop, an image that cannot be had, with the last
+// words of the container); Progressing says a rollout is under way and nothing else; Degraded
+// says the declared state cannot be reached without someone fixing something.
+func (r *CryptoAssetReconciler) setConditions(ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus, deploy *appsv1.Deployment, pods []corev1.Pod, applyErr error) {
 	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 			Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: ca.Generation,
@@ -227,30 +255,48 @@ func (r *CryptoAssetReconciler) setConditions(ca *v1alpha1.CryptoAsset, status *
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, reason, "blocked until the problem is fixed")
 		return
 	}
-	set(v1alpha1.ConditionDegraded, metav1.ConditionFalse, ReasonReconciled, "helper objects are in line with the spec")
-
-	available, progressing, msg := deploymentState(deploy)
+	inLine := "helper objects are in line with the spec"
+	available, rollingOut, msg := deploymentState(deploy)
+	podReason, podMsg, failing := "", "", false
+	if !available {
+		podReason, podMsg, failing = podProblem(pods)
+	}
+	readyReason, readyMsg := ReasonDeploymentUnavailable, msg
+	if podReason != "" {
+		readyReason, readyMsg = podReason, podMsg
+	}
 	switch {
-	case available && !progressing:
+	case available:
 		msg := "helper Deployment is available with the current config"
 		if ca.Spec.Backend.Type == v1alpha1.BackendNull {
 			msg += " (null backend: a simulator, no real coins move)"
 		}
 		set(v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonAvailable, msg)
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonRolledOut, "helper runs the current config")
+		set(v1alpha1.ConditionDegraded, metav1.ConditionFalse, ReasonReconciled, inLine)
 	case deploy != nil && deadlineExceeded(deploy):
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentUnavailable, msg)
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, readyReason, readyMsg)
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonProgressDeadline, msg)
-		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonProgressDeadline, msg)
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonProgressDeadline, readyMsg)
 	default:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDeploymentUnavailable, msg)
-		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, readyReason, readyMsg)
+		if rollingOut {
+			set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
+		} else {
+			set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonRolledOut, "helper runs the current config")
+		}
+		if failing {
+			set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, podReason, podMsg)
+		} else {
+			set(v1alpha1.ConditionDegraded, metav1.ConditionFalse, ReasonReconciled, inLine)
+		}
 	}
 }
 
-// deploymentState says whether the helper Deployment is available and whether a rollout of its
-// current spec is still under way, with a message for status.
-func deploymentState(d *appsv1.Deployment) (available, progressing bool, msg string) {
+// deploymentState says whether the helper Deployment is available with its current spec and
+// whether a rollout (a new pod template not yet on every replica, or old pods still there) is
+// under way, with a message for status. A helper that is merely unavailable is not rolling out.
+func deploymentState(d *appsv1.Deployment) (available, rollingOut bool, msg string) {
 	if d == nil {
 		return false, true, "helper Deployment created; waiting for it to be observed"
 	}
@@ -266,14 +312,15 @@ func deploymentState(d *appsv1.Deployment) (available, progressing bool, msg str
 			available = true
 		}
 	}
-	progressing = d.Status.UpdatedReplicas < replicas || d.Status.AvailableReplicas < replicas || d.Status.Replicas > replicas
+	rollingOut = d.Status.UpdatedReplicas < replicas || d.Status.Replicas > replicas
+	available = available && d.Status.AvailableReplicas >= replicas && !rollingOut
 	switch {
+	case rollingOut:
+		msg = fmt.Sprintf("helper Deployment %s is rolling out (%d of %d replicas updated)", d.Name, d.Status.UpdatedReplicas, replicas)
 	case !available:
 		msg = fmt.Sprintf("helper Deployment %s is not available (%d of %d replicas available)", d.Name, d.Status.AvailableReplicas, replicas)
-	case progressing:
-		msg = fmt.Sprintf("helper Deployment %s is rolling out (%d of %d replicas updated)", d.Name, d.Status.UpdatedReplicas, replicas)
 	}
-	return available && !progressing, progressing, msg
+	return available, rollingOut, msg
 }
 
 func deadlineExceeded(d *appsv1.Deployment) bool {
@@ -342,6 +389,16 @@ func (r *CryptoAssetReconciler) secretToAssets(ctx context.Context, obj client.O
 	return reqs
 }
 
+// podToAsset maps a helper pod to its CryptoAsset.
+func podToAsset(_ context.Context, obj client.Object) []reconcile.Request {
+	l := obj.GetLabels()
+	name := l[render.InstanceLabel]
+	if name == "" || l[render.NameLabel] != render.HelperAppName {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
+}
+
 // IndexSecretNames is the field indexer behind SecretNameIndex.
 func IndexSecretNames(obj client.Object) []string {
 	return obj.(*v1alpha1.CryptoAsset).Spec.SecretNames()
@@ -365,6 +422,9 @@ func (r *CryptoAssetReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&rbacv1.Role{}).
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&appsv1.Deployment{}).
+		// The helper's pods say why it is not ready (crash loops, a failing init container); they
+		// belong to a ReplicaSet, so they are mapped to their asset by the selector labels.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToAsset)).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToAssets)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Complete(r)

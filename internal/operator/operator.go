@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -97,6 +98,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 			&rbacv1.Role{}:           managed,
 			&rbacv1.RoleBinding{}:    managed,
 			&appsv1.Deployment{}:     managed,
+			&corev1.Pod{}:            managed,
 		},
 	}
 	if len(opts.WatchNamespaces) > 0 {
@@ -111,7 +113,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElect,
-		LeaderElectionID:              "cryptoassets-operator.cryptoassets.io",
+		LeaderElectionID:              LeaseID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		// Secret values are read only when a reconcile needs them, straight from the API server;
@@ -133,6 +135,19 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}
 	if err := r.SetupWithManager(ctx, mgr, maxConcurrent); err != nil {
 		return nil, fmt.Errorf("setting up the CryptoAsset controller: %w", err)
+	}
+	if opts.LeaderElect {
+		ns := opts.LeaderElectionNamespace
+		if ns == "" {
+			// As controller-runtime finds it in a pod.
+			b, _ := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+			ns = strings.TrimSpace(string(b))
+		}
+		if o := newLeaseOwner(mgr.GetClient(), ns, mgr.GetLogger().WithName("lease")); o != nil {
+			if err := mgr.Add(o); err != nil {
+				return nil, fmt.Errorf("adding the Lease owner: %w", err)
+			}
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding health check: %w", err)

@@ -41,11 +41,18 @@ type Options struct {
 // HelperName is the name of every object the operator creates for ca.
 func HelperName(ca *v1alpha1.CryptoAsset) string { return ca.Name + "-helper" }
 
+// The selector labels' keys and the helper's app name.
+const (
+	NameLabel     = "app.kubernetes.io/name"
+	InstanceLabel = "app.kubernetes.io/instance"
+	HelperAppName = "cryptoassets-helper"
+)
+
 // SelectorLabels select the helper pod. They must never change: a Deployment's selector is immutable.
 func SelectorLabels(ca *v1alpha1.CryptoAsset) map[string]string {
 	return map[string]string{
-		"app.kubernetes.io/name":     "cryptoassets-helper",
-		"app.kubernetes.io/instance": ca.Name,
+		NameLabel:     HelperAppName,
+		InstanceLabel: ca.Name,
 	}
 }
 
