@@ -88,7 +88,7 @@ bench: bench-operator bench-helper ## All benchmarks.
 
 .PHONY: dev
 BACKEND ?= bitcoind
-dev: setup-dev build ## Local cluster, Helm chart, operator, PostgreSQL, simnet node, real helper; BACKEND=null for no node; Ctrl-C stops all.
+dev: setup-node build ## Real one-node cluster (image built here), Helm chart, operator and helper pods, PostgreSQL, simnet node; BACKEND=null for no node, RUNTIME=kwok for simulated pods; Ctrl-C stops all.
 	go run ./hack/devstack -backend $(BACKEND)
 
 .PHONY: docker-build
@@ -100,5 +100,5 @@ clean:
 	rm -rf $(BIN)/cryptoassets .dev
 
 .PHONY: dev-smoke
-dev-smoke: setup-dev build ## Start the dev stack, take one deposit from payment to credit, stop.
+dev-smoke: setup-node build ## Start the dev stack, take one deposit from payment to credit, stop.
 	go run ./hack/devstack -backend $(BACKEND) -smoke

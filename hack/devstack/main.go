@@ -1,8 +1,13 @@
-// Command devstack is `make dev`: the local stack (kwok cluster, Helm chart, operator as the
-// chart's ServiceAccount, PostgreSQL, btcd + btcwallet, real helper processes) with a sample
-// CryptoAsset applied. Development tooling, not product.
+// Command devstack is `make dev`: the local stack with a sample CryptoAsset applied.
+// Development tooling, not product.
 //
-//	go run ./hack/devstack [-backend bitcoind|null] [-smoke]
+// On a machine that can run a real node (root, containerd, runc; `make dev` installs them) it
+// runs the product as a user would: the image built here, a real one-node cluster, `helm
+// install` with the operator as a pod, the helper as a real pod reached through its Service.
+// Elsewhere (-runtime kwok) it falls back to a kwok cluster, the operator as a process with the
+// chart's ServiceAccount and the helper as a process started from the rendered Deployment.
+//
+//	go run ./hack/devstack [-backend bitcoind|null] [-runtime pods|kwok] [-smoke]
 package main
 
 import (
@@ -10,10 +15,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -29,13 +36,15 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
 )
 
 func main() {
 	backend := flag.String("backend", envOr("BACKEND", "bitcoind"), "bitcoind (btcd + btcwallet on simnet) or null (the simulator, no node)")
 	smoke := flag.Bool("smoke", os.Getenv("DEV_SMOKE") == "1", "check a deposit end to end, then stop")
+	runtime := flag.String("runtime", os.Getenv("RUNTIME"), "pods (a real node) or kwok (simulated pods, helpers as processes); default: pods where this machine can run them")
 	flag.Parse()
-	if err := run(*backend, *smoke); err != nil {
+	if err := run(*backend, *runtime, *smoke); err != nil {
 		fmt.Fprintln(os.Stderr, "dev:", err)
 		os.Exit(1)
 	}
@@ -58,7 +67,109 @@ func token() string {
 	return hex.EncodeToString(b)
 }
 
-func run(backend string, smoke bool) error {
+// stack is what the two runtimes have in common for make dev.
+type stack struct {
+	runtime    string
+	kubeconfig string
+	client     client.Client
+	btc        *btctest.Node
+	// walletURL is the wallet's RPC URL as the helper reaches it.
+	walletURL string
+	// dbURL makes a database and returns its URL as the helper reaches it.
+	dbURL func(context.Context) (string, error)
+	// helper waits for the asset's helper and says where to reach it.
+	helper func(context.Context, *v1alpha1.CryptoAsset) (*endpoints, error)
+	stop   func()
+}
+
+// endpoints are where the helper answers, from this machine.
+type endpoints struct {
+	API, Hook, Ops string
+	// Logs returns the helper's log, for a failed smoke test.
+	Logs func() string
+}
+
+func startStack(ctx context.Context, root, dir, runtime string, bitcoin bool) (*stack, error) {
+	bin := filepath.Join(root, "bin")
+	if runtime == "" {
+		runtime = "pods"
+		if err := node.Preflight(bin); err != nil {
+			say("no real node here (%v): using the kwok runtime", err)
+			runtime = "kwok"
+		}
+	}
+	log := zap.New(zap.Level(zapcore.InfoLevel))
+	switch runtime {
+	case "pods":
+		// Short: containerd's sockets live under it.
+		st, err := devstack.StartPods(ctx, devstack.PodOptions{Root: root, Bin: bin, Dir: filepath.Join(dir, "pods"), Version: "dev", Bitcoin: bitcoin, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		say("node Ready %s after start; operator pod Ready %s after helm install", st.Node.NodeReady.Round(time.Millisecond), st.HelmInstall.Round(time.Millisecond))
+		s := &stack{runtime: runtime, kubeconfig: st.Kubeconfig, client: st.Client, btc: st.BTC, stop: st.Stop,
+			dbURL: func(ctx context.Context) (string, error) { pod, _, err := st.DatabaseURL(ctx); return pod, err }}
+		if st.BTC != nil {
+			s.walletURL = st.BTC.WalletURLOn()
+		}
+		s.helper = func(ctx context.Context, ca *v1alpha1.CryptoAsset) (*endpoints, error) {
+			if err := waitReady(ctx, st.Client, ca, "kubectl describe ca "+ca.Name); err != nil {
+				return nil, err
+			}
+			name := ca.Name + "-helper"
+			e := &endpoints{}
+			var err error
+			if e.API, err = st.ServiceAddr(ctx, ca.Namespace, name, "api"); err != nil {
+				return nil, err
+			}
+			e.Hook, _ = st.ServiceAddr(ctx, ca.Namespace, name, "walletnotify")
+			e.Logs = func() string {
+				out, _ := exec.Command("kubectl", "--kubeconfig", st.Kubeconfig, "-n", ca.Namespace, "logs", "deploy/"+name).CombinedOutput()
+				return string(out)
+			}
+			return e, nil
+		}
+		return s, nil
+	case "kwok":
+		_ = os.RemoveAll(filepath.Join(dir, "helpers"))
+		st, err := devstack.Start(ctx, devstack.Options{Root: root, Bin: bin, Dir: dir, Bitcoin: bitcoin, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		s := &stack{runtime: runtime, kubeconfig: st.Kubeconfig, client: st.Client, btc: st.Node, stop: st.Stop, dbURL: st.DatabaseURL}
+		if st.Node != nil {
+			s.walletURL = st.Node.WalletURL()
+		}
+		s.helper = func(ctx context.Context, ca *v1alpha1.CryptoAsset) (*endpoints, error) {
+			if err := waitReady(ctx, st.Client, ca, "operator log "+st.OperatorLog); err != nil {
+				return nil, err
+			}
+			var h *devstack.Helper
+			if err := until(ctx, time.Minute, func() error {
+				var ok bool
+				if h, ok = st.Launcher.Get(ca.Namespace, ca.Name+"-helper"); !ok {
+					return errors.New("no helper process yet")
+				}
+				resp, err := http.Get("http://" + h.Ops + "/readyz")
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("readyz %d", resp.StatusCode)
+				}
+				return nil
+			}); err != nil {
+				return nil, err
+			}
+			return &endpoints{API: h.API, Hook: h.Hook, Ops: h.Ops, Logs: h.Log.String}, nil
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("-runtime must be pods or kwok, got %q", runtime)
+}
+
+func run(backend, runtime string, smoke bool) error {
 	if backend != "bitcoind" && backend != "null" {
 		return fmt.Errorf("-backend must be bitcoind or null, got %q", backend)
 	}
@@ -68,17 +179,15 @@ func run(backend string, smoke bool) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := zap.New(zap.Level(zapcore.InfoLevel))
 	dir := filepath.Join(root, ".dev")
-	_ = os.RemoveAll(filepath.Join(dir, "helpers"))
-	say("starting the stack; the first run builds Kubernetes binaries first (make dev did that) — state and logs in %s", dir)
-	st, err := devstack.Start(ctx, devstack.Options{Root: root, Bin: filepath.Join(root, "bin"), Dir: dir, Bitcoin: backend == "bitcoind", Log: log})
+	say("starting the stack — state and logs in %s", dir)
+	st, err := startStack(ctx, root, dir, runtime, backend == "bitcoind")
 	if err != nil {
 		return err
 	}
-	defer func() { say("stopping"); st.Stop(); say("stopped; nothing is left running (logs stay in %s)", dir) }()
+	defer func() { say("stopping"); st.stop(); say("stopped; nothing is left running (logs stay in %s)", dir) }()
 
-	dbURL, err := st.DatabaseURL(ctx)
+	dbURL, err := st.dbURL(ctx)
 	if err != nil {
 		return err
 	}
@@ -95,44 +204,57 @@ func run(backend string, smoke bool) error {
 	secret.StringData["database-url"] = dbURL
 	secret.StringData["api-token"] = apiToken
 	if backend == "bitcoind" {
-		user, pass := st.Node.Credentials()
+		user, pass := st.btc.Credentials()
 		secret.StringData["rpc-username"], secret.StringData["rpc-password"] = user, pass
 		secret.StringData["wallet-passphrase"] = btctest.WalletPassphrase
 		secret.StringData["walletnotify-token"] = hookToken
-		ca.Spec.Backend.Bitcoind.URL = st.Node.WalletURL()
+		ca.Spec.Backend.Bitcoind.URL = st.walletURL
 	}
 	say("applying config/samples/%s (with this stack's database, node and fresh tokens)", file)
-	if err := st.Client.Create(ctx, secret); err != nil {
+	if err := st.client.Create(ctx, secret); err != nil {
 		return err
 	}
-	if err := st.Client.Create(ctx, ca); err != nil {
+	applied := time.Now()
+	if err := st.client.Create(ctx, ca); err != nil {
 		return err
 	}
-	helper, err := waitReady(ctx, st, ca)
+	helper, err := st.helper(ctx, ca)
 	if err != nil {
 		return err
 	}
+	say("%s Ready %s after it was applied", ca.Name, time.Since(applied).Round(time.Millisecond))
 	name := ca.Name
+	where := "a real one-node cluster (kubelet, containerd) with the Helm chart, the operator as a pod, PostgreSQL"
+	reach := "through its Service's ClusterIP, as from any pod"
+	if st.runtime == "kwok" {
+		where = "a kwok cluster with the Helm chart, the operator (as the chart's ServiceAccount), PostgreSQL"
+		reach = "as a process on this machine"
+	}
 	fmt.Fprintf(os.Stderr, `
-  The stack is up: a kwok cluster with the Helm chart, the operator (as the chart's ServiceAccount),
-  PostgreSQL%s, and the %s helper running on this machine.
+  The stack is up: %s%s, and the %s helper, reached %s.
 
     export KUBECONFIG=%s
     API token: %s
-    helper API:    http://%s   (OpenAPI at /openapi.json)
-    helper status: http://%s/status   ops: http://%s/readyz /metrics
-`, map[bool]string{true: ", btcd + btcwallet (simnet)", false: ""}[backend == "bitcoind"], name, st.Kubeconfig, apiToken, helper.API, helper.API, helper.Ops)
+    helper API:    http://%s   (OpenAPI at /openapi.json, status page at /status)
+`, where, map[bool]string{true: ", btcd + btcwallet (simnet)", false: ""}[backend == "bitcoind"], name, reach, st.kubeconfig, apiToken, helper.API)
+	if helper.Ops != "" {
+		fmt.Fprintf(os.Stderr, "    helper ops:    http://%s/readyz /metrics\n", helper.Ops)
+	}
 	if helper.Hook != "" {
 		fmt.Fprintf(os.Stderr, "    walletnotify:  http://%s/?token=%s\n", helper.Hook, hookToken)
 	}
 	fmt.Fprintf(os.Stderr, "\n  Try:\n    kubectl get ca %s -o wide\n", name)
-	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts -d '{\"name\":\"alice\"}'\n", apiToken, helper.API)
-	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts/1/addresses -d '{}'\n", apiToken, helper.API)
+	if st.runtime == "pods" {
+		fmt.Fprintf(os.Stderr, "    kubectl get pods -o wide; kubectl logs deploy/%s-helper\n", name)
+	}
+	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts -d '{\"name\":\"alice\"}'   # prints the new account's id; account 1 is the network-fees account\n", apiToken, helper.API)
+	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts/ID/addresses -d '{}'   # ID: the id printed above\n", apiToken, helper.API)
 	if backend == "bitcoind" {
-		user, pass := st.Node.Credentials()
+		user, pass := st.btc.Credentials()
+		wallet := strings.TrimPrefix(st.btc.WalletURL(), "http://")
 		fmt.Fprintf(os.Stderr, "    bin/btcctl --simnet --wallet --notls -s %s -u %s -P %s walletpassphrase password 60 && bin/btcctl --simnet --wallet --notls -s %s -u %s -P %s sendtoaddress ADDRESS 1.5\n",
-			strings.TrimPrefix(st.Node.WalletURL(), "http://"), user, pass, strings.TrimPrefix(st.Node.WalletURL(), "http://"), user, pass)
-		fmt.Fprintf(os.Stderr, "    bin/btcctl --simnet --notls -s %s -u %s -P %s generate 3\n", st.Node.NodeAddr(), user, pass)
+			wallet, user, pass, wallet, user, pass)
+		fmt.Fprintf(os.Stderr, "    bin/btcctl --simnet --notls -s %s -u %s -P %s generate 3\n", st.btc.NodeAddr(), user, pass)
 	} else {
 		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/receive -d '{\"address\":\"ADDRESS\",\"amount\":\"1.5\"}'\n", apiToken, helper.API)
 		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/mine -d '{\"blocks\":6}'\n", apiToken, helper.API)
@@ -140,31 +262,45 @@ func run(backend string, smoke bool) error {
 	fmt.Fprintf(os.Stderr, "    kubectl annotate ca %s cryptoassets.io/rescan=\"$(date +%%s)\" --overwrite && kubectl get ca %s -o wide -w\n\n  Ctrl-C stops everything.\n", name, name)
 
 	if smoke {
-		return smokeTest(ctx, st, backend, helper, apiToken, hookToken)
+		return smokeTest(ctx, st, backend, helper, apiToken, hookToken, applied)
 	}
 	<-ctx.Done()
 	return nil
 }
 
-func waitReady(ctx context.Context, st *devstack.Stack, ca *v1alpha1.CryptoAsset) (*devstack.Helper, error) {
-	deadline := time.Now().Add(3 * time.Minute)
+// until polls f until it succeeds, ctx ends or timeout passes.
+func until(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		var cur v1alpha1.CryptoAsset
-		err := st.Client.Get(ctx, client.ObjectKeyFromObject(ca), &cur)
-		ready := err == nil && meta.IsStatusConditionTrue(cur.Status.Conditions, v1alpha1.ConditionReady)
-		if h, ok := st.Launcher.Get(ca.Namespace, ca.Name+"-helper"); ok && ready {
-			if resp, err := http.Get("http://" + h.Ops + "/readyz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return h, nil
-				}
-			}
+		err := f()
+		if err == nil {
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("CryptoAsset %s not Ready with a ready helper (operator log %s): %+v", ca.Name, st.OperatorLog, cur.Status.Conditions)
+			return err
 		}
-		time.Sleep(300 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
 	}
+}
+
+func waitReady(ctx context.Context, c client.Client, ca *v1alpha1.CryptoAsset, hint string) error {
+	var cur v1alpha1.CryptoAsset
+	err := until(ctx, 3*time.Minute, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ca), &cur); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(cur.Status.Conditions, v1alpha1.ConditionReady) {
+			return errors.New("not Ready")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("CryptoAsset %s not Ready (%s): %+v", ca.Name, hint, cur.Status.Conditions)
+	}
+	return nil
 }
 
 func call(method, url, token string, body string) (string, error) {
@@ -184,13 +320,19 @@ func call(method, url, token string, body string) (string, error) {
 	return b.String(), nil
 }
 
-// smokeTest takes one deposit from payment to credit through the whole stack.
-func smokeTest(ctx context.Context, st *devstack.Stack, backend string, h *devstack.Helper, apiToken, hookToken string) error {
+// smokeTest takes one deposit from payment to credit through the whole stack, into a new
+// account (account 1 is the network-fees account).
+func smokeTest(ctx context.Context, st *stack, backend string, h *endpoints, apiToken, hookToken string, applied time.Time) error {
 	api := "http://" + h.API
-	if _, err := call("POST", api+"/v1/accounts", apiToken, `{"name":"smoke"}`); err != nil {
+	out, err := call("POST", api+"/v1/accounts", apiToken, `{"name":"smoke"}`)
+	if err != nil {
 		return err
 	}
-	out, err := call("POST", api+"/v1/accounts/1/addresses", apiToken, `{}`)
+	var acct struct{ ID int64 }
+	if err := yaml.Unmarshal([]byte(out), &acct); err != nil || acct.ID == 0 {
+		return fmt.Errorf("account reply %q", out)
+	}
+	out, err = call("POST", fmt.Sprintf("%s/v1/accounts/%d/addresses", api, acct.ID), apiToken, `{}`)
 	if err != nil {
 		return err
 	}
@@ -199,14 +341,14 @@ func smokeTest(ctx context.Context, st *devstack.Stack, backend string, h *devst
 		return fmt.Errorf("address reply %q", out)
 	}
 	if backend == "bitcoind" {
-		txid, err := st.Node.Pay(addr.Address, 150_000_000)
+		txid, err := st.btc.Pay(addr.Address, 150_000_000)
 		if err != nil {
 			return err
 		}
 		if _, err := http.Post("http://"+h.Hook+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+txid)); err != nil {
 			return err
 		}
-		if _, err := st.Node.Mine(3); err != nil {
+		if _, err := st.btc.Mine(3); err != nil {
 			return err
 		}
 	} else {
@@ -217,16 +359,16 @@ func smokeTest(ctx context.Context, st *devstack.Stack, backend string, h *devst
 			return err
 		}
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		out, err := call("GET", api+"/v1/accounts/1", apiToken, "")
-		if err == nil && strings.Contains(out, `"balance":"1.50000000"`) {
-			say("smoke: passed (deposit of 1.5 credited through the operator-rendered helper)")
-			return nil
+	err = until(ctx, 90*time.Second, func() error {
+		out, err := call("GET", fmt.Sprintf("%s/v1/accounts/%d", api, acct.ID), apiToken, "")
+		if err == nil && !strings.Contains(out, `"balance":"1.50000000"`) {
+			err = fmt.Errorf("account %s", out)
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("smoke: deposit not credited: %s %v\nhelper log:\n%s", out, err, h.Log)
-		}
-		time.Sleep(500 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("smoke: deposit not credited: %v\nhelper log:\n%s", err, h.Logs())
 	}
+	say("smoke: passed (deposit of 1.5 credited through the %s helper; %s from applying the asset)", st.runtime, time.Since(applied).Round(time.Millisecond))
+	return nil
 }

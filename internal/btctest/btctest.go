@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +38,11 @@ type Node struct {
 	user, pass string
 	// walletPass is btcwallet's RPC password; btcd keeps pass.
 	walletPass string
-	btcd       *process
-	wallet     *process
+	// host is an extra address the wallet's RPC is reached at (StartOn); hostLn forwards it.
+	host   string
+	hostLn net.Listener
+	btcd   *process
+	wallet *process
 	// MiningAddress receives the block rewards; it belongs to the wallet.
 	MiningAddress string
 	// Node is an RPC client of btcd; Wallet of btcwallet.
@@ -176,7 +180,11 @@ func (n *Node) startWallet(createTemp bool) error {
 // start twice: once to make the wallet and take an address, then btcd with that address and the
 // wallet reopened on a fresh connection. (Restarting btcd under a connected btcwallet sometimes
 // leaves the wallet believing its coins immature for good.)
-func Start() (*Node, error) {
+func Start() (*Node, error) { return StartOn("") }
+
+// StartOn is Start with the wallet's RPC also listening on host, for clients in pods (which
+// cannot reach 127.0.0.1 on the host); WalletURLOn gives that URL.
+func StartOn(host string) (*Node, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -185,8 +193,17 @@ func Start() (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password", walletPass: "test-rpc-password"}
-	if err := n.setUp(); err != nil {
+	n := &Node{dir: dir, bin: bin, user: "test", pass: "test-rpc-password", walletPass: "test-rpc-password", host: host}
+	if err := n.setUp(); err == nil && host != "" {
+		// btcwallet refuses plain-HTTP RPC on any address but loopback, so a forwarder puts the
+		// loopback listener where pods reach it.
+		if n.hostLn, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(n.walletPort))); err == nil {
+			go loopback.Forward(n.hostLn, "127.0.0.1:"+strconv.Itoa(n.walletPort))
+		} else {
+			n.Stop()
+			return nil, fmt.Errorf("listening on %s for the wallet: %w", host, err)
+		}
+	} else if err != nil {
 		n.Stop()
 		return nil, fmt.Errorf("%w (logs were in %s)", err, dir)
 	}
@@ -311,6 +328,11 @@ func (n *Node) NodeAddr() string { return "127.0.0.1:" + strconv.Itoa(n.btcdPort
 // WalletURL is btcwallet's RPC endpoint.
 func (n *Node) WalletURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.walletPort) }
 
+// WalletURLOn is the wallet's RPC URL at the extra address StartOn gave.
+func (n *Node) WalletURLOn() string {
+	return "http://" + net.JoinHostPort(n.host, strconv.Itoa(n.walletPort))
+}
+
 // Credentials are btcwallet's RPC user and password (btcd's too, until SetWalletPassword).
 func (n *Node) Credentials() (user, pass string) { return n.user, n.walletPass }
 
@@ -337,6 +359,9 @@ func (n *Node) Dir() string { return n.dir }
 func (n *Node) Stop() {
 	if n == nil {
 		return
+	}
+	if n.hostLn != nil {
+		n.hostLn.Close()
 	}
 	if n.Wallet != nil {
 		n.Wallet.Shutdown()

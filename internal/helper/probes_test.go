@@ -1,7 +1,6 @@
 package helper
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
 )
 
@@ -227,29 +227,6 @@ func TestHelperWaitsForItsDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go forward(ctx, ln, real.Host)
+	go loopback.Forward(ln, real.Host)
 	testassets.Eventually(t, 60*time.Second, "ready once the database answers", func() error { return ready(cfg) })
-}
-
-// forward copies connections from ln to target until ctx ends.
-func forward(ctx context.Context, ln net.Listener, target string) {
-	go func() { <-ctx.Done(); ln.Close() }()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				return
-			}
-			defer u.Close()
-			go func() { _, _ = io.Copy(u, c) }()
-			_, _ = io.Copy(c, u)
-		}()
-	}
 }

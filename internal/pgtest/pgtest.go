@@ -27,6 +27,8 @@ import (
 type Server struct {
 	dir  string
 	port int
+	// host is an extra address it listens on (besides 127.0.0.1), for clients in pods.
+	host string
 	cmd  *exec.Cmd
 	exit chan error
 	dbs  atomic.Int64
@@ -73,8 +75,12 @@ func credential(dir string) (*syscall.SysProcAttr, error) {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Pdeathsig: syscall.SIGKILL}, nil
 }
 
-// Start initialises and starts a server. Stop it with Stop.
-func Start() (*Server, error) {
+// Start initialises and starts a server on 127.0.0.1. Stop it with Stop.
+func Start() (*Server, error) { return StartOn("") }
+
+// StartOn starts a server that also listens on host and trusts clients of host's subnet: pods on
+// a node's bridge reach it at the bridge's address (they cannot reach 127.0.0.1 on the host).
+func StartOn(host string) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -100,9 +106,22 @@ func Start() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &Server{dir: dir, port: port, exit: make(chan error, 1)}
+	listen := "127.0.0.1"
+	if host != "" {
+		listen += "," + host
+		hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = hba.WriteString("host all all samenet trust\n")
+			hba.Close()
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pg_hba.conf: %w", err)
+		}
+	}
+	s := &Server{dir: dir, port: port, host: host, exit: make(chan error, 1)}
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "listen_addresses="+listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "log_min_messages=warning")
 	s.cmd.SysProcAttr = attr
 	logFile, err := os.Create(filepath.Join(dir, "postgres.log"))
@@ -142,6 +161,11 @@ func Start() (*Server, error) {
 // URL is the connection URL of database db.
 func (s *Server) URL(db string) string {
 	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", superuser, s.port, db)
+}
+
+// PodURL is the URL of database db at the extra address StartOn gave, for clients in pods.
+func (s *Server) PodURL(db string) string {
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", superuser, s.host, s.port, db)
 }
 
 // Port is the server's TCP port.

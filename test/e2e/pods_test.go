@@ -1,0 +1,504 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/jackc/pgx/v5/pgxpool"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/controllers"
+	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+)
+
+// TestEndToEndOnRealPods runs the product as a user runs it on a real cluster: the image built
+// here, a real node (kubelet, containerd, runc), `helm install` with the operator as a pod, the
+// bitcoind sample as a real helper pod, PostgreSQL and btcd/btcwallet on the host. The
+// application and walletnotify reach the helper only through its Service's ClusterIP.
+func TestEndToEndOnRealPods(t *testing.T) {
+	bin := os.Getenv("E2E_BIN")
+	if bin == "" || node.Preflight(bin) != nil {
+		if code, _ := testassets.Check("E2E_BIN"); code != 0 {
+			t.Fatalf("a real node cannot run here: %v", node.Preflight(bin))
+		}
+		t.Skip("E2E_BIN not set or no real node possible: `make test` runs this")
+	}
+	ctx := context.Background()
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	dir, err := os.MkdirTemp("", "cae2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	st, err := devstack.StartPods(ctx, devstack.PodOptions{Root: root, Bin: bin, Dir: dir, Version: "e2e", Bitcoin: true, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Stop()
+	t.Logf("figures: node Ready %s after start; helm install --wait (operator pod Ready) %s", st.Node.NodeReady.Round(time.Millisecond), st.HelmInstall.Round(time.Millisecond))
+	k := st.Client
+	cs, err := kubernetes.NewForConfig(st.Rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	secret, ca, err := devstack.LoadSample(filepath.Join(root, "config", "samples", "bitcoind.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The application's event receiver listens where pods reach the host.
+	app := &eventstest.EventReceiver{Key: []byte(secret.StringData["event-signing-key"])}
+	appLn, err := net.Listen("tcp", devstack.HostIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appSrv := &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = appSrv.Serve(appLn) }()
+	defer appSrv.Close()
+	podDB, hostDB, err := st.DatabaseURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := st.BTC.Credentials()
+	secret.Namespace, ca.Namespace = ns, ns
+	secret.StringData["database-url"] = podDB
+	secret.StringData["rpc-username"], secret.StringData["rpc-password"] = user, pass
+	secret.StringData["wallet-passphrase"] = btctest.WalletPassphrase
+	ca.Spec.Backend.Bitcoind.URL = st.BTC.WalletURLOn()
+	ca.Spec.Events[0].HTTP.URL = "http://" + appLn.Addr().String() + "/events"
+	apiToken, hookToken := secret.StringData["api-token"], secret.StringData["walletnotify-token"]
+	key := client.ObjectKey{Namespace: ns, Name: ca.Name}
+	helperName := ca.Name + "-helper"
+
+	getCA := func() *v1alpha1.CryptoAsset {
+		t.Helper()
+		var cur v1alpha1.CryptoAsset
+		if err := k.Get(ctx, key, &cur); err != nil {
+			t.Fatal(err)
+		}
+		return &cur
+	}
+	condition := func(typ string) *metav1.Condition { return meta.FindStatusCondition(getCA().Status.Conditions, typ) }
+	var apiAddr, hookAddr string
+	api := func(method, path string, body, out any) int {
+		t.Helper()
+		return testassets.APIRequest(t, apiAddr, apiToken, method, path, nil, body, out)
+	}
+	notify := func(txid string) {
+		t.Helper()
+		// What bitcoind's walletnotify does, through the Service.
+		resp, err := http.Post("http://"+hookAddr+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+txid))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("walletnotify through the Service: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	balance := func(account int64, want string) func() error {
+		return func() error {
+			var a struct{ Balance string }
+			api("GET", fmt.Sprintf("/v1/accounts/%d", account), nil, &a)
+			if a.Balance != want {
+				return fmt.Errorf("balance %s, want %s", a.Balance, want)
+			}
+			return nil
+		}
+	}
+	helperPod := func() (*corev1.Pod, error) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + ca.Name})
+		if err != nil {
+			return nil, err
+		}
+		var live []corev1.Pod
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				live = append(live, p)
+			}
+		}
+		if len(live) != 1 {
+			return nil, fmt.Errorf("%d helper pods", len(live))
+		}
+		return &live[0], nil
+	}
+	podReady := func(p *corev1.Pod) bool {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	}
+	readyEndpoints := func() int {
+		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + helperName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					n++
+				}
+			}
+		}
+		return n
+	}
+
+	var acct struct{ ID int64 }
+	var addr struct{ Address string }
+	t.Run("1 the bitcoind sample becomes a real, Ready helper pod", func(t *testing.T) {
+		if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Create(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		applied := time.Now()
+		if err := k.Create(ctx, ca); err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 3*time.Minute, "Ready=True", func() error {
+			if c := condition(v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				return fmt.Errorf("Ready %+v", c)
+			}
+			return nil
+		})
+		t.Logf("figure: CryptoAsset applied -> Ready (helper pod Ready) in %s", time.Since(applied).Round(time.Millisecond))
+		p, err := helperPod()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := p.Spec.SecurityContext
+		if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65532 || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+			t.Errorf("pod security context %+v", sc)
+		}
+		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+			if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
+				t.Errorf("container %s: root filesystem not read-only", c.Name)
+			}
+			if c.Image != st.Image {
+				t.Errorf("container %s runs %s, want %s", c.Name, c.Image, st.Image)
+			}
+		}
+		if len(p.Status.InitContainerStatuses) != 1 || p.Status.InitContainerStatuses[0].State.Terminated == nil || p.Status.InitContainerStatuses[0].State.Terminated.ExitCode != 0 {
+			t.Errorf("initializedb: %+v", p.Status.InitContainerStatuses)
+		}
+		if apiAddr, err = st.ServiceAddr(ctx, ns, helperName, "api"); err != nil {
+			t.Fatal(err)
+		}
+		if hookAddr, err = st.ServiceAddr(ctx, ns, helperName, "walletnotify"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("helper API through its Service: http://%s, walletnotify: http://%s", apiAddr, hookAddr)
+	})
+
+	var deposit string
+	t.Run("2 a deposit notified through the Service is booked, credited and announced", func(t *testing.T) {
+		if code := api("POST", "/v1/accounts", map[string]string{"name": "alice"}, &acct); code != http.StatusCreated {
+			t.Fatalf("account: %d", code)
+		}
+		if code := api("POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
+			t.Fatalf("address: %d", code)
+		}
+		deposit = st.BTC.MustPay(t, addr.Address, 250_000_000)
+		notify(deposit)
+		testassets.Eventually(t, 30*time.Second, "booked", func() error {
+			var txs []struct {
+				TxID  string `json:"txid"`
+				State string `json:"state"`
+			}
+			api("GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), nil, &txs)
+			if len(txs) != 1 || txs[0].TxID != deposit {
+				return fmt.Errorf("transactions %+v", txs)
+			}
+			return nil
+		})
+		st.BTC.MustMine(t, 3)
+		testassets.Eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
+		testassets.Eventually(t, 90*time.Second, "signed credited event received", func() error {
+			if !app.Credited(deposit) {
+				_, bad := app.Counts()
+				return fmt.Errorf("no credited event yet (%d badly signed)", bad)
+			}
+			return nil
+		})
+		testassets.Eventually(t, time.Minute, "BackendReachable and LedgerReachable written by the helper", func() error {
+			cur := getCA()
+			for _, typ := range []string{v1alpha1.ConditionBackendReachable, v1alpha1.ConditionLedgerReachable} {
+				if !meta.IsStatusConditionTrue(cur.Status.Conditions, typ) {
+					return fmt.Errorf("%s: %+v", typ, meta.FindStatusCondition(cur.Status.Conditions, typ))
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("3 btcd down: the pod stays Ready behind its Service, a send is queued and goes out once", func(t *testing.T) {
+		payee, err := st.BTC.Wallet.GetNewAddress("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.BTC.StopBtcd()
+		down := time.Now()
+		testassets.Eventually(t, 3*time.Minute, "BackendReachable=False", func() error {
+			if c := condition(v1alpha1.ConditionBackendReachable); c == nil || c.Status != metav1.ConditionFalse {
+				return fmt.Errorf("BackendReachable %+v", c)
+			}
+			return nil
+		})
+		t.Logf("figure: btcd stopped -> BackendReachable=False in %s", time.Since(down).Round(time.Millisecond))
+		p, err := helperPod()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !podReady(p) || readyEndpoints() != 1 {
+			t.Fatalf("during the outage: pod Ready=%v, ready endpoints %d", podReady(p), readyEndpoints())
+		}
+		var sent struct {
+			ID    int64  `json:"id"`
+			State string `json:"state"`
+			TxID  string `json:"txid"`
+		}
+		if code := api("POST", fmt.Sprintf("/v1/accounts/%d/send", acct.ID), map[string]string{"to": payee.String(), "amount": "0.4"}, &sent); code != http.StatusCreated && code != http.StatusAccepted {
+			t.Fatalf("send through the Service during the outage: %d", code)
+		}
+		t.Logf("figure: a send posted to the ClusterIP %s after btcd stopped was accepted (%s)", time.Since(down).Round(time.Millisecond), sent.State)
+		api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &sent)
+		if sent.TxID != "" {
+			t.Fatalf("broadcast while the node was down: %+v", sent)
+		}
+		if p, err := helperPod(); err != nil || !podReady(p) || readyEndpoints() != 1 {
+			t.Fatalf("after the send: %v, ready endpoints %d", err, readyEndpoints())
+		}
+		if err := st.BTC.StartBtcd(); err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 3*time.Minute, "broadcast after the node came back", func() error {
+			api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &sent)
+			if sent.TxID == "" {
+				return fmt.Errorf("state %s", sent.State)
+			}
+			return nil
+		})
+		st.BTC.MustMine(t, 3)
+		testassets.Eventually(t, 2*time.Minute, "confirmed, backend reachable again", func() error {
+			api("GET", fmt.Sprintf("/v1/transactions/%d", sent.ID), nil, &sent)
+			if sent.State != "confirmed" {
+				return fmt.Errorf("state %s", sent.State)
+			}
+			if c := condition(v1alpha1.ConditionBackendReachable); c == nil || c.Status != metav1.ConditionTrue {
+				return fmt.Errorf("BackendReachable %+v", c)
+			}
+			return nil
+		})
+		raw, err := st.BTC.Wallet.RawRequest("listtransactions", []json.RawMessage{json.RawMessage(`"*"`), json.RawMessage("1000")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []struct{ Category, Address string }
+		_ = json.Unmarshal(raw, &list)
+		n := 0
+		for _, e := range list {
+			if e.Category == "send" && e.Address == payee.String() {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("btcwallet shows %d payments to the payee, want exactly 1", n)
+		}
+	})
+
+	t.Run("4 a rescan by annotation finds an unnotified payment", func(t *testing.T) {
+		st.BTC.MustPay(t, addr.Address, 10_000_000)
+		st.BTC.MustMine(t, 3)
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1alpha1.RescanAnnotation: "pods-1"}}})
+		if err := k.Patch(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 2*time.Minute, "rescan Succeeded", func() error {
+			if r := getCA().Status.Rescan; r == nil || r.HandledToken != "pods-1" || r.Phase != v1alpha1.RescanSucceeded || r.TransactionsFound < 2 {
+				return fmt.Errorf("status.rescan %+v", r)
+			}
+			return nil
+		})
+		testassets.Eventually(t, 90*time.Second, "the payment credited", balance(acct.ID, "2.20000000"))
+	})
+
+	t.Run("5 rotating the RPC password rolls the pod, which keeps working", func(t *testing.T) {
+		before, err := helperPod()
+		if err != nil {
+			t.Fatal(err)
+		}
+		const rotated = "rotated-rpc-password-2"
+		var s corev1.Secret
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret.Name}, &s); err != nil {
+			t.Fatal(err)
+		}
+		s.Data["rpc-password"] = []byte(rotated)
+		if err := k.Update(ctx, &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.BTC.SetWalletPassword(rotated); err != nil {
+			t.Fatal(err)
+		}
+		pass = rotated
+		rotatedAt := time.Now()
+		testassets.Eventually(t, 3*time.Minute, "a new pod Ready", func() error {
+			p, err := helperPod()
+			if err != nil {
+				return err
+			}
+			if p.UID == before.UID || !podReady(p) {
+				return fmt.Errorf("pod %s ready=%v", p.Name, podReady(p))
+			}
+			return nil
+		})
+		t.Logf("figure: Secret rotated -> new helper pod Ready in %s", time.Since(rotatedAt).Round(time.Millisecond))
+		txid := st.BTC.MustPay(t, addr.Address, 30_000_000)
+		testassets.Eventually(t, time.Minute, "walletnotify through the Service after the roll", func() error {
+			resp, err := http.Post("http://"+hookAddr+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+txid))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("HTTP %d", resp.StatusCode)
+			}
+			return nil
+		})
+		st.BTC.MustMine(t, 3)
+		testassets.Eventually(t, 90*time.Second, "credited after rotation", balance(acct.ID, "2.50000000"))
+	})
+
+	t.Run("6 a helper that cannot reach its database says why in status", func(t *testing.T) {
+		// The null sample as written: its database URL points at 127.0.0.1, which is the pod itself.
+		s2, ca2, err := devstack.LoadSample(filepath.Join(root, "config", "samples", "null.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2.Namespace, ca2.Namespace = ns, ns
+		for _, obj := range []client.Object{s2, ca2} {
+			if err := k.Create(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+		key2 := client.ObjectKeyFromObject(ca2)
+		testassets.Eventually(t, 3*time.Minute, "Ready=False naming the init container and its error", func() error {
+			var cur v1alpha1.CryptoAsset
+			if err := k.Get(ctx, key2, &cur); err != nil {
+				return err
+			}
+			r := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionReady)
+			d := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionDegraded)
+			p := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionProgressing)
+			if r == nil || r.Reason != controllers.ReasonInitContainerFailing || !strings.Contains(r.Message, "initializedb") ||
+				!strings.Contains(r.Message, "connection refused") {
+				return fmt.Errorf("Ready %+v", r)
+			}
+			if d == nil || d.Status != metav1.ConditionTrue || p == nil || p.Status != metav1.ConditionFalse {
+				return fmt.Errorf("Degraded %+v, Progressing %+v", d, p)
+			}
+			return nil
+		})
+		if err := k.Delete(ctx, ca2); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("7 no secret value in pod specs, logs, ConfigMaps, status or Events", func(t *testing.T) {
+		values := map[string]string{"rpc password": pass, "API token": apiToken, "walletnotify token": hookToken,
+			"signing key": secret.StringData["event-signing-key"]}
+		var haystack []string
+		add := func(what string, v any) {
+			b, _ := json.Marshal(v)
+			haystack = append(haystack, what+": "+string(b))
+		}
+		for _, n := range []string{ns, devstack.OperatorNS} {
+			pods, err := cs.CoreV1().Pods(n).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pods.Items {
+				add("pod "+p.Name, p.Spec)
+				for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+					logs, err := cs.CoreV1().Pods(n).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
+					if err == nil {
+						haystack = append(haystack, "log of "+p.Name+"/"+c.Name+": "+string(logs))
+					}
+				}
+			}
+			cms, _ := cs.CoreV1().ConfigMaps(n).List(ctx, metav1.ListOptions{})
+			add("configmaps in "+n, cms.Items)
+			evs, _ := cs.CoreV1().Events(n).List(ctx, metav1.ListOptions{})
+			add("events in "+n, evs.Items)
+		}
+		add("status", getCA().Status)
+		for name, v := range values {
+			for _, h := range haystack {
+				if v != "" && strings.Contains(h, v) {
+					t.Errorf("the %s appears in %.80s...", name, h)
+				}
+			}
+		}
+	})
+
+	t.Run("8 deleting the CryptoAsset collects the pod; the ledger stays and checks out", func(t *testing.T) {
+		if err := k.Delete(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}); err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 3*time.Minute, "helper pods gone", func() error {
+			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			if len(pods.Items) > 0 {
+				return fmt.Errorf("%d pods left", len(pods.Items))
+			}
+			return nil
+		})
+		pool, err := pgxpool.New(ctx, hostDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		if v, err := ledger.Check(ctx, pool); err != nil || len(v) > 0 {
+			t.Fatalf("ledger check: %v %v", v, err)
+		}
+	})
+
+	t.Run("9 helm uninstall removes the operator and its leader-election Lease", func(t *testing.T) {
+		if err := st.HelmUninstall(ctx); err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 2*time.Minute, "Lease gone", func() error {
+			err := k.Get(ctx, client.ObjectKey{Namespace: devstack.OperatorNS, Name: operator.LeaseID}, &coordinationv1.Lease{})
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("Lease still there (%v)", err)
+			}
+			return nil
+		})
+	})
+}
