@@ -150,15 +150,7 @@ func startStack(ctx context.Context, root, dir, runtime string, bitcoin bool) (*
 				if h, ok = st.Launcher.Get(ca.Namespace, ca.Name+"-helper"); !ok {
 					return errors.New("no helper process yet")
 				}
-				resp, err := http.Get("http://" + h.Ops + "/readyz")
-				if err != nil {
-					return err
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("readyz %d", resp.StatusCode)
-				}
-				return nil
+				return h.Ready()
 			}); err != nil {
 				return nil, err
 			}

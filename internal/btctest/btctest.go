@@ -315,11 +315,37 @@ func (n *Node) Pay(to string, sat int64) (string, error) {
 	if err := n.Wallet.WalletPassphrase(WalletPassphrase, 600); err != nil {
 		return "", err
 	}
-	h, err := n.Wallet.SendToAddress(addr, btcutil.Amount(sat))
-	if err != nil {
-		return "", fmt.Errorf("paying %s: %w", to, err)
+	// btcwallet v0.15 cannot decode its own base58 simnet addresses that start "Sb1" (it takes
+	// them for bech32), so a payment whose fresh change address has that form fails. The next
+	// attempt draws another change address; the failed one moved no coins.
+	for attempt := 1; ; attempt++ {
+		h, err := n.Wallet.SendToAddress(addr, btcutil.Amount(sat))
+		if err == nil {
+			return h.String(), nil
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "Invalid address or key: Sb1") {
+			return "", fmt.Errorf("paying %s: %w", to, err)
+		}
 	}
-	return h.String(), nil
+}
+
+// PaymentsTo counts the wallet's sends to address: a send must be paid exactly once.
+func (n *Node) PaymentsTo(address string) (int, error) {
+	raw, err := n.Wallet.RawRequest("listtransactions", []json.RawMessage{json.RawMessage(`"*"`), json.RawMessage("1000")})
+	if err != nil {
+		return 0, err
+	}
+	var list []struct{ Category, Address string }
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, e := range list {
+		if e.Category == "send" && e.Address == address {
+			count++
+		}
+	}
+	return count, nil
 }
 
 // NodeAddr is btcd's RPC address (host:port).

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +51,19 @@ type Helper struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+// Ready asks the helper's /readyz, as kubelet's readiness probe would.
+func (h *Helper) Ready() error {
+	resp, err := http.Get("http://" + h.Ops + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // Buffer is a log safe to read while a process writes it.

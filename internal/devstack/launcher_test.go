@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,15 +97,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 		if h, ok = l.Get(ns, "sim-helper"); !ok {
 			return fmt.Errorf("not started")
 		}
-		resp, err := http.Get("http://" + h.Ops + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
+		return h.Ready()
 	})
 
 	// The helper works from the rendered config: a simulated payment is credited.

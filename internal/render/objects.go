@@ -291,8 +291,10 @@ func Deployment(ca *v1alpha1.CryptoAsset, opts Options, configHash string) *apps
 		VolumeMounts:    mounts,
 		Resources:       resources,
 		SecurityContext: containerSecurityContext(),
-		// Startup covers a slow first connection to the database or node; liveness then only
-		// restarts a helper whose supervisor stopped answering.
+		// The helper's probes answer from memory and never call the node or the database.
+		// Liveness fails only for a part stuck in one step (a hang); readiness means "the active
+		// helper, serving its API", so a node or database outage keeps the endpoint and sends
+		// can still be queued through the Service. A standby waiting for the lock is not ready.
 		StartupProbe:             probe("/healthz", 5, 24),
 		LivenessProbe:            probe("/healthz", 10, 3),
 		ReadinessProbe:           probe("/readyz", 5, 2),

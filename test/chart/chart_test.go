@@ -247,6 +247,8 @@ func TestKustomizeAndSamples(t *testing.T) {
 		t.Errorf("config/default renders %v", kinds(objs))
 	}
 	dryRunApply(t, objs, "cryptoassets-system")
+	pinnedImages(t, "config/default", objs)
+	pinnedImages(t, "the chart", template(t))
 
 	samples, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
 	if err != nil {
@@ -267,5 +269,33 @@ func TestKustomizeAndSamples(t *testing.T) {
 	}
 	if assets < 4 {
 		t.Errorf("want a sample per backend (4), found %d CryptoAssets", assets)
+	}
+}
+
+// pinnedImages fails for a container image without a tag, with :latest, or without a pull policy:
+// a cluster pulls those on every start, and one without a registry cannot start them at all.
+func pinnedImages(t *testing.T, what string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	n := 0
+	for _, u := range objs {
+		for _, field := range [][]string{{"spec", "template", "spec", "containers"}, {"spec", "template", "spec", "initContainers"}} {
+			cs, _, _ := unstructured.NestedSlice(u.Object, field...)
+			for _, c := range cs {
+				m, _ := c.(map[string]any)
+				image, _ := m["image"].(string)
+				policy, _ := m["imagePullPolicy"].(string)
+				n++
+				last := image[strings.LastIndex(image, "/")+1:]
+				if !strings.Contains(last, ":") || strings.HasSuffix(image, ":latest") {
+					t.Errorf("%s: %s %s runs image %q: give a version", what, u.GetKind(), u.GetName(), image)
+				}
+				if policy == "" || policy == "Always" {
+					t.Errorf("%s: %s %s: imagePullPolicy %q", what, u.GetKind(), u.GetName(), policy)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: no containers found", what)
 	}
 }

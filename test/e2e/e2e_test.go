@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -23,12 +22,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -62,57 +59,32 @@ func TestEndToEnd(t *testing.T) {
 	k := st.Client
 
 	// The application's event receiver.
-	secret, ca, err := devstack.LoadSample(filepath.Join(root, "config", "samples", "bitcoind.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := &eventstest.EventReceiver{Key: []byte(secret.StringData["event-signing-key"])}
+	app := &eventstest.EventReceiver{}
 	appSrv := httptest.NewServer(app)
 	defer appSrv.Close()
 	dbURL, err := st.DatabaseURL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass := st.Node.Credentials()
-	secret.Namespace, ca.Namespace = ns, ns
-	secret.StringData["database-url"] = dbURL
-	secret.StringData["rpc-username"], secret.StringData["rpc-password"] = user, pass
-	secret.StringData["wallet-passphrase"] = btctest.WalletPassphrase
-	ca.Spec.Backend.Bitcoind.URL = st.Node.WalletURL()
-	ca.Spec.Events[0].HTTP.URL = appSrv.URL + "/events"
+	secret, ca := bitcoindSample(t, root, dbURL, st.Node.WalletURL(), appSrv.URL+"/events", st.Node)
+	app.Key = []byte(secret.StringData["event-signing-key"])
+	_, pass := st.Node.Credentials()
 	apiToken, hookToken := secret.StringData["api-token"], secret.StringData["walletnotify-token"]
 	key := client.ObjectKey{Namespace: ns, Name: ca.Name}
 
 	var h *devstack.Helper
-	api := func(method, path string, body, out any) int {
+	api := apiFunc(func(method, path string, body, out any) int {
 		t.Helper()
 		return testassets.APIRequest(t, h.API, apiToken, method, path, nil, body, out)
-	}
+	})
 	helperReady := func() error {
 		var ok bool
 		if h, ok = st.Launcher.Get(ns, ca.Name+"-helper"); !ok {
 			return fmt.Errorf("no helper process")
 		}
-		resp, err := http.Get("http://" + h.Ops + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
+		return h.Ready()
 	}
-	balance := func(account int64, want string) func() error {
-		return func() error {
-			var a struct{ Balance string }
-			api("GET", fmt.Sprintf("/v1/accounts/%d", account), nil, &a)
-			if a.Balance != want {
-				return fmt.Errorf("balance %s, want %s", a.Balance, want)
-			}
-			return nil
-		}
-	}
+	balance := func(account int64, want string) func() error { return balanceIs(api, account, want) }
 
 	var acct struct{ ID int64 }
 	var addr struct{ Address string }
@@ -144,38 +116,18 @@ func TestEndToEnd(t *testing.T) {
 		testassets.Eventually(t, time.Minute, "helper process ready", helperReady)
 	})
 
-	var deposit string
 	t.Run("2 a deposit: walletnotify, booked, credited, signed event", func(t *testing.T) {
 		api("POST", "/v1/accounts", map[string]string{"name": "alice"}, &acct)
 		if code := api("POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
 			t.Fatalf("address: %d", code)
 		}
-		deposit = st.Node.MustPay(t, addr.Address, 250_000_000)
-		// What bitcoind's walletnotify does.
-		resp, err := http.Post("http://"+h.Hook+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+deposit))
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("walletnotify: %v %v", err, resp)
-		}
-		resp.Body.Close()
-		testassets.Eventually(t, 20*time.Second, "booked, not yet credited", func() error {
-			var txs []struct {
-				TxID  string `json:"txid"`
-				State string `json:"state"`
+		depositCredited(t, api, st.Node, app, acct.ID, addr.Address, 250_000_000, "2.50000000", func(txid string) {
+			// What bitcoind's walletnotify does.
+			resp, err := http.Post("http://"+h.Hook+"/?token="+hookToken, "application/x-www-form-urlencoded", strings.NewReader("txid="+txid))
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("walletnotify: %v %v", err, resp)
 			}
-			api("GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), nil, &txs)
-			if len(txs) != 1 || txs[0].TxID != deposit || txs[0].State != "incoming" {
-				return fmt.Errorf("transactions %+v", txs)
-			}
-			return nil
-		})
-		st.Node.MustMine(t, 3)
-		testassets.Eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
-		testassets.Eventually(t, 60*time.Second, "signed credited event delivered", func() error {
-			if !app.Credited(deposit) {
-				_, bad := app.Counts()
-				return fmt.Errorf("no credited event yet (%d badly signed)", bad)
-			}
-			return nil
+			resp.Body.Close()
 		})
 	})
 
@@ -220,21 +172,9 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		raw, err := st.Node.Wallet.RawRequest("listtransactions", []json.RawMessage{json.RawMessage(`"*"`), json.RawMessage("1000")})
+		n, err := st.Node.PaymentsTo(payee.String())
 		if err != nil {
 			t.Fatal(err)
-		}
-		var list []struct {
-			TxID     string `json:"txid"`
-			Category string `json:"category"`
-			Address  string `json:"address"`
-		}
-		_ = json.Unmarshal(raw, &list)
-		n := 0
-		for _, e := range list {
-			if e.Category == "send" && e.Address == payee.String() {
-				n++
-			}
 		}
 		if n != 1 {
 			t.Fatalf("btcwallet shows %d payments to the payee, want exactly 1", n)
@@ -243,41 +183,25 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("4 a rescan by annotation after the helper was down", func(t *testing.T) {
 		st.Launcher.Pause(ns, ca.Name+"-helper")
+		resumed := false
+		defer func() {
+			if !resumed { // a failed step must not leave the helper down for the steps after it
+				st.Launcher.Resume(ns, ca.Name+"-helper")
+			}
+		}()
 		st.Node.MustPay(t, addr.Address, 10_000_000)
 		st.Node.MustMine(t, 3)
 		st.Launcher.Resume(ns, ca.Name+"-helper")
+		resumed = true
 		testassets.Eventually(t, time.Minute, "helper back", helperReady)
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1alpha1.RescanAnnotation: "e2e-1"}}})
-		if err := k.Patch(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			t.Fatal(err)
-		}
-		testassets.Eventually(t, 2*time.Minute, "rescan Succeeded", func() error {
-			var cur v1alpha1.CryptoAsset
-			if err := k.Get(ctx, key, &cur); err != nil {
-				return err
-			}
-			if r := cur.Status.Rescan; r == nil || r.HandledToken != "e2e-1" || r.Phase != v1alpha1.RescanSucceeded || r.TransactionsFound < 2 {
-				return fmt.Errorf("status.rescan %+v", cur.Status.Rescan)
-			}
-			return nil
-		})
+		requestRescan(t, ctx, k, key, "e2e-1", 2)
 		testassets.Eventually(t, 90*time.Second, "the missed payment credited", balance(acct.ID, "2.20000000"))
 	})
 
 	t.Run("5 rotating the RPC password restarts the helper with it, and it keeps working", func(t *testing.T) {
 		before, _ := st.Launcher.Get(ns, ca.Name+"-helper")
 		const rotated = "rotated-rpc-password-2"
-		var s corev1.Secret
-		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret.Name}, &s); err != nil {
-			t.Fatal(err)
-		}
-		s.Data["rpc-password"] = []byte(rotated)
-		if err := k.Update(ctx, &s); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Node.SetWalletPassword(rotated); err != nil {
-			t.Fatal(err)
-		}
+		rotateRPCPassword(t, ctx, k, st.Node, secret.Name, rotated)
 		pass = rotated
 		testassets.Eventually(t, 2*time.Minute, "helper restarted with the new password and ready", func() error {
 			now, ok := st.Launcher.Get(ns, ca.Name+"-helper")

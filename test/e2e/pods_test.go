@@ -20,13 +20,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/controllers"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
@@ -66,12 +64,8 @@ func TestEndToEndOnRealPods(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	secret, ca, err := devstack.LoadSample(filepath.Join(root, "config", "samples", "bitcoind.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The application's event receiver listens where pods reach the host.
-	app := &eventstest.EventReceiver{Key: []byte(secret.StringData["event-signing-key"])}
+	app := &eventstest.EventReceiver{}
 	appLn, err := net.Listen("tcp", devstack.HostIP+":0")
 	if err != nil {
 		t.Fatal(err)
@@ -83,13 +77,9 @@ func TestEndToEndOnRealPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass := st.BTC.Credentials()
-	secret.Namespace, ca.Namespace = ns, ns
-	secret.StringData["database-url"] = podDB
-	secret.StringData["rpc-username"], secret.StringData["rpc-password"] = user, pass
-	secret.StringData["wallet-passphrase"] = btctest.WalletPassphrase
-	ca.Spec.Backend.Bitcoind.URL = st.BTC.WalletURLOn()
-	ca.Spec.Events[0].HTTP.URL = "http://" + appLn.Addr().String() + "/events"
+	secret, ca := bitcoindSample(t, root, podDB, st.BTC.WalletURLOn(), "http://"+appLn.Addr().String()+"/events", st.BTC)
+	app.Key = []byte(secret.StringData["event-signing-key"])
+	_, pass := st.BTC.Credentials()
 	apiToken, hookToken := secret.StringData["api-token"], secret.StringData["walletnotify-token"]
 	key := client.ObjectKey{Namespace: ns, Name: ca.Name}
 	helperName := ca.Name + "-helper"
@@ -104,10 +94,10 @@ func TestEndToEndOnRealPods(t *testing.T) {
 	}
 	condition := func(typ string) *metav1.Condition { return meta.FindStatusCondition(getCA().Status.Conditions, typ) }
 	var apiAddr, hookAddr string
-	api := func(method, path string, body, out any) int {
+	api := apiFunc(func(method, path string, body, out any) int {
 		t.Helper()
 		return testassets.APIRequest(t, apiAddr, apiToken, method, path, nil, body, out)
-	}
+	})
 	notify := func(txid string) {
 		t.Helper()
 		// What bitcoind's walletnotify does, through the Service.
@@ -117,16 +107,7 @@ func TestEndToEndOnRealPods(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	balance := func(account int64, want string) func() error {
-		return func() error {
-			var a struct{ Balance string }
-			api("GET", fmt.Sprintf("/v1/accounts/%d", account), nil, &a)
-			if a.Balance != want {
-				return fmt.Errorf("balance %s, want %s", a.Balance, want)
-			}
-			return nil
-		}
-	}
+	balance := func(account int64, want string) func() error { return balanceIs(api, account, want) }
 	helperPod := func() (*corev1.Pod, error) {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + ca.Name})
 		if err != nil {
@@ -215,7 +196,6 @@ func TestEndToEndOnRealPods(t *testing.T) {
 		t.Logf("helper API through its Service: http://%s, walletnotify: http://%s", apiAddr, hookAddr)
 	})
 
-	var deposit string
 	t.Run("2 a deposit notified through the Service is booked, credited and announced", func(t *testing.T) {
 		if code := api("POST", "/v1/accounts", map[string]string{"name": "alice"}, &acct); code != http.StatusCreated {
 			t.Fatalf("account: %d", code)
@@ -223,28 +203,7 @@ func TestEndToEndOnRealPods(t *testing.T) {
 		if code := api("POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
 			t.Fatalf("address: %d", code)
 		}
-		deposit = st.BTC.MustPay(t, addr.Address, 250_000_000)
-		notify(deposit)
-		testassets.Eventually(t, 30*time.Second, "booked", func() error {
-			var txs []struct {
-				TxID  string `json:"txid"`
-				State string `json:"state"`
-			}
-			api("GET", fmt.Sprintf("/v1/transactions?account=%d", acct.ID), nil, &txs)
-			if len(txs) != 1 || txs[0].TxID != deposit {
-				return fmt.Errorf("transactions %+v", txs)
-			}
-			return nil
-		})
-		st.BTC.MustMine(t, 3)
-		testassets.Eventually(t, 90*time.Second, "credited", balance(acct.ID, "2.50000000"))
-		testassets.Eventually(t, 90*time.Second, "signed credited event received", func() error {
-			if !app.Credited(deposit) {
-				_, bad := app.Counts()
-				return fmt.Errorf("no credited event yet (%d badly signed)", bad)
-			}
-			return nil
-		})
+		depositCredited(t, api, st.BTC, app, acct.ID, addr.Address, 250_000_000, "2.50000000", notify)
 		testassets.Eventually(t, time.Minute, "BackendReachable and LedgerReachable written by the helper", func() error {
 			cur := getCA()
 			for _, typ := range []string{v1alpha1.ConditionBackendReachable, v1alpha1.ConditionLedgerReachable} {
@@ -314,17 +273,9 @@ func TestEndToEndOnRealPods(t *testing.T) {
 			}
 			return nil
 		})
-		raw, err := st.BTC.Wallet.RawRequest("listtransactions", []json.RawMessage{json.RawMessage(`"*"`), json.RawMessage("1000")})
+		n, err := st.BTC.PaymentsTo(payee.String())
 		if err != nil {
 			t.Fatal(err)
-		}
-		var list []struct{ Category, Address string }
-		_ = json.Unmarshal(raw, &list)
-		n := 0
-		for _, e := range list {
-			if e.Category == "send" && e.Address == payee.String() {
-				n++
-			}
 		}
 		if n != 1 {
 			t.Fatalf("btcwallet shows %d payments to the payee, want exactly 1", n)
@@ -334,16 +285,7 @@ func TestEndToEndOnRealPods(t *testing.T) {
 	t.Run("4 a rescan by annotation finds an unnotified payment", func(t *testing.T) {
 		st.BTC.MustPay(t, addr.Address, 10_000_000)
 		st.BTC.MustMine(t, 3)
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1alpha1.RescanAnnotation: "pods-1"}}})
-		if err := k.Patch(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			t.Fatal(err)
-		}
-		testassets.Eventually(t, 2*time.Minute, "rescan Succeeded", func() error {
-			if r := getCA().Status.Rescan; r == nil || r.HandledToken != "pods-1" || r.Phase != v1alpha1.RescanSucceeded || r.TransactionsFound < 2 {
-				return fmt.Errorf("status.rescan %+v", r)
-			}
-			return nil
-		})
+		requestRescan(t, ctx, k, key, "pods-1", 2)
 		testassets.Eventually(t, 90*time.Second, "the payment credited", balance(acct.ID, "2.20000000"))
 	})
 
@@ -353,17 +295,7 @@ func TestEndToEndOnRealPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		const rotated = "rotated-rpc-password-2"
-		var s corev1.Secret
-		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret.Name}, &s); err != nil {
-			t.Fatal(err)
-		}
-		s.Data["rpc-password"] = []byte(rotated)
-		if err := k.Update(ctx, &s); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.BTC.SetWalletPassword(rotated); err != nil {
-			t.Fatal(err)
-		}
+		rotateRPCPassword(t, ctx, k, st.BTC, secret.Name, rotated)
 		pass = rotated
 		rotatedAt := time.Now()
 		testassets.Eventually(t, 3*time.Minute, "a new pod Ready", func() error {
