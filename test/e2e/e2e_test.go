@@ -55,7 +55,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Stop()
+	// A cleanup, not a defer: it runs even when a step panics, so no server outlives the test.
+	t.Cleanup(st.Stop)
 	k := st.Client
 
 	// The application's event receiver.
@@ -247,7 +248,10 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("7 deleting the CryptoAsset collects its objects and stops the helper; the ledger stays", func(t *testing.T) {
-		h, _ := st.Launcher.Get(ns, ca.Name+"-helper")
+		h, ok := st.Launcher.Get(ns, ca.Name+"-helper")
+		if !ok {
+			t.Fatal("no helper process before the deletion")
+		}
 		if err := k.Delete(ctx, &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ca.Name}}); err != nil {
 			t.Fatal(err)
 		}

@@ -51,12 +51,13 @@ func TestEndToEndOnRealPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) }) // after st.Stop: cleanups run last-in first-out
 	st, err := devstack.StartPods(ctx, devstack.PodOptions{Root: root, Bin: bin, Dir: dir, Version: "e2e", Bitcoin: true, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Stop()
+	// A cleanup, not a defer: it runs even when a step panics, so no server outlives the test.
+	t.Cleanup(st.Stop)
 	t.Logf("figures: node Ready %s after start; helm install --wait (operator pod Ready) %s", st.Node.NodeReady.Round(time.Millisecond), st.HelmInstall.Round(time.Millisecond))
 	k := st.Client
 	cs, err := kubernetes.NewForConfig(st.Rest)

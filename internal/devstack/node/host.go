@@ -118,6 +118,27 @@ func killStray(dir string, log logr.Logger) {
 	}
 }
 
+// mountsUnder lists the mount points at or below dir.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 {
+			p := unescapeMount(fields[4])
+			if p == dir || strings.HasPrefix(p, dir+"/") {
+				points = append(points, p)
+			}
+		}
+	}
+	return points
+}
+
 // unmountUnder unmounts everything mounted below dir (kubelet's volumes, containerd's rootfs and
 // network namespaces), deepest first.
 func unmountUnder(dir string, log logr.Logger) {
@@ -125,19 +146,7 @@ func unmountUnder(dir string, log logr.Logger) {
 		return
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		f, err := os.Open("/proc/self/mountinfo")
-		if err != nil {
-			return
-		}
-		var points []string
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-				points = append(points, unescapeMount(fields[4]))
-			}
-		}
-		f.Close()
+		points := mountsUnder(dir)
 		if len(points) == 0 {
 			return
 		}
@@ -148,6 +157,16 @@ func unmountUnder(dir string, log logr.Logger) {
 			}
 		}
 	}
+}
+
+// wipe removes dir and what an earlier node left in it. Mounts go first: removing files through
+// a volume's bind mount would delete them where they really live.
+func wipe(dir string, log logr.Logger) error {
+	unmountUnder(dir, log)
+	if m := mountsUnder(dir); len(m) > 0 {
+		return fmt.Errorf("cannot clear %s: still mounted there: %s", dir, strings.Join(m, ", "))
+	}
+	return os.RemoveAll(dir)
 }
 
 func unescapeMount(s string) string {

@@ -173,11 +173,6 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"logs", "pki", "etcd", "containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"} {
-		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o700); err != nil {
-			return nil, err
-		}
-	}
 	n := &Node{opts: opts, ContainerdSocket: filepath.Join(opts.Dir, "containerd", "sock")}
 	log := opts.Log
 	if n.host, err = claimHost(opts.Dir, Bridge, log); err != nil {
@@ -188,6 +183,16 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 			n.Stop()
 		}
 	}()
+	// A new cluster every time: an earlier run's etcd, kubelet and containerd state would bring
+	// back its pods, with credentials signed by keys that no longer exist.
+	if err := wipe(opts.Dir, log); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"logs", "pki", "etcd", "containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"} {
+		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
 	began := time.Now()
 
 	// The bridge exists before the API server so that it can listen on the gateway address,
