@@ -47,6 +47,13 @@ func newHealth() *health {
 	return &health{components: map[string]componentState{}, required: map[string]bool{}, busy: map[string]busyState{}, now: time.Now}
 }
 
+// notify makes f hear of every component whose state changes from now on.
+func (h *health) notify(f func(name string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.onChange = f
+}
+
 // require makes a component part of readiness.
 func (h *health) require(names ...string) {
 	h.mu.Lock()

@@ -351,8 +351,8 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		if err != nil {
 			return fmt.Errorf("creating the Kubernetes client for conditions: %w", err)
 		}
-		h.onChange = cw.changed
-		cw.changed("ledger")
+		h.notify(cw.changed)
+		cw.changed("ledger") // what is known already
 		wg.Add(1)
 		go func() { defer wg.Done(); cw.run(ctx) }()
 	}
