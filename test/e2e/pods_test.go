@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -316,9 +318,17 @@ func TestEndToEndOnRealPods(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("HTTP %d", resp.StatusCode)
+				p, _ := helperPod()
+				var ip string
+				if p != nil {
+					ip = p.Status.PodIP
+				}
+				nat, _ := exec.Command("sh", "-c", "iptables-save -t nat | grep -c "+strings.Split(hookAddr, ":")[0]).Output()
+				return fmt.Errorf("HTTP %d %s %q (helper pod IP %s, ready endpoints %d, NAT rules for the ClusterIP %s)",
+					resp.StatusCode, resp.Header, body, ip, readyEndpoints(), strings.TrimSpace(string(nat)))
 			}
 			return nil
 		})

@@ -174,8 +174,32 @@ func unescapeMount(s string) string {
 	return r.Replace(s)
 }
 
-// chainPrefixes are the iptables chains kubelet, kube-proxy and the CNI plugins create.
-var chainPrefixes = []string{"KUBE-", "CNI-"}
+// chainPrefixes are the iptables chains kubelet, kube-proxy and the CNI plugins create, and the
+// node's own (fenceChain).
+var chainPrefixes = []string{"KUBE-", "CNI-", "CRYPTOASSETS-"}
+
+// fenceChain keeps pod traffic on this machine.
+const fenceChain = "CRYPTOASSETS-LOCAL"
+
+// fence keeps every packet of the node on this machine: the Service range is routed onto the
+// bridge, so a ClusterIP that kube-proxy has not (yet) programmed goes nowhere instead of out of
+// the default route; and a packet from a pod that would be forwarded to any interface but the
+// bridge is rejected. Pods reach the host and each other, nothing beyond.
+func fence(bridge, podCIDR, serviceCIDR string) error {
+	for _, args := range [][]string{
+		{"ip", "route", "add", serviceCIDR, "dev", bridge},
+		{"iptables", "-N", fenceChain},
+		{"iptables", "-A", fenceChain, "-s", podCIDR, "!", "-o", bridge, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"},
+		{"iptables", "-A", fenceChain, "-d", serviceCIDR, "!", "-o", bridge, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"},
+		{"iptables", "-I", "FORWARD", "1", "-j", fenceChain},
+		{"iptables", "-I", "OUTPUT", "1", "-d", serviceCIDR, "!", "-o", bridge, "-j", fenceChain},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
 
 func ours(chain string) bool {
 	for _, p := range chainPrefixes {

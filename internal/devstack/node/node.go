@@ -202,6 +202,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
+	if err := fence(Bridge, podCIDR, ServiceCIDR); err != nil {
+		return nil, fmt.Errorf("keeping the node's traffic on this machine: %w", err)
+	}
 
 	if n.pki, err = newPKI(filepath.Join(opts.Dir, "pki")); err != nil {
 		return nil, err

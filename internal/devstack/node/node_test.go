@@ -62,6 +62,16 @@ func TestNodeRunsPodsAndLeavesTheHostAsItWas(t *testing.T) {
 	}()
 	t.Logf("control plane ready after %s, node Ready after %s", n.ControlPlaneReady, n.NodeReady)
 
+	// The node's traffic stays on this machine: a ClusterIP kube-proxy has not programmed routes
+	// onto the bridge (not out of the default route), and pods are fenced in. Checked by looking,
+	// not by sending a packet that could leave if the fence were broken.
+	if out, err := exec.Command("ip", "route", "get", "10.96.0.250").CombinedOutput(); err != nil || !strings.Contains(string(out), "dev "+node.Bridge) {
+		t.Errorf("an unprogrammed ClusterIP routes %q (%v), want dev %s", out, err, node.Bridge)
+	}
+	if out, _ := exec.Command("iptables", "-S", "FORWARD").Output(); !strings.Contains(string(out), "-j CRYPTOASSETS-LOCAL") {
+		t.Errorf("FORWARD does not fence pods in:\n%s", out)
+	}
+
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "version", Namespace: "default"},
 		Spec: corev1.PodSpec{
@@ -121,7 +131,7 @@ func hostSnapshot(t *testing.T) string {
 	for _, family := range []string{"iptables-save", "ip6tables-save"} {
 		out, _ := exec.Command(family).Output()
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, "KUBE-") || strings.Contains(l, "CNI-") {
+			if strings.Contains(l, "KUBE-") || strings.Contains(l, "CNI-") || strings.Contains(l, "CRYPTOASSETS-") {
 				fmt.Fprintf(&b, "%s: %s\n", family, l)
 			}
 		}
@@ -132,6 +142,8 @@ func hostSnapshot(t *testing.T) string {
 			fmt.Fprintf(&b, "link: %s\n", l)
 		}
 	}
+	routes, _ := exec.Command("ip", "route").Output()
+	fmt.Fprintf(&b, "routes:\n%s", routes)
 	cg, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
 	fmt.Fprintf(&b, "cgroups: %v\n", cg)
 	return b.String()
