@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
 	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 )
 
@@ -95,4 +96,24 @@ func LitecoinCore(c **btctest.Core) Starter {
 		*c = core
 		return core.Stop, nil
 	}
+}
+
+// RealNode returns the directory of the built tools (E2E_BIN) for a test that runs a real node
+// (internal/devstack/node). Outside `make test` it skips the test; under it (REQUIRE_TEST_ASSETS)
+// a machine that cannot run a node fails the test with what is missing.
+func RealNode(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("E2E_BIN")
+	err := node.Preflight(bin)
+	if bin == "" {
+		err = fmt.Errorf("E2E_BIN is not set")
+	}
+	if err == nil {
+		return bin
+	}
+	if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+		t.Fatalf("a real node cannot run here: %v", err)
+	}
+	t.Skipf("a real node cannot run here (%v): `make test` runs this", err)
+	return ""
 }

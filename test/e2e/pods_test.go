@@ -28,7 +28,6 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/controllers"
 	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
@@ -40,13 +39,7 @@ import (
 // bitcoind sample as a real helper pod, PostgreSQL and btcd/btcwallet on the host. The
 // application and walletnotify reach the helper only through its Service's ClusterIP.
 func TestEndToEndOnRealPods(t *testing.T) {
-	bin := os.Getenv("E2E_BIN")
-	if bin == "" || node.Preflight(bin) != nil {
-		if code, _ := testassets.Check("E2E_BIN"); code != 0 {
-			t.Fatalf("a real node cannot run here: %v", node.Preflight(bin))
-		}
-		t.Skip("E2E_BIN not set or no real node possible: `make test` runs this")
-	}
+	bin := testassets.RealNode(t)
 	ctx := context.Background()
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	dir, err := os.MkdirTemp("", "cae2e")

@@ -25,13 +25,7 @@ import (
 // the host has no trace of it: no processes, mounts, iptables chains, bridge, cgroups or
 // changed sysctls.
 func TestNodeRunsPodsAndLeavesTheHostAsItWas(t *testing.T) {
-	bin := os.Getenv("E2E_BIN")
-	if bin == "" || node.Preflight(bin) != nil {
-		if code, _ := testassets.Check("E2E_BIN"); code != 0 {
-			t.Fatalf("the real node cannot start here: %v", node.Preflight(bin))
-		}
-		t.Skip("E2E_BIN not set or a real node cannot run here: `make test` runs this")
-	}
+	bin := testassets.RealNode(t)
 	ctx := context.Background()
 	root, _ := filepath.Abs(filepath.Join("..", "..", ".."))
 	imgDir := t.TempDir()
