@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,10 +43,12 @@ type conditionWriter struct {
 	log       logr.Logger
 }
 
-// conditionComponents maps the health component a condition reports.
-var conditionComponents = map[string]string{
-	v1alpha1.ConditionBackendReachable: "backend",
-	v1alpha1.ConditionLedgerReachable:  "ledger",
+// reported lists each condition the helper writes with the health component it reports.
+func reported() []struct{ condition, component string } {
+	return []struct{ condition, component string }{
+		{v1alpha1.ConditionBackendReachable, "backend"},
+		{v1alpha1.ConditionLedgerReachable, "ledger"},
+	}
 }
 
 func newConditionWriter(cfg *rest.Config, key types.NamespacedName, h *health, simulated bool, log logr.Logger) (*conditionWriter, error) {
@@ -62,12 +65,14 @@ func newConditionWriter(cfg *rest.Config, key types.NamespacedName, h *health, s
 
 // changed is health's onChange hook.
 func (w *conditionWriter) changed(component string) {
-	if component != "backend" && component != "ledger" {
-		return
-	}
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	for _, r := range reported() {
+		if r.component == component {
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+			return
+		}
 	}
 }
 
@@ -103,8 +108,9 @@ func (w *conditionWriter) write(ctx context.Context) error {
 			return err
 		}
 		orig := ca.DeepCopy()
-		for typ, component := range conditionComponents {
-			st, ok := w.health.get(component)
+		for _, r := range reported() {
+			typ := r.condition
+			st, ok := w.health.get(r.component)
 			if !ok {
 				continue // not contacted yet: say nothing rather than guess
 			}
@@ -117,7 +123,7 @@ func (w *conditionWriter) write(ctx context.Context) error {
 			}
 			meta.SetStatusCondition(&ca.Status.Conditions, c)
 		}
-		if equalConditions(orig.Status.Conditions, ca.Status.Conditions) {
+		if equality.Semantic.DeepEqual(orig.Status.Conditions, ca.Status.Conditions) {
 			return nil
 		}
 		err := w.client.Status().Patch(ctx, &ca, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
@@ -126,19 +132,6 @@ func (w *conditionWriter) write(ctx context.Context) error {
 		}
 		return err
 	})
-}
-
-func equalConditions(a, b []metav1.Condition) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || x.ObservedGeneration != y.ObservedGeneration {
-			return false
-		}
-	}
-	return true
 }
 
 func truncateMessage(s string) string {
