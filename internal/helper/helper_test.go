@@ -113,10 +113,12 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	// A second helper for the same asset waits, not ready, while the first is active.
 	standby := testassets.HelperConfig(t, node, dbURL, "http://"+appAddr+"/events")
 	start(t, standby)
-	time.Sleep(time.Second)
-	if err := ready(standby); err == nil || !strings.Contains(err.Error(), "waiting for the advisory lock") {
-		t.Fatalf("standby helper: %v", err)
-	}
+	testassets.Eventually(t, 60*time.Second, "standby helper waiting for the lock", func() error {
+		if err := ready(standby); err == nil || !strings.Contains(err.Error(), "waiting for the advisory lock") {
+			return fmt.Errorf("standby helper: %v", err)
+		}
+		return nil
+	})
 
 	// API: authentication and field-naming errors.
 	if code := call(t, cfg, "GET", "/v1/accounts", "", nil, nil, nil); code != http.StatusUnauthorized {
