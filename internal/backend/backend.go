@@ -41,8 +41,11 @@ type Transaction struct {
 	// Confirmations: 0 unconfirmed; -1 when the backend considers it conflicted or gone
 	// (double-spent, reorganised out).
 	Confirmations int32
-	BlockHash     string
-	BlockHeight   int64
+	// Conflicted: another transaction spending the same inputs is on the best chain, so this
+	// one can never confirm. Confirmations is -1 then.
+	Conflicted  bool
+	BlockHash   string
+	BlockHeight int64
 	// Received lists outputs paying the wallet; Sent is true when the wallet paid for it.
 	Received []Output
 	Sent     bool
@@ -93,6 +96,14 @@ type Backend interface {
 	// RecentSends lists the wallet's own record of the payments it made since a time. The
 	// broadcaster uses it to learn whether a send whose answer was lost went out.
 	RecentSends(ctx context.Context, since time.Time) ([]Send, error)
+}
+
+// RecentLister is a backend with a second way to list the wallet's transactions, for when Since
+// fails for a reason other than an unknown cursor.
+type RecentLister interface {
+	// Recent lists the wallet's transactions mined at downToHeight or later, and the unconfirmed
+	// ones, and returns the tip it listed to.
+	Recent(ctx context.Context, downToHeight int64) ([]Transaction, Tip, error)
 }
 
 // ScanInWindows hands txs (all from heights fromHeight..tipHeight, or unconfirmed) to visit in

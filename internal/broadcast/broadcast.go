@@ -200,8 +200,12 @@ func (b *Broadcaster) followConfirmations(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("following %s: %w", txid, err)
 		}
-		if _, err := b.ledger.RecordBroadcastConfirmations(ctx, txid, tx.Confirmations, tx.BlockHash, tx.BlockHeight); err != nil {
+		changed, err := b.ledger.RecordBroadcastConfirmations(ctx, txid, tx.Confirmations, tx.BlockHash, tx.BlockHeight, tx.Conflicted)
+		if err != nil {
 			return err
+		}
+		if changed && tx.Conflicted {
+			b.log.Info("our broadcast was double-spent on the best chain; its sends need review and are not paid again", "txid", txid)
 		}
 		if err := b.ledger.BookFee(ctx, txid, tx.Fee); err != nil {
 			return err

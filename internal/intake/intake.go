@@ -63,6 +63,7 @@ func (in *Intake) bookTx(ctx context.Context, tx backend.Transaction, r *Result)
 		up, err := in.ledger.RecordDeposit(ctx, ledger.Observation{
 			TxID: tx.TxID, Output: o.Index, Address: o.Address, Amount: o.Amount,
 			Confirmations: tx.Confirmations, BlockHash: tx.BlockHash, BlockHeight: tx.BlockHeight,
+			Conflicted: tx.Conflicted,
 		})
 		if errors.Is(err, ledger.ErrNotOurAddress) {
 			continue // change of our own sends, or an address the ledger does not hand out
@@ -74,7 +75,9 @@ func (in *Intake) bookTx(ctx context.Context, tx backend.Transaction, r *Result)
 		r.add(up)
 		if up.Uncredited {
 			in.log.Info("deposit lost confirmations and was taken back", "txid", tx.TxID, "output", o.Index,
-				"confirmations", tx.Confirmations, "amount", o.Amount)
+				"confirmations", tx.Confirmations, "conflicted", tx.Conflicted, "amount", o.Amount)
+		} else if up.Changed && tx.Conflicted {
+			in.log.Info("deposit was double-spent; it will never be credited", "txid", tx.TxID, "output", o.Index, "amount", o.Amount)
 		}
 	}
 	return ours, fresh, nil
@@ -97,14 +100,28 @@ func (in *Intake) Notify(ctx context.Context, txid string) (Result, error) {
 
 // CatchUp books what the wallet saw since the cursor, re-checks every deposit still followed, and
 // moves the cursor. It is what the poll timer, start-up and every notification source's
-// reconnect run.
+// reconnect run. The re-check does not depend on the listing: a wallet whose listing breaks (as
+// btcwallet's does after some double spends) must not freeze credits that are due.
 func (in *Intake) CatchUp(ctx context.Context) (Result, error) {
 	in.catchUp.Lock()
 	defer in.catchUp.Unlock()
 	var r Result
+	listErr := in.list(ctx, &r)
+	if err := in.refreshOpen(ctx, &r); err != nil {
+		return r, errors.Join(listErr, err)
+	}
+	return r, listErr
+}
+
+// recentMargin is how many blocks below the cursor the fallback listing reaches: blocks the cursor
+// passed may have been replaced by a reorganisation since.
+const recentMargin = 100
+
+// list books the wallet's transactions since the cursor and moves the cursor to the tip.
+func (in *Intake) list(ctx context.Context, r *Result) error {
 	cur, ok, err := in.ledger.Cursor(ctx)
 	if err != nil {
-		return r, fmt.Errorf("reading the cursor: %w", err)
+		return fmt.Errorf("reading the cursor: %w", err)
 	}
 	from := ""
 	if ok {
@@ -112,27 +129,36 @@ func (in *Intake) CatchUp(ctx context.Context) (Result, error) {
 	}
 	txs, tip, err := in.backend.Since(ctx, from)
 	if errors.Is(err, backend.ErrRejected) && from != "" {
-		// The cursor's block is unknown to the backend (reorganised away, or a new node):
-		// read the whole history again; booking is idempotent.
-		in.log.Info("the backend does not know the cursor block; catching up from the start", "cursor", cur.Hash, "height", cur.Height)
+		// Most often the cursor's block is unknown to the backend (reorganised away, or a new
+		// node), but the backend's own words say what happened: read the whole history again;
+		// booking is idempotent.
+		in.log.Info("listing since the cursor was refused; listing the wallet's whole history", "cursor", cur.Hash, "height", cur.Height,
+			"reason", err.Error())
 		txs, tip, err = in.backend.Since(ctx, "")
 	}
+	if lister, ok := in.backend.(backend.RecentLister); ok && err != nil && ctx.Err() == nil && !errors.Is(err, backend.ErrUnreachable) {
+		// The wallet's listing itself is broken, not the way to it: list another way, back to a
+		// little before the cursor, and say why every time.
+		in.log.Error(err, "listing since the cursor failed; listing recent wallet transactions instead", "cursor", cur.Hash, "height", cur.Height)
+		sinceErr := err
+		txs, tip, err = lister.Recent(ctx, cur.Height-recentMargin)
+		if err != nil {
+			err = fmt.Errorf("%w; listing recent transactions instead failed too: %w", sinceErr, err)
+		}
+	}
 	if err != nil {
-		return r, fmt.Errorf("listing transactions since %q: %w", from, err)
+		return fmt.Errorf("listing transactions since %q: %w", from, err)
 	}
 	for _, tx := range txs {
 		r.Seen++
-		if err := in.book(ctx, tx, &r); err != nil {
-			return r, err
+		if err := in.book(ctx, tx, r); err != nil {
+			return err
 		}
 	}
-	if err := in.refreshOpen(ctx, &r); err != nil {
-		return r, err
-	}
 	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
-		return r, fmt.Errorf("moving the cursor: %w", err)
+		return fmt.Errorf("moving the cursor: %w", err)
 	}
-	return r, nil
+	return nil
 }
 
 // refreshOpen asks the backend about every deposit below the tracking horizon.

@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -281,6 +282,57 @@ func TestRescanFindsWhatNotificationsMissed(t *testing.T) {
 	}
 	if _, err := f.intake.Rescan(ctx, tip.Height+10, nil); !errors.Is(err, backend.ErrRejected) || !strings.Contains(err.Error(), "above the tip") {
 		t.Fatalf("rescan above the tip: %v", err)
+	}
+	f.check(t)
+}
+
+// brokenListing is the real wallet with its listsinceblock failing on every call, as btcwallet's
+// does after some double spends; recentToo breaks the fallback listing as well.
+type brokenListing struct {
+	*bitcoind.Client
+	recentToo bool
+}
+
+func (b brokenListing) Since(context.Context, string) ([]backend.Transaction, backend.Tip, error) {
+	return nil, backend.Tip{}, fmt.Errorf("listsinceblock: %w: missing transaction %s for block 120 (code -4)", backend.ErrRejected, strings.Repeat("ab", 32))
+}
+
+func (b brokenListing) Recent(ctx context.Context, downTo int64) ([]backend.Transaction, backend.Tip, error) {
+	if b.recentToo {
+		return nil, backend.Tip{}, fmt.Errorf("listtransactions: %w: broken too", backend.ErrRejected)
+	}
+	return b.Client.Recent(ctx, downTo)
+}
+
+func TestABrokenListingDoesNotFreezeCredits(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	alice, _ := f.ledger.CreateAccount(ctx, "alice")
+	addr := f.receivingAddress(t, alice.ID)
+
+	// Only the fallback listing can find a payment nobody announced.
+	in := New(f.ledger, brokenListing{Client: f.backend}, testr.New(t))
+	missed := node.MustPay(t, addr, 40_000_000)
+	node.MustMine(t, 3)
+	r, err := in.CatchUp(ctx)
+	if err != nil || r.Booked != 1 || r.Credited != 1 || f.balance(t, alice.ID) != 40_000_000 {
+		t.Fatalf("catch-up through the fallback listing: %+v %v, balance %d (missed %s)", r, err, f.balance(t, alice.ID), missed)
+	}
+
+	// With no listing at all, a deposit the ledger already follows is still credited: the
+	// re-check does not wait for a listing that succeeds, and the failure is reported.
+	in = New(f.ledger, brokenListing{Client: f.backend, recentToo: true}, testr.New(t))
+	announced := node.MustPay(t, addr, 5_000_000)
+	if r, err := in.Notify(ctx, announced); err != nil || r.Booked != 1 {
+		t.Fatalf("notification: %+v %v", r, err)
+	}
+	node.MustMine(t, 3)
+	r, err = in.CatchUp(ctx)
+	if err == nil || !strings.Contains(err.Error(), "missing transaction") || !strings.Contains(err.Error(), "broken too") {
+		t.Fatalf("catch-up with no listing should say both listings failed: %v", err)
+	}
+	if r.Credited != 1 || f.balance(t, alice.ID) != 45_000_000 {
+		t.Fatalf("re-check without a listing: %+v, balance %d", r, f.balance(t, alice.ID))
 	}
 	f.check(t)
 }

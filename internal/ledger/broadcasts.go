@@ -206,7 +206,8 @@ func (l *Ledger) BookFee(ctx context.Context, txid string, fee Amount) error {
 
 // OpenBroadcastTxIDs lists our broadcasts whose confirmations are still followed.
 func (l *Ledger) OpenBroadcastTxIDs(ctx context.Context) ([]string, error) {
-	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast' AND confirmations < $2 ORDER BY id`,
+	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions n WHERE asset_id = $1 AND kind = 'broadcast' AND confirmations < $2
+		AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.network_transaction_id = n.id AND t.state = 'needs_review') ORDER BY id`,
 		l.assetID, l.opts.MaxTrackedConfirmations)
 	if err != nil {
 		return nil, err
@@ -215,10 +216,16 @@ func (l *Ledger) OpenBroadcastTxIDs(ctx context.Context) ([]string, error) {
 }
 
 // RecordBroadcastConfirmations follows a broadcast's confirmations: its sends become confirmed at
-// the asset's threshold, and each change is reported.
-func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, confirmations int32, blockHash string, height int64) (changed bool, err error) {
+// the asset's threshold, go back to broadcasted when a reorganisation unconfirms them, and each
+// change is reported. A conflicted broadcast (its inputs spent by another transaction on the best
+// chain) did not pay: its sends go to needs_review, for a person to decide, and are never paid
+// again on their own.
+func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, confirmations int32, blockHash string, height int64, conflicted bool) (changed bool, err error) {
 	if confirmations > l.opts.MaxTrackedConfirmations {
 		confirmations = l.opts.MaxTrackedConfirmations
+	}
+	if conflicted {
+		confirmations, blockHash, height = -1, "", 0
 	}
 	err = inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
 		var ntID int64
@@ -236,7 +243,10 @@ func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, 
 			return err
 		}
 		state := "broadcasted"
-		if confirmations >= l.opts.Confirmations {
+		switch {
+		case conflicted:
+			state = "needs_review"
+		case confirmations >= l.opts.Confirmations:
 			state = "confirmed"
 		}
 		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = $1, updated_at = now() WHERE network_transaction_id = $2 AND kind = 'outgoing'`, state, ntID); err != nil {

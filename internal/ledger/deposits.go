@@ -20,6 +20,9 @@ type Observation struct {
 	Confirmations int32
 	BlockHash     string
 	BlockHeight   int64
+	// Conflicted: the transaction was double-spent on the best chain. The deposit is taken back
+	// and is never credited again.
+	Conflicted bool
 }
 
 // DepositUpdate says what booking an observation changed.
@@ -64,6 +67,9 @@ func (l *Ledger) RecordDeposit(ctx context.Context, o Observation) (DepositUpdat
 		if conf > l.opts.MaxTrackedConfirmations {
 			conf = l.opts.MaxTrackedConfirmations
 		}
+		if o.Conflicted {
+			conf = -1
+		}
 		var ntID int64
 		var oldConf int32
 		err = tx.QueryRow(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations, block_hash, block_height)
@@ -74,8 +80,10 @@ func (l *Ledger) RecordDeposit(ctx context.Context, o Observation) (DepositUpdat
 			return err
 		}
 		if oldConf != conf {
+			// A conflicted transaction keeps the -1 it was given (see the state check below).
 			if _, err := tx.Exec(ctx, `UPDATE network_transactions SET confirmations = $1, block_hash = nullif($2, ''), block_height = nullif($3, 0), updated_at = now()
-				WHERE id = $4`, conf, o.BlockHash, o.BlockHeight, ntID); err != nil {
+				WHERE id = $4 AND NOT EXISTS (SELECT 1 FROM transactions WHERE network_transaction_id = $4 AND state = 'conflicted')`,
+				conf, o.BlockHash, o.BlockHeight, ntID); err != nil {
 				return err
 			}
 		}
@@ -109,8 +117,12 @@ func (l *Ledger) RecordDeposit(ctx context.Context, o Observation) (DepositUpdat
 				o.TxID, o.Output, amount.Format(l.coin.Decimals), o.Address, o.Amount.Format(l.coin.Decimals), o.Address, ErrInconsistent)
 		}
 
+		if state == "conflicted" {
+			// Final: a double spend on the best chain is not undone by what a wallet says later.
+			return nil
+		}
 		newState := state
-		want := conf >= l.opts.Confirmations
+		want := conf >= l.opts.Confirmations && !o.Conflicted
 		switch {
 		case want && !credited:
 			account, err := l.lockAccount(ctx, tx, receiver)
@@ -134,6 +146,11 @@ func (l *Ledger) RecordDeposit(ctx context.Context, o Observation) (DepositUpdat
 			if conf < 0 {
 				newState = "reverted"
 			}
+			if o.Conflicted {
+				newState = "conflicted"
+			}
+		case o.Conflicted:
+			newState = "conflicted"
 		case !want && conf < 0:
 			newState = "reverted"
 		case !want:
@@ -186,7 +203,7 @@ func (l *Ledger) txUpdatePayload(t Transaction, ntID int64, up DepositUpdate) Tx
 		TransactionID: t.ID, NetworkTransactionID: ntID, TxID: t.TxID, OutputIndex: t.OutputIndex,
 		AccountID: t.ReceivingAccountID, Address: t.Address, Amount: t.Amount.Format(l.coin.Decimals),
 		Confirmations: t.Confirmations, Credited: t.Credited, State: t.State, Processed: t.ProcessedAt != nil,
-		Reverted: up.Uncredited || t.State == "reverted",
+		Reverted: up.Uncredited || t.State == "reverted" || t.State == "conflicted",
 	}
 }
 
@@ -241,7 +258,7 @@ func (l *Ledger) OpenDeposits(ctx context.Context) ([]Observation, error) {
 		FROM transactions t
 		JOIN network_transactions n ON n.id = t.network_transaction_id
 		JOIN addresses a ON a.id = t.address_id
-		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.confirmations < $2
+		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.confirmations < $2 AND t.state <> 'conflicted'
 		ORDER BY n.id, t.output_index`, l.assetID, l.opts.MaxTrackedConfirmations)
 	if err != nil {
 		return nil, err

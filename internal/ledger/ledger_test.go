@@ -489,3 +489,42 @@ func TestConcurrentTransfers(t *testing.T) {
 	}
 	mustCheck(t, pool)
 }
+
+func TestConflictedDepositIsFinal(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool, "app")
+	alice, _ := l.CreateAccount(ctx, "alice")
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	record := func(o Observation) DepositUpdate {
+		t.Helper()
+		o.TxID, o.Output, o.Address, o.Amount = "bb22", 0, "addr-alice", 70_000
+		up, err := l.RecordDeposit(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCheck(t, pool)
+		return up
+	}
+	if up := record(Observation{Confirmations: 3, BlockHash: "b1", BlockHeight: 10}); !up.Credited {
+		t.Fatalf("credited at the threshold: %+v", up)
+	}
+	up := record(Observation{Confirmations: -1, Conflicted: true})
+	if !up.Uncredited || up.Transaction.State != "conflicted" || up.Transaction.Confirmations != -1 || balance(t, l, alice.ID) != 0 {
+		t.Fatalf("double-spent: %+v, balance %d", up, balance(t, l, alice.ID))
+	}
+	// Whatever a wallet says later (btcwallet keeps a stale block for it), it stays taken back.
+	if up := record(Observation{Confirmations: 5, BlockHash: "b1", BlockHeight: 10}); up.Changed || up.Credited || balance(t, l, alice.ID) != 0 {
+		t.Fatalf("a later observation changed a conflicted deposit: %+v", up)
+	}
+	var conf int32
+	if err := pool.QueryRow(ctx, `SELECT confirmations FROM network_transactions WHERE txid = 'bb22'`).Scan(&conf); err != nil || conf != -1 {
+		t.Fatalf("confirmations kept for a conflicted transaction: %d %v", conf, err)
+	}
+	followed, err := l.OpenDeposits(ctx)
+	if err != nil || len(followed) != 0 {
+		t.Fatalf("a conflicted deposit is still followed: %+v %v", followed, err)
+	}
+}

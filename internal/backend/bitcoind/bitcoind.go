@@ -139,13 +139,26 @@ func classify(method string, err error) error {
 		case rpcErr.Code == btcjson.ErrRPCInWarmup:
 			return fmt.Errorf("%s: %w: node is warming up: %s", method, backend.ErrUnreachable, rpcErr.Message)
 		}
-		return fmt.Errorf("%s: %w: %s (code %d)", method, backend.ErrRejected, rpcErr.Message, rpcErr.Code)
+		return &refusal{method: method, rpc: rpcErr}
 	}
 	if strings.Contains(err.Error(), "401") {
 		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
 	}
 	return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
 }
+
+// refusal is an RPC error the node answered: ErrRejected, with the node's code kept for callers
+// that tell one refusal from another (a block the node does not know, a transaction it has not).
+type refusal struct {
+	method string
+	rpc    *btcjson.RPCError
+}
+
+func (r *refusal) Error() string {
+	return fmt.Sprintf("%s: %v: %s (code %d)", r.method, backend.ErrRejected, r.rpc.Message, r.rpc.Code)
+}
+
+func (r *refusal) Unwrap() []error { return []error{backend.ErrRejected, r.rpc} }
 
 // read calls a read-only method through rpcclient, which may retry it; the caller's context and
 // the configured timeout bound the wait.
@@ -260,6 +273,9 @@ type walletTx struct {
 	BlockHash     string      `json:"blockhash"`
 	Fee           json.Number `json:"fee"`
 	Details       []detail    `json:"details"`
+	Hex           string      `json:"hex"`
+	// blockHeight is the block's height on the node's best chain, once onChain has looked.
+	blockHeight int64
 	// listsinceblock entries carry one detail each, flattened into the entry.
 	detail
 }
@@ -278,14 +294,16 @@ func (c *Client) amount(method string, n json.Number) (ledger.Amount, error) {
 	return a, nil
 }
 
-// convert builds a Transaction from a wallet transaction's details.
-func (c *Client) convert(method string, t walletTx, details []detail, tipHeight int64) (backend.Transaction, error) {
+// convert builds a Transaction from a wallet transaction's details, after onChain has put its
+// block on the node's chain.
+func (c *Client) convert(method string, t walletTx, details []detail) (backend.Transaction, error) {
 	out := backend.Transaction{TxID: t.TxID, Confirmations: t.Confirmations, BlockHash: t.BlockHash}
 	if out.Confirmations < 0 {
-		out.Confirmations = -1
+		// Bitcoin Core: conflicted with a transaction that many blocks deep.
+		out.Confirmations, out.Conflicted = -1, true
 	}
-	if out.Confirmations > 0 && tipHeight > 0 {
-		out.BlockHeight = tipHeight - int64(out.Confirmations) + 1
+	if out.Confirmations > 0 {
+		out.BlockHeight = t.blockHeight
 	}
 	fee, err := c.amount(method, t.Fee)
 	if err != nil {
@@ -307,12 +325,13 @@ func (c *Client) convert(method string, t walletTx, details []detail, tipHeight 
 	return out, nil
 }
 
-// Transaction looks up a wallet transaction.
+// Transaction looks up a wallet transaction and checks the wallet's word against the node's
+// chain: where its block stands, and, when it is not mined, whether it can still be.
 func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transaction, error) {
 	if !backend.ValidTxID(txid) {
 		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
-	tip, err := c.Tip(ctx)
+	walletHeight, err := c.walletHeight(ctx)
 	if err != nil {
 		return backend.Transaction{}, err
 	}
@@ -323,7 +342,30 @@ func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transact
 	if t.TxID == "" {
 		t.TxID = txid
 	}
-	return c.convert("gettransaction", t, t.Details, tip.Height)
+	if err := c.onChain(ctx, places{}, &t, walletHeight-int64(t.Confirmations)+1); err != nil {
+		return backend.Transaction{}, err
+	}
+	conflicted := false
+	if t.Confirmations == 0 {
+		if conflicted, err = c.unmined(ctx, &t); err != nil {
+			return backend.Transaction{}, fmt.Errorf("looking for %s on the node's chain: %w", txid, err)
+		}
+	}
+	out, err := c.convert("gettransaction", t, t.Details)
+	if err != nil {
+		return backend.Transaction{}, err
+	}
+	if conflicted {
+		out.Confirmations, out.Conflicted = -1, true
+	}
+	return out, nil
+}
+
+// walletHeight is the height the wallet counts its confirmations from.
+func (c *Client) walletHeight(ctx context.Context) (int64, error) {
+	var h int64
+	err := c.read(ctx, "getblockcount", &h)
+	return h, err
 }
 
 // Since lists wallet transactions since a block. The tip is read first, so a block mined during
@@ -349,26 +391,91 @@ func (c *Client) since(ctx context.Context, blockHash string, tip backend.Tip) (
 	if err := c.read(ctx, "listsinceblock", &res, params...); err != nil {
 		return nil, err
 	}
-	byTx := map[string]int{}
-	var out []backend.Transaction
+	col := newCollector(c, "listsinceblock", tip.Height)
 	for _, e := range res.Transactions {
-		i, seen := byTx[e.TxID]
-		if !seen {
-			t, err := c.convert("listsinceblock", e, nil, tip.Height)
-			if err != nil {
-				return nil, err
-			}
-			byTx[e.TxID], i = len(out), len(out)
-			out = append(out, t)
-		}
-		one, err := c.convert("listsinceblock", walletTx{TxID: e.TxID}, []detail{e.detail}, 0)
-		if err != nil {
+		if err := col.add(ctx, e); err != nil {
 			return nil, err
 		}
-		out[i].Received = append(out[i].Received, one.Received...)
-		out[i].Sent = out[i].Sent || one.Sent
 	}
-	return out, nil
+	return col.out, nil
+}
+
+// collector turns wallet listing entries, one per transaction detail, into Transactions, with
+// each block checked on the node's chain once.
+type collector struct {
+	c         *Client
+	method    string
+	tipHeight int64
+	seen      places
+	byTx      map[string]int
+	details   map[string]bool
+	out       []backend.Transaction
+}
+
+func newCollector(c *Client, method string, tipHeight int64) *collector {
+	return &collector{c: c, method: method, tipHeight: tipHeight, seen: places{}, byTx: map[string]int{}, details: map[string]bool{}}
+}
+
+func (col *collector) add(ctx context.Context, e walletTx) error {
+	// A paged listing can show an entry twice when the wallet gains entries between pages.
+	key := fmt.Sprintf("%s/%s/%d", e.TxID, e.Category, e.Vout)
+	if col.details[key] {
+		return nil
+	}
+	col.details[key] = true
+	i, known := col.byTx[e.TxID]
+	if !known {
+		if err := col.c.onChain(ctx, col.seen, &e, col.tipHeight-int64(e.Confirmations)+1); err != nil {
+			return err
+		}
+		t, err := col.c.convert(col.method, e, nil)
+		if err != nil {
+			return err
+		}
+		col.byTx[e.TxID], i = len(col.out), len(col.out)
+		col.out = append(col.out, t)
+	}
+	one, err := col.c.convert(col.method, walletTx{TxID: e.TxID}, []detail{e.detail})
+	if err != nil {
+		return err
+	}
+	col.out[i].Received = append(col.out[i].Received, one.Received...)
+	col.out[i].Sent = col.out[i].Sent || one.Sent
+	return nil
+}
+
+// recentPage is how many entries one listtransactions call reads.
+const recentPage = 500
+
+// Recent lists the wallet's transactions from listtransactions, newest first, a page at a time,
+// back to those mined at downToHeight. It is the way around a listsinceblock that fails:
+// btcwallet's can fail on every call after some double spends ("missing transaction ... for
+// block"), and deposits must still be seen.
+func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Transaction, backend.Tip, error) {
+	tip, err := c.Tip(ctx)
+	if err != nil {
+		return nil, backend.Tip{}, err
+	}
+	col := newCollector(c, "listtransactions", tip.Height)
+	for skip := 0; ; skip += recentPage {
+		var entries []walletTx
+		if err := c.read(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
+			return nil, tip, err
+		}
+		older := false
+		for _, e := range entries {
+			if e.Confirmations > 0 && tip.Height-int64(e.Confirmations)+1 < downToHeight {
+				older = true
+				continue
+			}
+			if err := col.add(ctx, e); err != nil {
+				return nil, tip, err
+			}
+		}
+		if older || len(entries) < recentPage {
+			return col.out, tip, nil
+		}
+	}
 }
 
 // scanWindow is how many blocks one rescan batch covers.

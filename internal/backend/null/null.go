@@ -207,7 +207,7 @@ func (b *Backend) view(t *tx) backend.Transaction {
 	out := backend.Transaction{TxID: t.TxID, Sent: t.Sent, Fee: ledger.Amount(t.Fee)}
 	switch {
 	case t.Conflicted:
-		out.Confirmations = -1
+		out.Confirmations, out.Conflicted = -1, true
 	case t.Height > 0:
 		out.Confirmations = int32(b.st.Height - t.Height + 1)
 		out.BlockHeight = t.Height

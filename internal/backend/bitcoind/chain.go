@@ -1,0 +1,224 @@
+package bitcoind
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/btcsuite/btcd/btcjson"
+	"github.com/btcsuite/btcd/wire/v2"
+)
+
+// A wallet's word on where a transaction is mined is not the chain's: btcwallet rolls back only
+// the tip block of a reorganisation, and keeps reporting a block hash that left the best chain,
+// with confirmations still rising. So every block a wallet transaction claims is looked up at the
+// node (through the wallet's endpoint: btcwallet passes chain methods on to btcd), and
+// confirmations come from the node's best chain.
+
+// place is where a block stands on the node's best chain.
+type place struct {
+	onChain       bool
+	height        int64
+	confirmations int32
+}
+
+// places remembers the blocks looked up during one call, so a listing of many transactions
+// from the same blocks asks once per block.
+type places map[string]place
+
+// rpcCode is the node's error code, if err is an RPC error.
+func rpcCode(err error) (int, bool) {
+	var rpcErr *btcjson.RPCError
+	if errors.As(err, &rpcErr) {
+		return int(rpcErr.Code), true
+	}
+	return 0, false
+}
+
+// blockPlace looks a block up on the node's best chain. claimedHeight is what the wallet's
+// numbers put it at; it is only used with nodes whose getblockheader refuses blocks off the best
+// chain (btcd answers those with an internal error rather than Bitcoin Core's confirmations -1).
+func (c *Client) blockPlace(ctx context.Context, seen places, hash string, claimedHeight int64) (place, error) {
+	if p, ok := seen[hash]; ok {
+		return p, nil
+	}
+	var hdr struct {
+		Confirmations int64 `json:"confirmations"`
+		Height        int64 `json:"height"`
+	}
+	var p place
+	err := c.read(ctx, "getblockheader", &hdr, hash, true)
+	code, isRPC := rpcCode(err)
+	switch {
+	case err == nil:
+		// Bitcoin Core: -1 for a block it knows off the best chain.
+		if hdr.Confirmations >= 1 {
+			p = place{onChain: true, height: hdr.Height, confirmations: int32(min(hdr.Confirmations, 1<<30))}
+		}
+	case isRPC && code == int(btcjson.ErrRPCBlockNotFound):
+		// A block the node never saw (another node's chain, or a node rebuilt): not ours to count.
+	case isRPC:
+		// btcd: "block ... is not in the main chain". Whatever the node's reason, the block at the
+		// claimed height decides.
+		var atHeight string
+		if claimedHeight > 0 {
+			if err := c.read(ctx, "getblockhash", &atHeight, claimedHeight); err != nil {
+				if _, isRPC := rpcCode(err); !isRPC {
+					return place{}, err
+				}
+			}
+		}
+		if atHeight == hash {
+			tip, err := c.nodeHeight(ctx)
+			if err != nil {
+				return place{}, err
+			}
+			p = place{onChain: true, height: claimedHeight, confirmations: int32(tip - claimedHeight + 1)}
+		}
+	default:
+		return place{}, err
+	}
+	seen[hash] = p
+	return p, nil
+}
+
+// nodeHeight is the node's best height. btcwallet answers getblockcount from its own sync state,
+// which trails the node; getbestblock is btcd's and btcwallet's extension, getblockchaininfo
+// Bitcoin Core's.
+func (c *Client) nodeHeight(ctx context.Context) (int64, error) {
+	var info struct {
+		Blocks int64 `json:"blocks"`
+		Height int64 `json:"height"`
+	}
+	if c.opts.Flavor == Btcwallet {
+		if err := c.read(ctx, "getbestblock", &info); err != nil {
+			return 0, err
+		}
+		return info.Height, nil
+	}
+	if err := c.read(ctx, "getblockchaininfo", &info); err != nil {
+		return 0, err
+	}
+	return info.Blocks, nil
+}
+
+// onChain replaces what the wallet says of t's block with what the node says.
+func (c *Client) onChain(ctx context.Context, seen places, t *walletTx, claimedHeight int64) error {
+	if t.BlockHash == "" || t.Confirmations <= 0 {
+		return nil
+	}
+	p, err := c.blockPlace(ctx, seen, t.BlockHash, claimedHeight)
+	if err != nil {
+		return fmt.Errorf("checking block %s of %s on the node's chain: %w", t.BlockHash, t.TxID, err)
+	}
+	if !p.onChain {
+		t.BlockHash, t.Confirmations = "", 0
+		return nil
+	}
+	t.Confirmations = p.confirmations
+	t.blockHeight = p.height
+	return nil
+}
+
+// unmined re-examines a wallet transaction the node's chain does not have where the wallet says
+// (or that the wallet calls unconfirmed), from its raw form:
+//   - An output of it in the chain's unspent set means it is mined after all (a wallet that kept
+//     a stale block for it after a reorganisation): t gets the node's confirmations and block.
+//   - Otherwise, an input whose output the chain no longer has, and whose parent is not waiting in
+//     the mempool, was spent by another transaction on the best chain: t can never confirm.
+//
+// The node's mempool is not asked about t itself: btcd puts a reorganised-out transaction back
+// into its mempool even when the winning branch spent its inputs.
+func (c *Client) unmined(ctx context.Context, t *walletTx) (conflicted bool, err error) {
+	if t.Hex == "" {
+		return false, nil
+	}
+	raw, err := hex.DecodeString(t.Hex)
+	if err != nil {
+		return false, fmt.Errorf("gettransaction %s: the node's hex does not decode: %w", t.TxID, err)
+	}
+	var msg wire.MsgTx
+	if err := msg.Deserialize(bytes.NewReader(raw)); err != nil {
+		return false, fmt.Errorf("gettransaction %s: the node's transaction does not parse: %w", t.TxID, err)
+	}
+	self := msg.TxHash()
+	for i := range msg.TxOut {
+		out, err := c.txOut(ctx, wire.OutPoint{Hash: self, Index: uint32(i)})
+		if err != nil {
+			return false, err
+		}
+		if out != nil && out.Confirmations > 0 {
+			return false, c.minedAt(ctx, t, out.Confirmations)
+		}
+	}
+	for _, in := range msg.TxIn {
+		out, err := c.txOut(ctx, in.PreviousOutPoint)
+		if err != nil || out != nil {
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		parentPending, err := c.inMempool(ctx, in.PreviousOutPoint.Hash.String())
+		if err != nil {
+			return false, err
+		}
+		if !parentPending {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// minedAt puts t at the block the node's chain has it in, confirmations deep.
+func (c *Client) minedAt(ctx context.Context, t *walletTx, confirmations int64) error {
+	tip, err := c.nodeHeight(ctx)
+	if err != nil {
+		return err
+	}
+	height := tip - confirmations + 1
+	var hash string
+	if err := c.read(ctx, "getblockhash", &hash, height); err != nil {
+		return err
+	}
+	t.BlockHash, t.Confirmations, t.blockHeight = hash, int32(min(confirmations, 1<<30)), height
+	return nil
+}
+
+// inMempool asks the node for a transaction without a transaction index: it finds it only in the
+// mempool (a node with an index also finds confirmed ones, which then report confirmations).
+func (c *Client) inMempool(ctx context.Context, txid string) (bool, error) {
+	var res struct {
+		Confirmations int64 `json:"confirmations"`
+	}
+	// btcd takes the verbose flag as a number, Bitcoin Core as a boolean.
+	var verbose any = true
+	if c.opts.Flavor == Btcwallet {
+		verbose = 1
+	}
+	err := c.read(ctx, "getrawtransaction", &res, txid, verbose)
+	if code, isRPC := rpcCode(err); isRPC && code == int(btcjson.ErrRPCNoTxInfo) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return res.Confirmations == 0, nil
+}
+
+// unspent is what gettxout tells of an output in the chain's unspent set.
+type unspent struct {
+	Confirmations int64 `json:"confirmations"`
+}
+
+// txOut looks an output up in the chain's unspent set (not the mempool's): nil when the chain
+// does not have it unspent.
+func (c *Client) txOut(ctx context.Context, op wire.OutPoint) (*unspent, error) {
+	var out *unspent
+	if err := c.read(ctx, "gettxout", &out, op.Hash.String(), op.Index, false); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
