@@ -41,6 +41,10 @@ type Broadcaster struct {
 	// grace is how long after an unanswered send the wallet might still complete it.
 	grace time.Duration
 	now   func() time.Time
+	// Fence, when set, is asked right before every payment; an error stops the pass without
+	// paying. The helper passes "do I still hold the active-helper lock", so a helper whose
+	// database restarted under it never pays beside the one that took over.
+	Fence func(context.Context) error
 	// afterSend is a fault-injection point for tests: it runs between the backend's answer and
 	// the ledger's record of it, where a crash is most dangerous.
 	afterSend func(txid string) error
@@ -104,6 +108,11 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 		log.Info("interrupted broadcast never reached the wallet; sending it", "attempts", bc.Attempts)
 	}
 
+	if b.Fence != nil {
+		if err := b.Fence(ctx); err != nil {
+			return r, fmt.Errorf("broadcast %d not sent: %w", bc.ID, err)
+		}
+	}
 	txid, err := b.backend.SendMany(ctx, bc.Outputs)
 	switch {
 	case err == nil:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -195,8 +196,10 @@ func lockKey(asset string) int64 {
 	return int64(h.Sum64())
 }
 
-// Run runs the helper until ctx ends (SIGTERM) or it loses its claim to be the active helper.
-// A shutdown is a clean exit, whatever step it interrupted.
+// Run runs the helper until ctx ends (SIGTERM) or a part fails in a way a restart must fix (a
+// port taken, a bad config). Losing the database is not such a failure: the helper stops its
+// active parts, waits for the database and queues for the lock again. A shutdown is a clean
+// exit, whatever step it interrupted.
 func Run(ctx context.Context, cfg *config.Config, log logr.Logger, opts Options) error {
 	err := run(ctx, cfg, log, opts)
 	if ctx.Err() != nil {
@@ -239,82 +242,244 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := newMetrics(reg)
-	h := newHealth()
+	p := &process{cfg: cfg, log: log, opts: opts, pool: pool, connConfig: pc.ConnConfig, token: token,
+		m: newMetrics(reg), rescanMetrics: rescan.NewMetrics(reg), h: newHealth()}
+	h := p.h
 	registerHealthGauges(reg, h)
 	// Readiness: this replica holds the lock and serves its API. Nothing else.
 	h.require("active", "startup")
 	h.set("active", errors.New("waiting for the advisory lock"), "")
 	h.set("startup", errors.New("starting"), "")
 
-	// The ops endpoints answer from the start, so a waiting standby reports not-ready.
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		fatal   = make(chan error, 1)
-	)
-	stop := func(err error) { errOnce.Do(func() { fatal <- err }) }
-	serve := func(name, addr string, handler http.Handler) {
-		srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			stop(fmt.Errorf("%s: listening on %s: %w", name, addr, err))
-			return
-		}
-		log.Info("listening", "server", name, "address", ln.Addr().String())
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				stop(fmt.Errorf("%s: %w", name, err))
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-	}
-	serve("ops", cfg.Server.MetricsListen, h.opsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	// The ops endpoints, the database watch and the condition writer outlive every tenure as the
+	// active helper, so a standby and a helper whose database is down both say so.
+	var wg sync.WaitGroup
+	fatal := newFatal()
 	defer wg.Wait()
 	defer cancel()
+	p.serve(ctx, &wg, fatal, "ops", cfg.Server.MetricsListen, h.opsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	wg.Add(1)
+	go func() { defer wg.Done(); watchLedger(ctx, pool, h) }()
+	if k := cfg.Kubernetes; k != nil && opts.Kube != nil {
+		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, cfg.Backend.Type == "null", log.WithName("conditions"))
+		if err != nil {
+			return fmt.Errorf("creating the Kubernetes client for conditions: %w", err)
+		}
+		p.conditions = cw
+		h.notify(cw.changed)
+		wg.Add(1)
+		go func() { defer wg.Done(); cw.run(ctx) }()
+	}
 
+	// A fatal error (a server that cannot listen) also ends a wait for the database or the lock.
+	ctx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	go func() {
+		select {
+		case <-fatal.done:
+			stopAll()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		err := p.tenure(ctx, fatal)
+		if ferr := fatal.fired(); ferr != nil {
+			log.Error(ferr, "stopping")
+			return ferr
+		}
+		if ctx.Err() != nil {
+			log.Info("shutting down")
+			return nil
+		}
+		if !errors.Is(err, errLostLock) {
+			log.Error(err, "stopping")
+			return err
+		}
+		// The database went away under us (a restart, a failover): the lock went with the
+		// session, and another helper may take it first. Every active part has stopped; wait
+		// for the database and queue for the lock again.
+		h.set("active", err, "")
+		log.Error(err, "the database connection holding or queueing for the lock is gone; every active part stopped; waiting for the database to queue for the lock again")
+	}
+}
+
+// errLostLock: the connection holding the active-helper lock died, so the lock is gone.
+var errLostLock = errors.New("lost the connection holding the active-helper lock")
+
+// fatal carries the first error that must stop the helper.
+type fatal struct {
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+func newFatal() *fatal { return &fatal{done: make(chan struct{})} }
+
+func (f *fatal) stop(err error) { f.once.Do(func() { f.err = err; close(f.done) }) }
+
+// fired returns the fatal error, or nil while there is none.
+func (f *fatal) fired() error {
+	select {
+	case <-f.done:
+		return f.err
+	default:
+		return nil
+	}
+}
+
+// process is what one helper process keeps across its tenures as the active helper.
+type process struct {
+	cfg           *config.Config
+	log           logr.Logger
+	opts          Options
+	pool          *pgxpool.Pool
+	connConfig    *pgx.ConnConfig
+	token         string
+	m             *metrics
+	rescanMetrics *rescan.Metrics
+	h             *health
+	conditions    *conditionWriter
+}
+
+// serve runs an HTTP server until ctx ends; a server that cannot listen or fails stops the helper.
+func (p *process) serve(ctx context.Context, wg *sync.WaitGroup, f *fatal, name, addr string, handler http.Handler) {
+	srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		f.stop(fmt.Errorf("%s: listening on %s: %w", name, addr, err))
+		return
+	}
+	p.log.Info("listening", "server", name, "address", ln.Addr().String())
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			f.stop(fmt.Errorf("%s: %w", name, err))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+}
+
+// lockHolder is the connection holding the session-level advisory lock that makes this helper
+// the active one. The lock lives exactly as long as the connection's session.
+type lockHolder struct {
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+// held says whether the lock is still ours: the session that holds it still answers. The
+// broadcaster asks before every payment, so a helper whose database restarted under it never
+// pays beside the helper that took over.
+func (lh *lockHolder) held(ctx context.Context) error {
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := lh.conn.Ping(pctx); err != nil {
+		return fmt.Errorf("%w: %w", errLostLock, err)
+	}
+	return nil
+}
+
+// watch returns when the lock connection stops answering (errLostLock) or ctx ends (nil).
+func (lh *lockHolder) watch(ctx context.Context) error {
+	t := time.NewTicker(lockCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := lh.held(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
+		}
+	}
+}
+
+// lockCheckEvery is how often the active helper checks that its lock connection lives.
+const lockCheckEvery = 2 * time.Second
+
+// tenure waits for the database, queues for the active-helper lock, and runs every active part
+// until ctx ends, a part fails fatally, or the lock connection dies (errLostLock). It returns
+// only after every part it started has stopped.
+func (p *process) tenure(ctx context.Context, f *fatal) error {
+	cfg, log, h := p.cfg, p.log, p.h
 	// One active helper per asset: a session-level advisory lock on a connection of its own. A
 	// database that is not there yet is waited for (the pod's startup probe allows it), so a
 	// PostgreSQL restart does not become a crash loop.
-	lockConn, err := connectLedger(ctx, pc.ConnConfig, h, log)
+	conn, err := connectLedger(ctx, p.connConfig, h, log)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return err
 	}
-	defer lockConn.Close(context.WithoutCancel(ctx))
+	defer conn.Close(context.WithoutCancel(ctx))
+	lock := &lockHolder{conn: conn}
 	log.Info("waiting to become the active helper", "asset", cfg.Asset.Name)
-	if _, err := lockConn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return err
 		}
-		return fmt.Errorf("taking the active-helper lock: %w", err)
+		// The database went away while we queued: queue again once it is back.
+		return fmt.Errorf("%w: while waiting for it: %w", errLostLock, err)
 	}
 	h.set("active", nil, "this helper holds the asset's lock")
 	log.Info("active helper", "asset", cfg.Asset.Name)
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	lost := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := lock.watch(ctx); err != nil {
+			lost <- err
+		}
+	}()
+	err = p.active(ctx, &wg, f, lock)
+	if err != nil && ctx.Err() == nil {
+		if lerr := lock.held(ctx); lerr != nil {
+			err = fmt.Errorf("%w (starting the active parts: %v)", lerr, err)
+		}
+	}
+	if err == nil {
+		select {
+		case <-ctx.Done():
+		case <-f.done:
+			err = f.err
+		case err = <-lost:
+		}
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// active starts every part of the active helper under ctx, each registered in wg.
+func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock *lockHolder) error {
+	cfg, log, h, m, pool, token, opts := p.cfg, p.log, p.h, p.m, p.pool, p.token, p.opts
 	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
 	if err != nil {
 		return err
 	}
-	defer closeBackend()
+	wg.Add(1)
+	go func() { defer wg.Done(); <-ctx.Done(); closeBackend() }()
 	targets, err := newTargets(cfg, l)
 	if err != nil {
 		return err
 	}
+	serve := func(name, addr string, handler http.Handler) { p.serve(ctx, wg, f, name, addr, handler) }
 
 	in := intake.New(l, be, log.WithName("intake"))
 	grace := 2*timeoutOf(cfg) + 30*time.Second
 	bc := broadcast.New(l, be, grace, log.WithName("broadcast"))
+	bc.Fence = lock.held
 	dispatcher := events.NewDispatcher(l, targets, events.DefaultBackoff(), log.WithName("events"))
 	dispatcher.OnResult = func(target string, err error) { m.eventAttempt(target, err) }
 	catchUpWake := make(chan struct{}, 1)
@@ -346,22 +511,13 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 			h.set("backend", err, "")
 		}
 	}
-	if k := cfg.Kubernetes; k != nil && opts.Kube != nil {
-		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, simulated, log.WithName("conditions"))
-		if err != nil {
-			return fmt.Errorf("creating the Kubernetes client for conditions: %w", err)
-		}
-		h.notify(cw.changed)
-		cw.changed("ledger") // what is known already
-		wg.Add(1)
-		go func() { defer wg.Done(); cw.run(ctx) }()
+	if p.conditions != nil {
+		p.conditions.changed("ledger") // what is known already
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); watchLedger(ctx, pool, h) }()
 
 	act := &activity{}
 	sup := &supervisor{log: log, health: h, stepLimit: stepLimit}
-	sup.loop(ctx, &wg, "catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
+	sup.loop(ctx, wg, "catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
 		start := time.Now()
 		r, err := in.CatchUp(ctx)
 		m.catchUp(time.Since(start), r, err)
@@ -372,7 +528,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		}
 		return err
 	})
-	sup.loop(ctx, &wg, "broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
+	sup.loop(ctx, wg, "broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
 		r, err := bc.Run(ctx)
 		m.broadcast(r, err)
 		if err != nil {
@@ -424,12 +580,12 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		}
 		serve("walletnotify", n.HTTP.Listen, walletnotify.NewHTTP(hookToken, notified("http"), log.WithName("walletnotify")))
 	case "pipe":
-		p := &walletnotify.Pipe{Path: n.Pipe.Path, Notify: notified("pipe"), Rejected: rejected("pipe"), Log: log.WithName("walletnotify")}
+		pipe := &walletnotify.Pipe{Path: n.Pipe.Path, Notify: notified("pipe"), Rejected: rejected("pipe"), Log: log.WithName("walletnotify")}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.Run(ctx); err != nil {
-				stop(err)
+			if err := pipe.Run(ctx); err != nil {
+				f.stop(err)
 			}
 		}()
 	case "redis":
@@ -491,7 +647,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 			return fmt.Errorf("the config names CryptoAsset %s/%s (kubernetes:) but no Kubernetes credentials were given", k.Namespace, k.Name)
 		}
 		w := &rescan.Watcher{Namespace: k.Namespace, Name: k.Name, Config: opts.Kube, Intake: in,
-			Metrics: rescan.NewMetrics(reg), ProgressEvery: opts.RescanProgressEvery, Log: log.WithName("rescan")}
+			Metrics: p.rescanMetrics, ProgressEvery: opts.RescanProgressEvery, Log: log.WithName("rescan")}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -510,39 +666,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 	}
 
 	h.set("startup", nil, "every part started")
-
-	// Losing the lock connection means another helper may take over: stop at once.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := lockConn.Ping(pctx)
-				cancel()
-				if err != nil && ctx.Err() == nil {
-					stop(fmt.Errorf("lost the connection holding the active-helper lock: %w", err))
-					return
-				}
-			}
-		}
-	}()
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-fatal:
-		log.Error(runErr, "stopping")
-	}
-	cancel()
-	wg.Wait()
-	return runErr
+	return nil
 }
 
 func timeoutOf(cfg *config.Config) time.Duration {

@@ -32,6 +32,9 @@ type Server struct {
 	cmd  *exec.Cmd
 	exit chan error
 	dbs  atomic.Int64
+	// What launch needs to start the server again after Down.
+	bin, listen string
+	attr        *syscall.SysProcAttr
 }
 
 const superuser = "cryptoassets"
@@ -119,44 +122,75 @@ func StartOn(host string) (*Server, error) {
 			return nil, fmt.Errorf("pg_hba.conf: %w", err)
 		}
 	}
-	s := &Server{dir: dir, port: port, host: host, exit: make(chan error, 1)}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
-		"-c", "listen_addresses="+listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "log_min_messages=warning")
-	s.cmd.SysProcAttr = attr
-	logFile, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
+	s := &Server{dir: dir, port: port, host: host, bin: bin, attr: attr, listen: listen}
+	if err := s.launch(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	return s, nil
+}
+
+// launch starts the server process on the data directory and waits until it takes connections.
+func (s *Server) launch() error {
+	s.exit = make(chan error, 1)
+	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "listen_addresses="+s.listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "log_min_messages=warning")
+	s.cmd.SysProcAttr = s.attr
+	logFile, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting postgres: %w", err)
+		logFile.Close()
+		return fmt.Errorf("starting postgres: %w", err)
 	}
-	go func() { s.exit <- s.cmd.Wait(); logFile.Close() }()
+	exit := s.exit
+	go func() { exit <- s.cmd.Wait(); logFile.Close() }()
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		conn, err := pgx.Connect(context.Background(), s.URL("postgres"))
 		if err == nil {
 			conn.Close(context.Background())
-			return s, nil
+			return nil
 		}
 		select {
-		case werr := <-s.exit:
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("postgres exited (%v): %s", werr, log)
+		case werr := <-exit:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			return fmt.Errorf("postgres exited (%v): %s", werr, log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("postgres did not accept connections within 30s: %w", err)
+			s.shutdown()
+			return fmt.Errorf("postgres did not accept connections within 30s: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// shutdown stops the server process (fast shutdown: sessions are ended, as `pg_ctl stop -m fast`
+// does) and keeps its data.
+func (s *Server) shutdown() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exit:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exit
+	}
+	s.cmd = nil
+}
+
+// Down stops the server and keeps its data, as a database restart or outage does to clients.
+func (s *Server) Down() { s.shutdown() }
+
+// Up starts a server stopped by Down on the same port and data, and waits for it.
+func (s *Server) Up() error { return s.launch() }
 
 // URL is the connection URL of database db.
 func (s *Server) URL(db string) string {
@@ -197,14 +231,6 @@ func (s *Server) Database(t testing.TB) string {
 
 // Stop shuts the server down (fast shutdown) and removes its directory.
 func (s *Server) Stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.exit:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exit
-		}
-	}
+	s.shutdown()
 	os.RemoveAll(s.dir)
 }
