@@ -261,13 +261,15 @@ type Transaction struct {
 	Credited           bool       `json:"credited"`
 	ProcessedAt        *time.Time `json:"processed_at,omitempty"`
 	CreatedAt          time.Time  `json:"created_at"`
+	// Note says why a send in state broadcasting is waiting.
+	Note string `json:"note,omitempty"`
 }
 
 func (s *Server) transaction(t ledger.Transaction) Transaction {
 	return Transaction{ID: t.ID, Kind: t.Kind, State: t.State, SendingAccountID: t.SendingAccountID,
 		ReceivingAccountID: t.ReceivingAccountID, Address: t.Address, Amount: t.Amount.Format(s.ledger.Coin().Decimals),
 		TxID: t.TxID, OutputIndex: t.OutputIndex, Confirmations: t.Confirmations, Credited: t.Credited,
-		ProcessedAt: t.ProcessedAt, CreatedAt: t.CreatedAt}
+		ProcessedAt: t.ProcessedAt, CreatedAt: t.CreatedAt, Note: t.Note}
 }
 
 // send queues a payment. "to" is an address (queued for the broadcaster, or booked internally

@@ -48,7 +48,12 @@ type Broadcaster struct {
 	// afterSend is a fault-injection point for tests: it runs between the backend's answer and
 	// the ledger's record of it, where a crash is most dangerous.
 	afterSend func(txid string) error
+	// waitLogged rate-limits the log line of a wait for an interrupted broadcast's record.
+	waitLogged time.Time
 }
+
+// waitLogEvery is how often a wait for an interrupted broadcast's record is logged.
+const waitLogEvery = 30 * time.Second
 
 // New returns a Broadcaster. grace should exceed the backend's request timeout.
 func New(l *ledger.Ledger, b backend.Backend, grace time.Duration, log logr.Logger) *Broadcaster {
@@ -100,12 +105,29 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 			r.TxID, r.Reconciled = txid, true
 			return r, b.record(ctx, bc, txid)
 		}
-		if age := b.now().Sub(bc.OpenedAt); age < b.grace {
-			log.Info("interrupted broadcast not found in the wallet yet; waiting before paying again", "age", age, "grace", b.grace)
-			r.Waiting = true
-			return r, nil
+		// Only a request that may still be carried out is waited for: one the backend was asked
+		// (sending_at) less than the grace period ago. A broadcast interrupted before that never
+		// reached the backend and is paid now.
+		if bc.SendingAt != nil {
+			if until := bc.SendingAt.Add(b.grace); b.now().Before(until) {
+				note := fmt.Sprintf("interrupted broadcast %d: the backend was asked to pay it at %s and the wallet has no record of it yet; "+
+					"paying it after %s unless the record appears", bc.ID, bc.SendingAt.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))
+				if err := b.ledger.NoteBroadcast(ctx, bc.ID, note); err != nil {
+					return r, err
+				}
+				if b.now().Sub(b.waitLogged) >= waitLogEvery {
+					b.waitLogged = b.now()
+					log.Info("interrupted broadcast not found in the wallet yet; waiting before paying again", "asked", bc.SendingAt, "until", until)
+				}
+				r.Waiting = true
+				return r, nil
+			}
 		}
-		log.Info("interrupted broadcast never reached the wallet; sending it", "attempts", bc.Attempts)
+		log.Info("interrupted broadcast is not in the wallet; sending it", "asked", bc.SendingAt, "attempts", bc.Attempts)
+	}
+
+	if err := b.ledger.MarkSending(ctx, bc.ID); err != nil {
+		return r, fmt.Errorf("broadcast %d not sent: %w", bc.ID, err)
 	}
 
 	if b.Fence != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +219,10 @@ func TestUnansweredSendWaitsThenSendsOnce(t *testing.T) {
 	if r, err := patient.Pass(ctx); err != nil || !r.Waiting || r.Sent {
 		t.Fatalf("within grace: %+v %v", r, err)
 	}
+	// The wait is visible on the send, not a silent broadcasting.
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasting" || !strings.Contains(tx.Note, "no record of it yet") {
+		t.Fatalf("waiting send: state %s, note %q", tx.State, tx.Note)
+	}
 	// Past the grace period with no such send in the wallet, it pays, once.
 	late := New(f.ledger, f.backend, time.Hour, testr.New(t))
 	late.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
@@ -244,6 +249,33 @@ func TestRefusedBroadcastReturnsSendsToPending(t *testing.T) {
 	}
 	if a, _ := f.ledger.Account(ctx, f.alice); a.Balance != 50_000*1e8 {
 		t.Errorf("the reservation was released: alice %d", a.Balance)
+	}
+	f.check(t)
+}
+
+// A broadcast interrupted before the backend was asked to pay it (a kill between opening it and
+// the sendmany) cannot be under way anywhere: it is paid on the first pass after the restart,
+// not after the grace period.
+func TestBroadcastInterruptedBeforeSendingPaysAtOnce(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 5*ledger.Amount(1e8))
+	x := f.address(t)
+	s := f.send(t, x, 66_000_000)
+	if bc, err := f.ledger.OpenBroadcast(ctx); err != nil || bc == nil {
+		t.Fatalf("opening the broadcast the killed helper left: %+v %v", bc, err)
+	}
+	restarted := New(f.ledger, f.backend, time.Hour, testr.New(t))
+	start := time.Now()
+	r, err := restarted.Pass(ctx)
+	if err != nil || !r.Sent || r.Waiting {
+		t.Fatalf("first pass after the restart: %+v %v", r, err)
+	}
+	t.Logf("interrupted broadcast paid %v after the restart (the grace period was %v)", time.Since(start).Round(time.Millisecond), time.Hour)
+	if got := f.walletSends(t, map[string]ledger.Amount{x: 66_000_000}); len(got) != 1 {
+		t.Fatalf("paid %d times", len(got))
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasted" || tx.Note != "" {
+		t.Errorf("send: %+v", tx)
 	}
 	f.check(t)
 }

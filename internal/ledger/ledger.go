@@ -95,6 +95,9 @@ type Transaction struct {
 	ProcessedAt        *time.Time
 	IdempotencyKey     string
 	CreatedAt          time.Time
+	// Note says why a send in an open broadcast waits (a backend that did not answer, an
+	// interrupted broadcast looked for in the wallet's records).
+	Note string
 }
 
 // Open checks the schema and makes sure the asset, its default wallet and its fee account exist.
@@ -435,15 +438,16 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 
 const transactionSelect = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
 	t.amount, coalesce(n.txid, ''), t.output_index, coalesce(n.confirmations, -1), t.credited, t.processed_at,
-	coalesce(t.idempotency_key, ''), t.created_at
+	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, '')
 	FROM transactions t
 	LEFT JOIN addresses a ON a.id = t.address_id
-	LEFT JOIN network_transactions n ON n.id = t.network_transaction_id`
+	LEFT JOIN network_transactions n ON n.id = t.network_transaction_id
+	LEFT JOIN broadcasts b ON b.id = t.broadcast_id AND b.state = 'opened'`
 
 func (l *Ledger) scanTransaction(row pgx.Row) (Transaction, error) {
 	var t Transaction
 	err := row.Scan(&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Address, &t.Amount, &t.TxID,
-		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt)
+		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Note)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Transaction{}, ErrNotFound
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -36,9 +37,21 @@ func retryable(err error) bool {
 // inTx runs fn in a SERIALIZABLE transaction, retrying it from the start on serialization failures
 // and deadlocks. fn must only touch the database: no network calls, since it may run several times.
 func inTx(ctx context.Context, pool *pgxpool.Pool, policy RetryPolicy, fn func(pgx.Tx) error) error {
+	return inTxAt(ctx, pool, pgx.Serializable, policy, fn)
+}
+
+// untilDone is a retry policy that gives up only when the context ends: for records of what the
+// backend already did, which must not be dropped on contention.
+func untilDone(p RetryPolicy) RetryPolicy {
+	p.Attempts = math.MaxInt
+	return p
+}
+
+// inTxAt is inTx at a given isolation level.
+func inTxAt(ctx context.Context, pool *pgxpool.Pool, iso pgx.TxIsoLevel, policy RetryPolicy, fn func(pgx.Tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: iso}, fn)
 		if err == nil || !retryable(err) || attempt >= policy.Attempts {
 			break
 		}

@@ -10,7 +10,8 @@
 // Differences handled here:
 //   - Bitcoin Core: getnewaddress takes a label; sendmany's first argument is a dummy "".
 //   - btcwallet: getnewaddress and sendmany take an account, and it sends only from "default";
-//     labels are not supported; the wallet is always encrypted (walletpassphrase before a send);
+//     labels are not supported; the wallet is always encrypted (walletpassphrase for a window
+//     that covers the sends, see unlock);
 //     it refuses send comments (none are sent); listsinceblock does not report reorganised
 //     transactions, so the helper re-checks tracked transactions with gettransaction.
 //   - Amounts arrive as JSON numbers; they are parsed as decimal text, never through float64.
@@ -26,6 +27,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +64,10 @@ type Client struct {
 	http     *http.Client
 	postURL  string
 	ids      atomic.Uint64
+	// unlockHTTP carries walletpassphrase, with its own timeout.
+	unlockHTTP    *http.Client
+	unlockMu      sync.Mutex
+	unlockedUntil time.Time
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -104,11 +110,12 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("creating the RPC client: %w", err)
 	}
 	return &Client{
-		opts:     opts,
-		decimals: k.Decimals,
-		rpc:      rpc,
-		http:     &http.Client{Timeout: opts.Timeout},
-		postURL:  u.Scheme + "://" + u.Host + path,
+		opts:       opts,
+		decimals:   k.Decimals,
+		rpc:        rpc,
+		http:       &http.Client{Timeout: opts.Timeout},
+		unlockHTTP: &http.Client{Timeout: max(opts.Timeout, unlockTimeout)},
+		postURL:    u.Scheme + "://" + u.Host + path,
 	}, nil
 }
 
@@ -203,6 +210,11 @@ func decode(method string, msg json.RawMessage, result any) error {
 
 // post calls a method exactly once.
 func (c *Client) post(ctx context.Context, method string, result any, params ...any) error {
+	return c.postWith(ctx, c.http, method, result, params...)
+}
+
+// postWith is post through a given HTTP client (the unlock has its own timeout).
+func (c *Client) postWith(ctx context.Context, hc *http.Client, method string, result any, params ...any) error {
 	if params == nil {
 		params = []any{}
 	}
@@ -216,7 +228,7 @@ func (c *Client) post(ctx context.Context, method string, result any, params ...
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth(c.opts.User, c.opts.Password)
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
 	}
@@ -521,8 +533,8 @@ func (c *Client) Tip(ctx context.Context) (backend.Tip, error) {
 	return backend.Tip{Height: height, Hash: hash}, nil
 }
 
-// SendMany pays outputs in one transaction. It unlocks an encrypted wallet for the send and locks
-// it again after, and sends no comment (btcwallet refuses them).
+// SendMany pays outputs in one transaction. It unlocks an encrypted wallet when needed (see
+// unlock) and sends no comment (btcwallet refuses them).
 func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
 	if len(outputs) == 0 {
 		return "", errors.New("sendmany: nothing to send")
@@ -537,24 +549,60 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount)
 		}
 		amounts[addr] = json.Number(a.Format(c.decimals))
 	}
-	if c.opts.WalletPassphrase != "" {
-		if err := c.post(ctx, "walletpassphrase", nil, c.opts.WalletPassphrase, 60); err != nil {
-			return "", fmt.Errorf("unlocking the wallet: %w", err)
-		}
-		defer func() { _ = c.post(context.WithoutCancel(ctx), "walletlock", nil) }()
+	if err := c.unlock(ctx, false); err != nil {
+		return "", err
 	}
 	from := ""
 	if c.opts.Flavor == Btcwallet {
 		from = "default"
 	}
 	var txid string
-	if err := c.post(ctx, "sendmany", &txid, from, amounts, 1); err != nil {
+	err := c.post(ctx, "sendmany", &txid, from, amounts, 1)
+	if code, isRPC := rpcCode(err); isRPC && code == int(btcjson.ErrRPCWalletUnlockNeeded) && c.opts.WalletPassphrase != "" {
+		// Locked before our window ended (someone ran walletlock, or the wallet restarted): the
+		// refusal paid nothing, so unlock and ask once more.
+		if err := c.unlock(ctx, true); err != nil {
+			return "", err
+		}
+		err = c.post(ctx, "sendmany", &txid, from, amounts, 1)
+	}
+	if err != nil {
 		return "", err
 	}
 	if !backend.ValidTxID(txid) {
 		return "", fmt.Errorf("sendmany: the node answered %q, not a transaction id", txid)
 	}
 	return txid, nil
+}
+
+// unlockWindow is how long one walletpassphrase keeps the wallet unlocked. It covers a broadcast
+// and the passes after it, so a busy payout queue unlocks once per window instead of on every
+// pass (scrypt is slow on a loaded machine), and the wallet locks itself when it ends rather
+// than staying unlocked for hours.
+const unlockWindow = 5 * time.Minute
+
+// unlockTimeout bounds one walletpassphrase. It is its own bound, not the read timeout: under
+// load btcwallet's scrypt took more than 10 s, and a broadcast must not stall on that.
+const unlockTimeout = 2 * time.Minute
+
+// unlock unlocks an encrypted wallet unless our last unlock still has a minute to run; force
+// unlocks anyway (the wallet said it is locked).
+func (c *Client) unlock(ctx context.Context, force bool) error {
+	if c.opts.WalletPassphrase == "" {
+		return nil
+	}
+	c.unlockMu.Lock()
+	defer c.unlockMu.Unlock()
+	if !force && time.Until(c.unlockedUntil) > time.Minute {
+		return nil
+	}
+	started := time.Now()
+	if err := c.postWith(ctx, c.unlockHTTP, "walletpassphrase", nil, c.opts.WalletPassphrase, int(unlockWindow/time.Second)); err != nil {
+		c.unlockedUntil = time.Time{}
+		return fmt.Errorf("unlocking the wallet: %w", err)
+	}
+	c.unlockedUntil = started.Add(unlockWindow)
+	return nil
 }
 
 // recentSendsWindow is how many wallet entries RecentSends reads: the broadcaster asks about the

@@ -1,10 +1,18 @@
 package bitcoind
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,5 +240,68 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		if _, err := New(opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", opts, err, tc.want)
 		}
+	}
+}
+
+// methodCounter is a reverse proxy in front of the wallet that counts the RPC methods it carries.
+type methodCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	proxy  *httputil.ReverseProxy
+}
+
+func (m *methodCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var req struct{ Method string }
+	_ = json.Unmarshal(body, &req)
+	m.mu.Lock()
+	m.counts[req.Method]++
+	m.mu.Unlock()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	m.proxy.ServeHTTP(w, r)
+}
+
+func (m *methodCounter) count(method string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[method]
+}
+
+func TestWalletUnlockedOncePerWindow(t *testing.T) {
+	ctx := context.Background()
+	target, err := url.Parse(node.WalletURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &methodCounter{counts: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
+	srv := httptest.NewServer(counter)
+	defer srv.Close()
+	c := newClient(t, func(o *Options) { o.URL = srv.URL })
+	payee, err := node.Wallet.GetNewAddress("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.SendMany(ctx, map[string]ledger.Amount{payee.EncodeAddress(): 1_000_000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, locks := counter.count("walletpassphrase"), counter.count("walletlock"); n != 1 || locks != 0 {
+		t.Fatalf("three sends unlocked %d times and locked %d times, want one unlock for the window", n, locks)
+	}
+	// Locked behind our back: the refusal paid nothing, so the send unlocks again and pays once.
+	if err := node.Wallet.WalletLock(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := node.PaymentsTo(payee.EncodeAddress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendMany(ctx, map[string]ledger.Amount{payee.EncodeAddress(): 2_000_000}); err != nil {
+		t.Fatalf("send after the wallet was locked: %v", err)
+	}
+	after, err := node.PaymentsTo(payee.EncodeAddress())
+	if err != nil || after != before+1 || counter.count("walletpassphrase") != 2 {
+		t.Fatalf("after a lock: %d payments (was %d), %d unlocks, %v", after, before, counter.count("walletpassphrase"), err)
 	}
 }
