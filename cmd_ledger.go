@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/helper"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
@@ -74,12 +75,18 @@ func initializeDBCommand() *cobra.Command {
 func ledgerCommand() *cobra.Command {
 	root := &cobra.Command{Use: "ledger", Short: "Inspect the ledger"}
 	var path string
+	var againstBackend bool
 	check := &cobra.Command{
-		Use:   "check --config FILE",
-		Short: "Verify the ledger's invariants (balances, credits); exits 1 on any violation",
-		Args:  cobra.NoArgs,
+		Use:   "check --config FILE [--against-backend]",
+		Short: "Verify the ledger's invariants (balances, credits), and with --against-backend the chain's agreement; exits 1 on any violation",
+		Long: `Verify the ledger's invariants over the whole database: balances equal their transactions,
+credits have their confirmations. With --against-backend, also ask the config's backend about the
+config's asset: every credited deposit must be on the best chain with at least the threshold and
+pay what the ledger booked, and every transaction we broadcast must exist. Run it after a deep
+reorganisation, a backend or wallet replacement, or a restore of the database.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, pool, err := connectLedger(cmd.Context(), path)
+			cfg, pool, err := connectLedger(cmd.Context(), path)
 			if err != nil {
 				return err
 			}
@@ -87,6 +94,13 @@ func ledgerCommand() *cobra.Command {
 			violations, err := ledger.Check(cmd.Context(), pool)
 			if err != nil {
 				return err
+			}
+			if againstBackend {
+				chain, err := helper.Audit(cmd.Context(), cfg, pool, commandLog(cmd, cfg))
+				if err != nil {
+					return fmt.Errorf("checking against the backend: %w", err)
+				}
+				violations = append(violations, chain...)
 			}
 			for _, v := range violations {
 				fmt.Fprintln(cmd.OutOrStdout(), "VIOLATION", v)
@@ -99,6 +113,7 @@ func ledgerCommand() *cobra.Command {
 		},
 	}
 	check.Flags().StringVar(&path, "config", "", "helper config file")
+	check.Flags().BoolVar(&againstBackend, "against-backend", false, "also check the asset's credited deposits and broadcasts against the backend's chain")
 	_ = check.MarkFlagRequired("config")
 	root.AddCommand(check)
 	return root

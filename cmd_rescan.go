@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/helper"
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 )
@@ -36,10 +38,7 @@ func rescanCommand() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			log := zap.New(zap.WriteTo(io.Discard))
-			if cfg.Log.Level == "debug" {
-				log = zap.New(zap.WriteTo(cmd.ErrOrStderr()))
-			}
+			log := commandLog(cmd, cfg)
 			start := time.Now()
 			p := newProgressPrinter(cmd.ErrOrStderr())
 			r, err := helper.Rescan(cmd.Context(), cfg, pool, fromHeight, log, p.update)
@@ -96,4 +95,13 @@ func (p *progressPrinter) finish() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// commandLog is the log of a one-off command: silent unless the config asks for debug, so the
+// command's own output stays readable.
+func commandLog(cmd *cobra.Command, cfg *config.Config) logr.Logger {
+	if cfg.Log.Level == "debug" {
+		return zap.New(zap.WriteTo(cmd.ErrOrStderr()))
+	}
+	return zap.New(zap.WriteTo(io.Discard))
 }

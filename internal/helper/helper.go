@@ -189,6 +189,17 @@ func Rescan(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, fromHei
 	return rescan.Run(ctx, intake.New(l, be, log.WithName("intake")), fromHeight, nil, progress)
 }
 
+// Audit checks the asset's ledger against its backend's chain (the `ledger check
+// --against-backend` command); it changes nothing.
+func Audit(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log logr.Logger) ([]ledger.Violation, error) {
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
+	if err != nil {
+		return nil, err
+	}
+	defer closeBackend()
+	return intake.New(l, be, log.WithName("intake")).Audit(ctx)
+}
+
 // lockKey is the advisory lock that makes one helper per asset the active one.
 func lockKey(asset string) int64 {
 	h := fnv.New64a()

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -411,4 +412,25 @@ func TestOurBroadcasts(t *testing.T) {
 		}
 		f.check()
 	})
+}
+
+func TestLedgerCheckAgainstTheChain(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	// Credited, then reorganised away with no catch-up since: the ledger alone sees nothing wrong,
+	// the chain does.
+	txid, _ := f.reorg(2, 80_000_000, nil)
+	f.check()
+	v, err := f.intake.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || !strings.Contains(v[0].Detail, txid) || !strings.Contains(v[0].Detail, "0 confirmations on the best chain") {
+		t.Fatalf("audit after an unseen reorganisation: %v", v)
+	}
+	// One catch-up takes the credit back; the audit is then clean.
+	f.poll()
+	if v, err := f.intake.Audit(ctx); err != nil || len(v) != 0 {
+		t.Fatalf("audit after the catch-up: %v %v", v, err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -591,6 +593,28 @@ func TestRescanByAnnotation(t *testing.T) {
 	}
 	if out, err := exec.Command(bin, "ledger", "check", "--config", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("ledger check: %v\n%s", err, out)
+	}
+	// Against the chain: the rescanned deposit is there with its confirmations.
+	if out, err := exec.Command(bin, "ledger", "check", "--config", cfgPath, "--against-backend").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "all invariants hold") {
+		t.Fatalf("ledger check --against-backend: %v\n%s", err, out)
+	}
+	// A broadcast the wallet never made (a restored database from another wallet, say) is named,
+	// and the command exits 1.
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	ghost := strings.Repeat("cd", 32)
+	if _, err := conn.Exec(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations)
+		SELECT id, 'broadcast', $1, 0 FROM assets WHERE name = 'btc'`, ghost); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "ledger", "check", "--config", cfgPath, "--against-backend").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "broadcast "+ghost+" is not known to the backend") {
+		t.Fatalf("ledger check --against-backend with a ghost broadcast: %v\n%s", err, out)
 	}
 }
 
