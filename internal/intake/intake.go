@@ -107,6 +107,11 @@ func (in *Intake) CatchUp(ctx context.Context) (Result, error) {
 	defer in.catchUp.Unlock()
 	var r Result
 	listErr := in.list(ctx, &r)
+	if errors.Is(listErr, backend.ErrUnreachable) {
+		// Nothing to re-check with: each lookup would wait out its own timeout, and an outage
+		// would be reported that much later.
+		return r, listErr
+	}
 	if err := in.refreshOpen(ctx, &r); err != nil {
 		return r, errors.Join(listErr, err)
 	}
