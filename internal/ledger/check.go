@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -76,25 +75,6 @@ func Check(ctx context.Context, pool *pgxpool.Pool) ([]Violation, error) {
 		}
 	}
 	return out, nil
-}
-
-// CreditedDeposits lists the asset's credited deposit outputs as the ledger booked them, for a
-// check against the chain.
-func (l *Ledger) CreditedDeposits(ctx context.Context) ([]Observation, error) {
-	rows, err := l.pool.Query(ctx, `SELECT n.txid, t.output_index, a.address, t.amount, n.confirmations
-		FROM transactions t
-		JOIN network_transactions n ON n.id = t.network_transaction_id
-		JOIN addresses a ON a.id = t.address_id
-		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND t.credited
-		ORDER BY n.id, t.output_index`, l.assetID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
-		var o Observation
-		err := r.Scan(&o.TxID, &o.Output, &o.Address, &o.Amount, &o.Confirmations)
-		return o, err
-	})
 }
 
 // Confirmations is the asset's threshold for crediting a deposit.

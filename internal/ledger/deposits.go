@@ -251,15 +251,27 @@ func (l *Ledger) SetCursor(ctx context.Context, c Cursor) error {
 }
 
 // OpenDeposits lists the deposit outputs whose confirmations are still followed: below
-// maxTrackedConfirmations, including ones that disappeared (they may come back). The intake asks
-// the backend about each, so a reorganisation is seen even by backends that do not report one.
+// maxTrackedConfirmations, including ones that disappeared (they may come back), but not
+// conflicted ones (final). The intake asks the backend about each, so a reorganisation is seen
+// even by backends that do not report one.
 func (l *Ledger) OpenDeposits(ctx context.Context) ([]Observation, error) {
+	return l.deposits(ctx, `n.confirmations < $2 AND t.state <> 'conflicted'`, l.opts.MaxTrackedConfirmations)
+}
+
+// CreditedDeposits lists the asset's credited deposit outputs as the ledger booked them, for a
+// check against the chain.
+func (l *Ledger) CreditedDeposits(ctx context.Context) ([]Observation, error) {
+	return l.deposits(ctx, `t.credited`)
+}
+
+// deposits lists the asset's deposit outputs that meet cond ($1 is the asset; args follow).
+func (l *Ledger) deposits(ctx context.Context, cond string, args ...any) ([]Observation, error) {
 	rows, err := l.pool.Query(ctx, `SELECT n.txid, t.output_index, a.address, t.amount, n.confirmations
 		FROM transactions t
 		JOIN network_transactions n ON n.id = t.network_transaction_id
 		JOIN addresses a ON a.id = t.address_id
-		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.confirmations < $2 AND t.state <> 'conflicted'
-		ORDER BY n.id, t.output_index`, l.assetID, l.opts.MaxTrackedConfirmations)
+		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND `+cond+`
+		ORDER BY n.id, t.output_index`, append([]any{l.assetID}, args...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -325,22 +325,31 @@ func (f *fixture) paymentsTo(addr string) int {
 	return n
 }
 
+// sentOnOurBranch splits the network, then queues a send, broadcasts it and mines it on our
+// branch only: confirmed there, unknown to the peer.
+func (f *fixture) sentOnOurBranch(amount int64) (int64, string, send) {
+	f.t.Helper()
+	id, payee := f.queue(amount)
+	if err := f.peer.Disconnect(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.pass()
+	node.MustMine(f.t, 1)
+	f.pass()
+	s := f.send(id)
+	if s.State != "confirmed" || s.Confirmations != 1 {
+		f.t.Fatalf("sent and mined: %+v", s)
+	}
+	return id, payee, s
+}
+
 func TestOurBroadcasts(t *testing.T) {
 	f := setup(t)
 	f.fund(500_000_000)
 
 	t.Run("a reorg that removes our broadcast", func(t *testing.T) {
 		f.t = t
-		id, payee := f.queue(100_000_000)
-		if err := f.peer.Disconnect(); err != nil {
-			t.Fatal(err)
-		}
-		f.pass()
-		node.MustMine(t, 1)
-		f.pass()
-		if s := f.send(id); s.State != "confirmed" || s.Confirmations != 1 {
-			t.Fatalf("sent and mined: %+v", s)
-		}
+		id, payee, _ := f.sentOnOurBranch(100_000_000)
 		if _, err := f.peer.Mine(2); err != nil {
 			t.Fatal(err)
 		}
@@ -370,17 +379,7 @@ func TestOurBroadcasts(t *testing.T) {
 
 	t.Run("a double spend of our broadcast", func(t *testing.T) {
 		f.t = t
-		id, payee := f.queue(50_000_000)
-		if err := f.peer.Disconnect(); err != nil {
-			t.Fatal(err)
-		}
-		f.pass()
-		node.MustMine(t, 1)
-		f.pass()
-		s := f.send(id)
-		if s.State != "confirmed" {
-			t.Fatalf("sent and mined: %+v", s)
-		}
+		id, payee, s := f.sentOnOurBranch(50_000_000)
 		if _, err := f.peer.DoubleSpend(s.TxID); err != nil {
 			t.Fatal(err)
 		}
