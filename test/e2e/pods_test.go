@@ -278,6 +278,51 @@ func TestEndToEndOnRealPods(t *testing.T) {
 		}
 	})
 
+	t.Run("3b PostgreSQL restarts under the pod: the helper says so, keeps running and carries on", func(t *testing.T) {
+		before, err := helperPod()
+		if err != nil {
+			t.Fatal(err)
+		}
+		restarts := func(p *corev1.Pod) (n int32) {
+			for _, c := range p.Status.ContainerStatuses {
+				n += c.RestartCount
+			}
+			return n
+		}
+		st.PG.Down()
+		down := time.Now()
+		testassets.Eventually(t, 3*time.Minute, "LedgerReachable=False", func() error {
+			if c := condition(v1alpha1.ConditionLedgerReachable); c == nil || c.Status != metav1.ConditionFalse {
+				return fmt.Errorf("LedgerReachable %+v", c)
+			}
+			return nil
+		})
+		t.Logf("figure: PostgreSQL stopped -> LedgerReachable=False in %s", time.Since(down).Round(time.Millisecond))
+		if err := st.PG.Up(); err != nil {
+			t.Fatal(err)
+		}
+		up := time.Now()
+		testassets.Eventually(t, 3*time.Minute, "LedgerReachable=True, Ready=True, the API answering", func() error {
+			for _, typ := range []string{v1alpha1.ConditionLedgerReachable, v1alpha1.ConditionReady} {
+				if c := condition(typ); c == nil || c.Status != metav1.ConditionTrue {
+					return fmt.Errorf("%s %+v", typ, c)
+				}
+			}
+			if n := readyEndpoints(); n != 1 {
+				return fmt.Errorf("%d ready endpoints", n)
+			}
+			return balance(acct.ID, "2.10000000")()
+		})
+		t.Logf("figure: PostgreSQL back -> LedgerReachable=True and the API answering in %s", time.Since(up).Round(time.Millisecond))
+		after, err := helperPod()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.UID != before.UID || restarts(after) != restarts(before) {
+			t.Fatalf("the helper was restarted: pod %s -> %s, container restarts %d -> %d", before.UID, after.UID, restarts(before), restarts(after))
+		}
+	})
+
 	t.Run("4 a rescan by annotation finds an unnotified payment", func(t *testing.T) {
 		st.BTC.MustPay(t, addr.Address, 10_000_000)
 		st.BTC.MustMine(t, 3)
