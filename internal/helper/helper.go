@@ -431,6 +431,7 @@ func (p *process) tenure(ctx context.Context, f *fatal) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	lock := &lockHolder{conn: conn}
+	h.set("active", errors.New("waiting for the advisory lock"), "")
 	log.Info("waiting to become the active helper", "asset", cfg.Asset.Name)
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
 		if ctx.Err() != nil {
