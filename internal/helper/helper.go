@@ -292,7 +292,9 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		case <-ctx.Done():
 		}
 	}()
+	backoff := time.Second
 	for {
+		began := time.Now()
 		err := p.tenure(ctx, fatal)
 		if ferr := fatal.fired(); ferr != nil {
 			log.Error(ferr, "stopping")
@@ -310,7 +312,17 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		// session, and another helper may take it first. Every active part has stopped; wait
 		// for the database and queue for the lock again.
 		h.set("active", err, "")
-		log.Error(err, "the database connection holding or queueing for the lock is gone; every active part stopped; waiting for the database to queue for the lock again")
+		// A database that takes connections and drops them at once (starting up, failing
+		// over) must not turn this loop into a busy one.
+		if time.Since(began) > time.Minute {
+			backoff = time.Second
+		}
+		log.Error(err, "the database connection holding or queueing for the lock is gone; every active part stopped; queueing for the lock again", "in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

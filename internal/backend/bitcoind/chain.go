@@ -124,13 +124,17 @@ func (c *Client) onChain(ctx context.Context, seen places, t *walletTx, claimedH
 
 // unmined re-examines a wallet transaction the node's chain does not have where the wallet says
 // (or that the wallet calls unconfirmed), from its raw form:
-//   - An output of it in the chain's unspent set means it is mined after all (a wallet that kept
-//     a stale block for it after a reorganisation): t gets the node's confirmations and block.
-//   - Otherwise, an input whose output the chain no longer has, and whose parent is not waiting in
-//     the mempool, was spent by another transaction on the best chain: t can never confirm.
+//   - Every input's output still unspent on the chain: it is simply not mined yet.
+//   - Otherwise, an output of it in the chain's unspent set means it is mined after all (a wallet
+//     that kept a stale block for it after a reorganisation): t gets the node's confirmations and
+//     block.
+//   - Otherwise, an input spent on the chain whose parent is not waiting in the mempool was spent
+//     by another transaction on the best chain: t can never confirm.
 //
-// The node's mempool is not asked about t itself: btcd puts a reorganised-out transaction back
-// into its mempool even when the winning branch spent its inputs.
+// Inputs come first because they are few, and the common case (waiting in the mempool) ends
+// there; a broadcast can have hundreds of outputs. The node's mempool is not asked about t
+// itself: btcd puts a reorganised-out transaction back into its mempool even when the winning
+// branch spent its inputs.
 func (c *Client) unmined(ctx context.Context, t *walletTx) (conflicted bool, err error) {
 	if t.Hex == "" {
 		return false, nil
@@ -143,6 +147,19 @@ func (c *Client) unmined(ctx context.Context, t *walletTx) (conflicted bool, err
 	if err := msg.Deserialize(bytes.NewReader(raw)); err != nil {
 		return false, fmt.Errorf("gettransaction %s: the node's transaction does not parse: %w", t.TxID, err)
 	}
+	var spent []wire.OutPoint
+	for _, in := range msg.TxIn {
+		out, err := c.txOut(ctx, in.PreviousOutPoint)
+		if err != nil {
+			return false, err
+		}
+		if out == nil {
+			spent = append(spent, in.PreviousOutPoint)
+		}
+	}
+	if len(spent) == 0 {
+		return false, nil
+	}
 	self := msg.TxHash()
 	for i := range msg.TxOut {
 		out, err := c.txOut(ctx, wire.OutPoint{Hash: self, Index: uint32(i)})
@@ -153,15 +170,8 @@ func (c *Client) unmined(ctx context.Context, t *walletTx) (conflicted bool, err
 			return false, c.minedAt(ctx, t, out.Confirmations)
 		}
 	}
-	for _, in := range msg.TxIn {
-		out, err := c.txOut(ctx, in.PreviousOutPoint)
-		if err != nil || out != nil {
-			if err != nil {
-				return false, err
-			}
-			continue
-		}
-		parentPending, err := c.inMempool(ctx, in.PreviousOutPoint.Hash.String())
+	for _, prev := range spent {
+		parentPending, err := c.inMempool(ctx, prev.Hash.String())
 		if err != nil {
 			return false, err
 		}
