@@ -1,5 +1,5 @@
 # One static binary serves as operator and helper. `make docker-build` builds this with a Docker
-# engine; `make image` builds the same image without one (internal/devstack/image).
+# engine; `make image` builds the same image without one (internal/testing/devstack/image).
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./

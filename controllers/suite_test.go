@@ -28,7 +28,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 const testImage = "registry.example/cryptoassets/cryptoassets-operator:test"

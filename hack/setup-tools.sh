@@ -82,7 +82,7 @@ case "${mode}" in
     go_install kwok "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
     go_install kwokctl "sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}"
     if [ "${mode}" != dev ]; then
-      # A real node (internal/devstack/node): containerd and runc run the pods, the CNI plugins
+      # A real node (internal/testing/devstack/node): containerd and runc run the pods, the CNI plugins
       # wire them to a bridge, kube-proxy programs iptables for ClusterIPs.
       apt_install containerd containerd
       apt_install runc runc

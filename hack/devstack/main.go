@@ -34,9 +34,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/node"
 )
 
 func main() {

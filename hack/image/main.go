@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/image"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/image"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 var pg *pgtest.Server

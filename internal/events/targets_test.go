@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
-	"github.com/cryptoassets/cryptoassets-operator/internal/redistest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/redistest"
 )
 
 func delivery() ledger.Delivery {

@@ -12,7 +12,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // The helper on a local blockchain.info: wallet service plus explorer, found by polling.

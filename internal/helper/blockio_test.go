@@ -13,7 +13,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio/blockiotest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // blockIOHelper runs the helper on a local block.io with the given notify method.

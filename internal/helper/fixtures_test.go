@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // credential writes a credential file, as a projected Secret would hold it.

@@ -15,8 +15,8 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/backendtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 func TestProbes(t *testing.T) {

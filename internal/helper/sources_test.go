@@ -16,8 +16,8 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/redistest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/redistest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // sourceHelper starts a helper whose only timely wake-ups come from the configured source:

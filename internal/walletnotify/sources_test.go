@@ -17,7 +17,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/redistest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/redistest"
 )
 
 // sink records what a source passed on and what it refused.

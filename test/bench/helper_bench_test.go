@@ -22,7 +22,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 )
 
 func envInt(b *testing.B, name string, def int) int {

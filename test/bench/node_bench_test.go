@@ -14,9 +14,9 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 )
 
 func startNode(b *testing.B) (*btctest.Node, *bitcoind.Client) {

@@ -26,9 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 )
 
 const workers = 4 // the operator runs with --max-concurrent-reconciles=4; the baseline writes with as many clients

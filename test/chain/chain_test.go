@@ -18,13 +18,13 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 var (

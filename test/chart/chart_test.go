@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 const kubeVersion = "1.36.3"

@@ -1,6 +1,6 @@
 // Package e2e runs the product as a user runs it: a local cluster (kwok), the Helm chart, the
 // operator with the chart's RBAC, the helper started from the Deployment the operator rendered,
-// PostgreSQL and btcd + btcwallet on simnet. See internal/devstack.
+// PostgreSQL and btcd + btcwallet on simnet. See internal/testing/devstack.
 package e2e
 
 import (
@@ -26,10 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 const ns = "shop"

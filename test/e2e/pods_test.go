@@ -27,11 +27,11 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/controllers"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // TestEndToEndOnRealPods runs the product as a user runs it on a real cluster: the image built

@@ -14,10 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // The steps both end-to-end tests take, whatever runs the pods.

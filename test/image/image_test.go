@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/image"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/image"
 )
 
 func root(t *testing.T) string {

@@ -32,11 +32,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 var (

@@ -19,10 +19,10 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 var (

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 )
 
 // The same backend against Litecoin Core on regtest: the bitcoin-core flavor (labels, a named

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 )
 
 // DB creates a database on srv with the ledger schema applied (the init container's job) and

@@ -14,9 +14,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 )
 
 // Release and namespace of the chart the stack installs, and the ServiceAccount the operator

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 	"github.com/jackc/pgx/v5"
 )
 

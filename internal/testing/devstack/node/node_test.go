@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/image"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/image"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/node"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // TestNodeRunsPodsAndLeavesTheHostAsItWas starts the real node, runs a pod on it (a sandbox and a

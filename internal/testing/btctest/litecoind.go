@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/rpcclient"
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 )
 
 // Core is a Litecoin Core node on regtest (Debian's litecoind): a real Bitcoin Core-family wallet

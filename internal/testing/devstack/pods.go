@@ -15,11 +15,11 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/image"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/image"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/node"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 )
 
 // PodOptions say what the real-pod stack runs.

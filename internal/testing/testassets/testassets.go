@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/btctest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/devstack/node"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/node"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 )
 
 // Check returns the exit code a TestMain should end with when an environment variable it needs is
@@ -99,7 +99,7 @@ func LitecoinCore(c **btctest.Core) Starter {
 }
 
 // RealNode returns the directory of the built tools (E2E_BIN) for a test that runs a real node
-// (internal/devstack/node). Outside `make test` it skips the test; under it (REQUIRE_TEST_ASSETS)
+// (internal/testing/devstack/node). Outside `make test` it skips the test; under it (REQUIRE_TEST_ASSETS)
 // a machine that cannot run a node fails the test with what is missing.
 func RealNode(t testing.TB) string {
 	t.Helper()

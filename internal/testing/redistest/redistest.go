@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 )
 
 // Server is a running redis-server.

@@ -18,7 +18,7 @@ import (
 	"github.com/btcsuite/btcd/txscript/v2"
 	"github.com/btcsuite/btcd/wire/v2"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 )
 
 // Peer is a second btcd on the node's simnet, with no wallet: a competing miner. Disconnect

@@ -31,7 +31,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 )
 
 // helperLabels pick the Deployments the operator renders for helpers.

@@ -21,9 +21,9 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
-	"github.com/cryptoassets/cryptoassets-operator/internal/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 var pg *pgtest.Server
