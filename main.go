@@ -1,24 +1,24 @@
 // Command cryptoassets is the one binary of cryptoassets-operator: the Kubernetes operator, the
-// per-coin helper service and its maintenance commands.
+// per-coin helper service and its maintenance commands. Each subcommand is a package under
+// internal/cmd; this file only wires them under the cobra root.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/helper"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/initializedb"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/operator"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/rescan"
+	versioncmd "github.com/cryptoassets/cryptoassets-operator/internal/cmd/version"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/walletnotify"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -40,99 +40,7 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(operatorCommand(), versionCommand(), helperCommand(), initializeDBCommand(), ledgerCommand(), walletnotifyCommand(), rescanCommand())
+	root.AddCommand(operator.NewCmd(version), versioncmd.NewCmd(version), helper.NewCmd(version), initializedb.NewCmd(),
+		ledger.NewCmd(), walletnotify.NewCmd(), rescan.NewCmd())
 	return root
-}
-
-func versionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), version)
-		},
-	}
-}
-
-func operatorCommand() *cobra.Command {
-	var (
-		opts       operator.Options
-		namespaces string
-		kubeconfig string
-		pullPolicy string
-		qps        float32
-		burst      int
-		as         string
-		asGroups   []string
-		zapOpts    = zap.Options{Development: false}
-	)
-	cmd := &cobra.Command{
-		Use:   "operator",
-		Short: "Run the operator that reconciles CryptoAsset resources",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-			if opts.Render.Image == "" {
-				return errors.New("--helper-image (or CRYPTOASSETS_HELPER_IMAGE) is required: the image helper pods run, normally the operator's own")
-			}
-			switch corev1.PullPolicy(pullPolicy) {
-			case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-				opts.Render.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
-			default:
-				return fmt.Errorf("--helper-image-pull-policy must be Always, IfNotPresent or Never, got %q", pullPolicy)
-			}
-			opts.WatchNamespaces = operator.ParseNamespaces(namespaces)
-			cfg, err := restConfig(kubeconfig)
-			if err != nil {
-				return err
-			}
-			cfg.UserAgent = "cryptoassets-operator/" + version
-			if as != "" {
-				// Run with another identity's rights, e.g. the chart's ServiceAccount, so a rule
-				// missing from the chart fails here as it would in the cluster.
-				cfg.Impersonate = rest.ImpersonationConfig{UserName: as, Groups: asGroups}
-			}
-			// client-go's own default (5/s) makes a cold start with hundreds of assets crawl;
-			// the API server's priority and fairness still protects it.
-			cfg.QPS, cfg.Burst = qps, burst
-			mgr, err := operator.NewManager(cmd.Context(), cfg, opts)
-			if err != nil {
-				return err
-			}
-			ctrl.Log.Info("starting operator", "version", version, "namespaces", opts.WatchNamespaces, "helperImage", opts.Render.Image)
-			return mgr.Start(cmd.Context())
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config")
-	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
-	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
-	f.BoolVar(&opts.LeaderElect, "leader-elect", false, "elect a leader so several replicas can run with one active")
-	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease; default: the pod's namespace")
-	f.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "CryptoAssets reconciled in parallel")
-	f.StringVar(&namespaces, "watch-namespace", os.Getenv("WATCH_NAMESPACE"), "comma-separated namespaces to watch; empty watches the whole cluster")
-	f.StringVar(&opts.Render.Image, "helper-image", os.Getenv("CRYPTOASSETS_HELPER_IMAGE"), "image of helper pods that do not set spec.helper.image")
-	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second the operator sends to the API server at most")
-	f.IntVar(&burst, "kube-api-burst", 100, "burst of requests to the API server above --kube-api-qps")
-	f.StringVar(&as, "as", "", "impersonate this user (e.g. system:serviceaccount:NS:NAME) for every API call; for running the operator outside the cluster with its in-cluster rights")
-	f.StringSliceVar(&asGroups, "as-group", nil, "groups to impersonate with --as (repeatable)")
-	f.StringVar(&pullPolicy, "helper-image-pull-policy", string(corev1.PullIfNotPresent), "pull policy of helper pods that do not set one")
-	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
-	zapOpts.BindFlags(gofs)
-	f.AddGoFlagSet(gofs)
-	return cmd
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return nil, fmt.Errorf("finding cluster credentials: %w", err)
-	}
-	return cfg, nil
 }

@@ -444,7 +444,7 @@ func (p *process) tenure(ctx context.Context, f *fatal) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	lock := &lockHolder{conn: conn}
 	h.set("active", errors.New("waiting for the advisory lock"), "")
-	log.Info("waiting to become the active helper", "asset", cfg.Asset.Name)
+	log.Info("waiting to become the active helper")
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -453,7 +453,7 @@ func (p *process) tenure(ctx context.Context, f *fatal) error {
 		return fmt.Errorf("%w: while waiting for it: %w", errLostLock, err)
 	}
 	h.set("active", nil, "this helper holds the asset's lock")
-	log.Info("active helper", "asset", cfg.Asset.Name)
+	log.Info("active helper")
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

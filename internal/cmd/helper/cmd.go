@@ -1,4 +1,5 @@
-package main
+// Package helper is the `cryptoassets helper` subcommand: the helper service for one asset.
+package helper
 
 import (
 	"fmt"
@@ -8,11 +9,13 @@ import (
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/cmdutil"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/helper"
 )
 
-func helperCommand() *cobra.Command {
+// NewCmd is the helper subcommand; version goes into the API server user agent.
+func NewCmd(version string) *cobra.Command {
 	var (
 		path       string
 		kubeconfig string
@@ -36,7 +39,7 @@ func helperCommand() *cobra.Command {
 			}
 			log := zap.New(zap.Level(level)).WithValues("asset", cfg.Asset.Name)
 			if cfg.Kubernetes != nil {
-				kube, err := restConfig(kubeconfig)
+				kube, err := cmdutil.RestConfig(kubeconfig)
 				if err != nil {
 					return fmt.Errorf("the config names CryptoAsset %s/%s: %w", cfg.Kubernetes.Namespace, cfg.Kubernetes.Name, err)
 				}

@@ -1,4 +1,5 @@
-package main
+// Package rescan is the `cryptoassets rescan` subcommand: one rescan outside the helper service.
+package rescan
 
 import (
 	"fmt"
@@ -7,17 +8,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/cmdutil"
 	"github.com/cryptoassets/cryptoassets-operator/internal/helper"
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 )
 
-func rescanCommand() *cobra.Command {
+// NewCmd is the rescan subcommand.
+func NewCmd() *cobra.Command {
 	var (
 		path       string
 		fromHeight int64
@@ -33,12 +33,12 @@ func rescanCommand() *cobra.Command {
 			if fromHeight < 0 {
 				return fmt.Errorf("--from-height must be 0 or more, got %d", fromHeight)
 			}
-			cfg, pool, err := connectLedger(cmd.Context(), path)
+			cfg, pool, err := cmdutil.ConnectLedger(cmd.Context(), path)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			log := commandLog(cmd, cfg)
+			log := cmdutil.CommandLog(cmd, cfg)
 			start := time.Now()
 			p := newProgressPrinter(cmd.ErrOrStderr())
 			r, err := helper.Rescan(cmd.Context(), cfg, pool, fromHeight, log, p.update)
@@ -95,13 +95,4 @@ func (p *progressPrinter) finish() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
 	}
-}
-
-// commandLog is the log of a one-off command: silent unless the config asks for debug, so the
-// command's own output stays readable.
-func commandLog(cmd *cobra.Command, cfg *config.Config) logr.Logger {
-	if cfg.Log.Level == "debug" {
-		return zap.New(zap.WriteTo(cmd.ErrOrStderr()))
-	}
-	return zap.New(zap.WriteTo(io.Discard))
 }

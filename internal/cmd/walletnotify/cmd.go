@@ -1,4 +1,6 @@
-package main
+// Package walletnotify is the `cryptoassets walletnotify` subcommand: the client bitcoind runs
+// for every wallet transaction.
+package walletnotify
 
 import (
 	"context"
@@ -17,14 +19,14 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/walletnotify"
 )
 
-// walletnotifyCommand is the client bitcoind runs for every wallet transaction:
+// NewCmd is the client bitcoind runs for every wallet transaction:
 //
 //	walletnotify=cryptoassets walletnotify --url http://btc-helper:28882/ --token-file /etc/cryptoassets/walletnotify-token %s
 //
 // It posts the txid the way the original curl hook did, with the helper's token, and gives up
 // after --timeout so a slow or absent helper never holds bitcoind up (the helper's poll timer
 // finds the transaction anyway).
-func walletnotifyCommand() *cobra.Command {
+func NewCmd() *cobra.Command {
 	var (
 		target    string
 		tokenFile string

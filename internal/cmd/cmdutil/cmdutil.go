@@ -1,0 +1,73 @@
+// Package cmdutil holds what the subcommands share: the helper config's ledger connection, the
+// cluster credentials and a one-off command's log.
+package cmdutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+)
+
+// ConnectLedger opens a pool on the database the config file names.
+func ConnectLedger(ctx context.Context, path string) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	url, err := config.ReadSecretFile("database.urlFile", cfg.Database.URLFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message can quote the URL, password included; say what is wrong without it.
+		return nil, nil, errors.New("database.urlFile does not hold a valid PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...)")
+	}
+	pc.MaxConns = cfg.Database.MaxConnections
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to the ledger database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("connecting to the ledger database %s:%d/%s: %w", pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, err)
+	}
+	return cfg, pool, nil
+}
+
+// RestConfig finds cluster credentials: a kubeconfig file when given, otherwise the in-cluster
+// config, then $KUBECONFIG, then ~/.kube/config.
+func RestConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("finding cluster credentials: %w", err)
+	}
+	return cfg, nil
+}
+
+// CommandLog is the log of a one-off command: silent unless the config asks for debug, so the
+// command's own output stays readable.
+func CommandLog(cmd *cobra.Command, cfg *config.Config) logr.Logger {
+	if cfg.Log.Level == "debug" {
+		return zap.New(zap.WriteTo(cmd.ErrOrStderr()))
+	}
+	return zap.New(zap.WriteTo(io.Discard))
+}
