@@ -14,12 +14,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-)
 
-// RenderedHashAnnotation records the hash of what the operator last rendered for a child object.
-// Comparing it is how a reconcile with nothing to do makes zero writes: the API server defaults
-// many fields, so comparing rendered and stored specs field by field would see changes that are not.
-const RenderedHashAnnotation = "cryptoassets.io/rendered-hash"
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+)
 
 // errNotOwned is returned when a child's name is taken by an object this CryptoAsset does not control.
 type errNotOwned struct {
@@ -49,7 +46,7 @@ func apply(ctx context.Context, c client.Client, desired client.Object, merge me
 	if err != nil {
 		return false, err
 	}
-	setAnnotation(desired, RenderedHashAnnotation, hash)
+	setAnnotation(desired, v1alpha1.RenderedHashAnnotation, hash)
 	kind := reflect.TypeOf(desired).Elem().Name()
 
 	existing := reflect.New(reflect.TypeOf(desired).Elem()).Interface().(client.Object)
@@ -73,7 +70,7 @@ func apply(ctx context.Context, c client.Client, desired client.Object, merge me
 	if ref := metav1.GetControllerOf(existing); ref == nil || ref.UID != owner.UID {
 		return false, &errNotOwned{kind: kind, name: desired.GetName()}
 	}
-	if existing.GetAnnotations()[RenderedHashAnnotation] == hash {
+	if existing.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == hash {
 		return false, nil
 	}
 	merge(existing, desired)
@@ -85,7 +82,7 @@ func apply(ctx context.Context, c client.Client, desired client.Object, merge me
 		labels[k] = v
 	}
 	existing.SetLabels(labels)
-	setAnnotation(existing, RenderedHashAnnotation, hash)
+	setAnnotation(existing, v1alpha1.RenderedHashAnnotation, hash)
 	existing.SetOwnerReferences(desired.GetOwnerReferences())
 	if err := c.Update(ctx, existing); err != nil {
 		return false, fmt.Errorf("updating %s %s: %w", kind, desired.GetName(), err)

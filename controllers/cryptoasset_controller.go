@@ -392,8 +392,8 @@ func (r *CryptoAssetReconciler) secretToAssets(ctx context.Context, obj client.O
 // podToAsset maps a helper pod to its CryptoAsset.
 func podToAsset(_ context.Context, obj client.Object) []reconcile.Request {
 	l := obj.GetLabels()
-	name := l[render.InstanceLabel]
-	if name == "" || l[render.NameLabel] != render.HelperAppName {
+	name := l[v1alpha1.LabelInstance]
+	if name == "" || l[v1alpha1.LabelName] != v1alpha1.HelperAppName {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}

@@ -6,17 +6,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// Annotations users and the helper set on a CryptoAsset.
-const (
-	// RescanAnnotation holds a token (any string, usually a timestamp). Every new value asks the
-	// helper for one rescan of the backend: kubectl annotate ca btc cryptoassets.io/rescan=$(date +%s) --overwrite
-	RescanAnnotation = "cryptoassets.io/rescan"
-	// RescanFromHeightAnnotation optionally sets the block height the next rescan starts from.
-	RescanFromHeightAnnotation = "cryptoassets.io/rescan-from-height"
-	// ConfigHashAnnotation is set on the helper pod template; a new value rolls the helper.
-	ConfigHashAnnotation = "cryptoassets.io/config-hash"
-)
-
 // Coin names a coin in the registry (internal/coin).
 // +kubebuilder:validation:Enum=bitcoin;litecoin;dogecoin
 type Coin string
@@ -601,23 +590,6 @@ type HelperSpec struct {
 	// +listType=atomic
 	Sidecars []runtime.RawExtension `json:"sidecars,omitempty"`
 }
-
-// Condition types of a CryptoAsset.
-const (
-	// ConditionReady is true when the helper Deployment is available with the current config.
-	ConditionReady = "Ready"
-	// ConditionProgressing is true while the helper rolls out a new config.
-	ConditionProgressing = "Progressing"
-	// ConditionDegraded is true when the operator cannot bring the asset to its declared state.
-	ConditionDegraded = "Degraded"
-	// ConditionBackendReachable is written by the active helper: whether its last contact with
-	// the backend (node or API service) succeeded. A helper keeps accepting and queueing sends
-	// while it is False; they go out when the backend is back.
-	ConditionBackendReachable = "BackendReachable"
-	// ConditionLedgerReachable is written by the active helper: whether it reaches its ledger
-	// database.
-	ConditionLedgerReachable = "LedgerReachable"
-)
 
 // RescanPhase is where a rescan stands.
 // +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed

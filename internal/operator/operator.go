@@ -27,12 +27,6 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
 )
 
-// ManagedByLabel marks every object the operator creates; its caches hold only such objects.
-const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "cryptoassets-operator"
-)
-
 // Options configure the operator.
 type Options struct {
 	MetricsAddr             string
@@ -86,7 +80,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err != nil {
 		return nil, fmt.Errorf("building scheme: %w", err)
 	}
-	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})}
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedBy})}
 	cacheOpts := cache.Options{
 		DefaultTransform: stripForCache,
 		// Children are cached only when they carry the operator's label, so the operator does not

@@ -41,28 +41,21 @@ type Options struct {
 // HelperName is the name of every object the operator creates for ca.
 func HelperName(ca *v1alpha1.CryptoAsset) string { return ca.Name + "-helper" }
 
-// The selector labels' keys and the helper's app name.
-const (
-	NameLabel     = "app.kubernetes.io/name"
-	InstanceLabel = "app.kubernetes.io/instance"
-	HelperAppName = "cryptoassets-helper"
-)
-
 // SelectorLabels select the helper pod. They must never change: a Deployment's selector is immutable.
 func SelectorLabels(ca *v1alpha1.CryptoAsset) map[string]string {
 	return map[string]string{
-		NameLabel:     HelperAppName,
-		InstanceLabel: ca.Name,
+		v1alpha1.LabelName:     v1alpha1.HelperAppName,
+		v1alpha1.LabelInstance: ca.Name,
 	}
 }
 
 // Labels are set on every object the operator creates for ca.
 func Labels(ca *v1alpha1.CryptoAsset) map[string]string {
 	l := SelectorLabels(ca)
-	l["app.kubernetes.io/component"] = "helper"
-	l["app.kubernetes.io/managed-by"] = "cryptoassets-operator"
-	l["app.kubernetes.io/part-of"] = "cryptoassets"
-	l["cryptoassets.io/coin"] = string(ca.Spec.Coin)
+	l[v1alpha1.LabelComponent] = v1alpha1.HelperComponent
+	l[v1alpha1.LabelManagedBy] = v1alpha1.ManagedBy
+	l[v1alpha1.LabelPartOf] = v1alpha1.PartOf
+	l[v1alpha1.LabelCoin] = string(ca.Spec.Coin)
 	return l
 }
 

@@ -35,7 +35,7 @@ import (
 )
 
 // helperLabels pick the Deployments the operator renders for helpers.
-var helperLabels = client.MatchingLabels{"app.kubernetes.io/component": "helper", "app.kubernetes.io/managed-by": "cryptoassets-operator"}
+var helperLabels = client.MatchingLabels{v1alpha1.LabelComponent: v1alpha1.HelperComponent, v1alpha1.LabelManagedBy: v1alpha1.ManagedBy}
 
 // Helper is one running helper process.
 type Helper struct {
