@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 )
 
 // Reasons of the conditions the helper writes.
@@ -77,7 +78,7 @@ func (w *conditionWriter) changed(component string) {
 }
 
 func (w *conditionWriter) run(ctx context.Context) {
-	backoff := time.Second
+	wait := backoff.New(time.Minute)
 	for {
 		select {
 		case <-ctx.Done():
@@ -87,16 +88,14 @@ func (w *conditionWriter) run(ctx context.Context) {
 		for ctx.Err() == nil {
 			err := w.write(ctx)
 			if err == nil {
-				backoff = time.Second
+				wait.Reset()
 				break
 			}
-			w.log.Error(err, "writing the helper's conditions; retrying", "in", backoff)
-			select {
-			case <-ctx.Done():
+			d := wait.Next()
+			w.log.Error(err, "writing the helper's conditions; retrying", "in", d)
+			if !backoff.Sleep(ctx, d) {
 				return
-			case <-time.After(jitter(backoff)):
 			}
-			backoff = min(2*backoff, time.Minute)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockchain"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/null"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 	"github.com/cryptoassets/cryptoassets-operator/internal/broadcast"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
@@ -292,7 +293,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		case <-ctx.Done():
 		}
 	}()
-	backoff := time.Second
+	wait := backoff.New(30 * time.Second)
 	for {
 		began := time.Now()
 		err := p.tenure(ctx, fatal)
@@ -315,14 +316,11 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 		// A database that takes connections and drops them at once (starting up, failing
 		// over) must not turn this loop into a busy one.
 		if time.Since(began) > time.Minute {
-			backoff = time.Second
+			wait.Reset()
 		}
-		log.Error(err, "the database connection holding or queueing for the lock is gone; every active part stopped; queueing for the lock again", "in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(jitter(backoff)):
-		}
-		backoff = min(2*backoff, 30*time.Second)
+		d := wait.Next()
+		log.Error(err, "the database connection holding or queueing for the lock is gone; every active part stopped; queueing for the lock again", "in", d)
+		backoff.Sleep(ctx, d)
 	}
 }
 
@@ -677,14 +675,18 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			defer wg.Done()
 			// Rescans are a repair tool: losing the API server must not stop payments, so the
 			// watcher is retried here and stays out of readiness.
-			for backoff := time.Second; ctx.Err() == nil; backoff = min(2*backoff, time.Minute) {
-				if err := w.Run(ctx); err != nil {
-					log.Error(err, "rescan watcher stopped; restarting", "in", backoff)
+			wait := backoff.New(time.Minute)
+			for ctx.Err() == nil {
+				began := time.Now()
+				err := w.Run(ctx)
+				if time.Since(began) > time.Minute {
+					wait.Reset() // it watched for a while: a new failure, not the same one
 				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(backoff):
+				d := wait.Next()
+				if err != nil {
+					log.Error(err, "rescan watcher stopped; restarting", "in", d)
 				}
+				backoff.Sleep(ctx, d)
 			}
 		}()
 	}

@@ -3,12 +3,13 @@ package helper
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 )
 
 // stepLimit is how long one step of a periodic part (a catch-up, a broadcast pass) may run before
@@ -20,16 +21,11 @@ const stepLimit = 15 * time.Minute
 // ledgerPingEvery is how often the active helper checks its database when nothing else does.
 const ledgerPingEvery = 10 * time.Second
 
-// jitter spreads retries of many helpers over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
 // connectLedger opens the connection that will hold the active-helper lock, waiting for a
 // database that does not answer yet. Only ctx ends the wait: a database restart or a slow
 // first start is not a reason to crash-loop, and /readyz says what it waits for meanwhile.
 func connectLedger(ctx context.Context, cc *pgx.ConnConfig, h *health, log logr.Logger) (*pgx.Conn, error) {
-	backoff := time.Second
+	wait := backoff.New(30 * time.Second)
 	for {
 		conn, err := pgx.ConnectConfig(ctx, cc)
 		if err == nil {
@@ -42,13 +38,11 @@ func connectLedger(ctx context.Context, cc *pgx.ConnConfig, h *health, log logr.
 		err = fmt.Errorf("connecting to the ledger database: %w", err)
 		h.set("ledger", err, "")
 		h.set("active", fmt.Errorf("waiting for the ledger database: %w", err), "")
-		log.Error(err, "the ledger database does not answer; retrying", "in", backoff)
-		select {
-		case <-ctx.Done():
+		d := wait.Next()
+		log.Error(err, "the ledger database does not answer; retrying", "in", d)
+		if !backoff.Sleep(ctx, d) {
 			return nil, ctx.Err()
-		case <-time.After(jitter(backoff)):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 )
 
 // supervisor runs the helper's periodic parts, each on its own goroutine: a part that fails is
@@ -28,6 +30,7 @@ func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, 
 	go func() {
 		defer wg.Done()
 		failures := 0
+		wait := backoff.New(period)
 		for {
 			done := s.health.start(name, s.stepLimit)
 			err := s.safe(ctx, step)
@@ -38,13 +41,11 @@ func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, 
 			next := period
 			if err != nil {
 				failures++
-				backoff := time.Second << min(failures-1, 10)
-				if backoff < next {
-					next = backoff
-				}
+				next = min(wait.Next(), period)
 				log.Error(err, "failed; retrying", "in", next, "failures", failures)
 			} else {
 				failures = 0
+				wait.Reset()
 			}
 			s.health.set(name, err, "running")
 			t := time.NewTimer(next)

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 )
 
@@ -203,16 +204,16 @@ func (w *Watcher) step(ctx context.Context, reader client.Reader, cl client.Clie
 	w.handled = token
 	// The result must reach status, or a restarted helper would run the rescan again: keep
 	// trying (with backoff) until it is written or the helper stops.
-	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+	wait := backoff.New(30 * time.Second)
+	for {
 		err := w.write(ctx, cl, st)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		log.Error(err, "writing the rescan's result; retrying", "in", backoff)
-		select {
-		case <-ctx.Done():
+		d := wait.Next()
+		log.Error(err, "writing the rescan's result; retrying", "in", d)
+		if !backoff.Sleep(ctx, d) {
 			return
-		case <-time.After(backoff):
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio"
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 )
 
 // blockIOMessage is what block.io's websocket and webhook send: a type (ping, address, account,
@@ -50,20 +51,20 @@ func (s *BlockIOWebsocket) Run(ctx context.Context) error {
 	if s.IdleTimeout <= 0 {
 		s.IdleTimeout = 2 * time.Minute
 	}
-	failures := 0
+	wait := backoff.New(time.Minute)
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := s.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		failures++
-		backoff := min(time.Second<<min(failures-1, 5), 60*time.Second)
-		s.health(err)
-		s.Log.Error(err, "block.io websocket lost; reconnecting", "in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
+		if time.Since(began) > s.IdleTimeout {
+			wait.Reset() // it was up for a while: this is a new outage, not the same one
 		}
+		d := wait.Next()
+		s.health(err)
+		s.Log.Error(err, "block.io websocket lost; reconnecting", "in", d)
+		backoff.Sleep(ctx, d)
 	}
 	return nil
 }
@@ -230,7 +231,8 @@ func (s *BlockIOWebhook) bad(w http.ResponseWriter, reason string) {
 // to register are retried with backoff and reported to Health.
 func (s *BlockIOWebhook) Register(ctx context.Context) error {
 	var id string
-	for backoff := time.Second; id == "" && ctx.Err() == nil; backoff = min(2*backoff, time.Minute) {
+	wait := backoff.New(time.Minute)
+	for id == "" && ctx.Err() == nil {
 		var err error
 		id, err = s.register(ctx)
 		if err == nil {
@@ -239,11 +241,9 @@ func (s *BlockIOWebhook) Register(ctx context.Context) error {
 		if s.Health != nil {
 			s.Health(err)
 		}
-		s.Log.Error(err, "registering the block.io webhook; retrying", "in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
+		d := wait.Next()
+		s.Log.Error(err, "registering the block.io webhook; retrying", "in", d)
+		backoff.Sleep(ctx, d)
 	}
 	if id == "" {
 		return nil

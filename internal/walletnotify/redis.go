@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
 )
 
 // DefaultRedisChannel is the channel cryptoassets.core used: `redis-cli publish
@@ -45,7 +47,7 @@ func (s *Redis) Run(ctx context.Context) error {
 		}
 		_ = sub.Close()
 	}()
-	failures := 0
+	wait := backoff.New(30 * time.Second)
 	for {
 		// A bounded wait with a ping after it: a Redis that vanished without closing the
 		// connection is noticed within a minute rather than never.
@@ -62,22 +64,19 @@ func (s *Redis) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			// go-redis drops the broken connection; the next Receive dials and subscribes again.
-			failures++
-			backoff := min(time.Second<<min(failures-1, 5), 30*time.Second)
+			d := wait.Next()
 			err = fmt.Errorf("redis %s channel %s: %w", s.Options.Addr, s.Channel, err)
 			s.health(err)
-			s.Log.Error(err, "redis subscription lost; reconnecting", "in", backoff)
-			select {
-			case <-ctx.Done():
+			s.Log.Error(err, "redis subscription lost; reconnecting", "in", d)
+			if !backoff.Sleep(ctx, d) {
 				return nil
-			case <-time.After(backoff):
 			}
 			continue
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				failures = 0
+				wait.Reset()
 				s.health(nil)
 				s.Log.Info("subscribed to redis walletnotify channel", "address", s.Options.Addr, "channel", m.Channel)
 				if s.Connected != nil {
