@@ -118,7 +118,7 @@ func TestHelpersSurviveTheirDatabase(t *testing.T) {
 	node.MustPay(t, addr.Address, 50_000_000)
 	node.MustMine(t, 3)
 	testassets.Eventually(t, 60*time.Second, "deposit after the outages credited", balanceIs(t, c, acct.ID, "3.50000000"))
-	payee, err := node.Wallet.GetNewAddress("default")
+	payee, err := node.NewAddress()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,7 +186,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	})
 
 	// A send, twice with the same Idempotency-Key: one ledger send, one payment.
-	payee, err := node.Wallet.GetNewAddress("default")
+	payee, err := node.NewAddress()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,7 @@ func TestNotificationsAndCatchUp(t *testing.T) {
 	}
 
 	// Payments to addresses the ledger did not hand out are not deposits.
-	stranger, err := node.Wallet.GetNewAddress("default")
+	stranger, err := node.NewAddress()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,7 +46,7 @@ func externalAddress(b *testing.B) string {
 		if _, err := rand.Read(h); err != nil {
 			b.Fatal(err)
 		}
-		if a := base58.CheckEncode(h, 0x3f); !strings.HasPrefix(strings.ToLower(a), "sb1") {
+		if a := base58.CheckEncode(h, 0x3f); !btctest.Sb1(a) {
 			return a
 		}
 	}
@@ -86,7 +85,11 @@ func BenchmarkBroadcast(b *testing.B) {
 			for range min(left, ledger.MaxBroadcastSends) {
 				outputs[externalAddress(b)] = 10_000
 			}
-			if _, err := backend.SendMany(ctx, outputs); err != nil {
+			_, err := backend.SendMany(ctx, outputs)
+			for attempt := 1; btctest.IsSb1Quirk(err) && attempt < 5; attempt++ {
+				_, err = backend.SendMany(ctx, outputs) // a refused change address paid nothing
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -141,6 +144,10 @@ func BenchmarkIntake(b *testing.B) {
 	var batches []map[string]ledger.Amount
 	for i := range n {
 		addr, err := backend.NewAddress(ctx, "")
+		for err == nil && btctest.Sb1(addr) {
+			// btcwallet cannot pay its own simnet addresses that start "Sb1"; draw another.
+			addr, err = backend.NewAddress(ctx, "")
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -155,6 +162,9 @@ func BenchmarkIntake(b *testing.B) {
 	var txids []string
 	for _, outputs := range batches {
 		txid, err := backend.SendMany(ctx, outputs)
+		for attempt := 1; btctest.IsSb1Quirk(err) && attempt < 5; attempt++ {
+			txid, err = backend.SendMany(ctx, outputs) // a refused change address paid nothing
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

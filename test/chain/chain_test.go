@@ -305,7 +305,7 @@ func (f *fixture) fund(amount int64) {
 // queue puts a send to a fresh address of the node's wallet (not the ledger's) in the queue.
 func (f *fixture) queue(amount int64) (int64, string) {
 	f.t.Helper()
-	payee, err := node.Wallet.GetNewAddress("default")
+	payee, err := node.NewAddress()
 	if err != nil {
 		f.t.Fatal(err)
 	}

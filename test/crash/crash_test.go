@@ -114,7 +114,7 @@ func TestKilledBetweenSendAndCommitPaysOnce(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		testassets.API(t, cfg.API.Listen, "GET", fmt.Sprintf("/v1/accounts/%d", acct.ID), nil, &acctView)
 	}
-	payee, err := node.Wallet.GetNewAddress("default")
+	payee, err := node.NewAddress()
 	if err != nil {
 		t.Fatal(err)
 	}

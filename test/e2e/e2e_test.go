@@ -133,7 +133,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("3 a send queued while the node is down goes out once when it is back", func(t *testing.T) {
-		payee, err := st.Node.Wallet.GetNewAddress("default")
+		payee, err := st.Node.NewAddress()
 		if err != nil {
 			t.Fatal(err)
 		}

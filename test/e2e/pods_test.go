@@ -212,7 +212,7 @@ func TestEndToEndOnRealPods(t *testing.T) {
 	})
 
 	t.Run("3 btcd down: the pod stays Ready behind its Service, a send is queued and goes out once", func(t *testing.T) {
-		payee, err := st.BTC.Wallet.GetNewAddress("default")
+		payee, err := st.BTC.NewAddress()
 		if err != nil {
 			t.Fatal(err)
 		}

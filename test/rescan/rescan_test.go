@@ -466,7 +466,10 @@ func TestRescanByAnnotation(t *testing.T) {
 		if b := balance(t, api, acct.ID); b != "1.20000000" {
 			t.Fatalf("balance after the rescan: %s", b)
 		}
-		if got := rec.phases("t1"); !containsInOrder(got, v1alpha1.RescanPending, v1alpha1.RescanRunning, v1alpha1.RescanSucceeded) {
+		// The watch shows the writes that reached the API server, in order. An intermediate
+		// one (Pending, a progress write) can lose a conflict with the operator's status write
+		// on a busy machine and is not retried, so the start is read from its Event instead.
+		if got := rec.phases("t1"); !phasesInOrder(got) || len(got) == 0 || got[len(got)-1] != v1alpha1.RescanSucceeded {
 			t.Fatalf("phases seen on the watch: %v", got)
 		}
 		waitEvent(t, ns, name, "RescanStarted", `"t1"`)
@@ -625,12 +628,14 @@ func stderrOf(err error) string {
 	return ""
 }
 
-func containsInOrder(got []v1alpha1.RescanPhase, want ...v1alpha1.RescanPhase) bool {
-	i := 0
-	for _, p := range got {
-		if i < len(want) && p == want[i] {
-			i++
+// phasesInOrder says whether a rescan's phases never went back: Pending, then Running, then an
+// outcome, each possibly unseen.
+func phasesInOrder(got []v1alpha1.RescanPhase) bool {
+	rank := map[v1alpha1.RescanPhase]int{v1alpha1.RescanPending: 0, v1alpha1.RescanRunning: 1, v1alpha1.RescanSucceeded: 2, v1alpha1.RescanFailed: 2}
+	for i := 1; i < len(got); i++ {
+		if rank[got[i]] < rank[got[i-1]] {
+			return false
 		}
 	}
-	return i == len(want)
+	return true
 }

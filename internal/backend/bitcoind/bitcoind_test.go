@@ -277,7 +277,7 @@ func TestWalletUnlockedOncePerWindow(t *testing.T) {
 	srv := httptest.NewServer(counter)
 	defer srv.Close()
 	c := newClient(t, func(o *Options) { o.URL = srv.URL })
-	payee, err := node.Wallet.GetNewAddress("default")
+	payee, err := node.NewAddress()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package bitcoind
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 // The same backend against Litecoin Core on regtest: the bitcoin-core flavor (labels, a named
@@ -51,20 +53,28 @@ func TestCoreReceiveSendAndList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := c.Transaction(ctx, txid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tx.Confirmations != 0 || len(tx.Received) != 1 || tx.Received[0].Amount != 12_345_678 || tx.Received[0].Address != addr {
-		t.Fatalf("unconfirmed: %+v", tx)
-	}
+	// The receiving wallet learns of the payment from its node a moment after the paying wallet
+	// sent it, and of blocks a moment after they are mined: wait for it, never assume it.
+	testassets.Eventually(t, time.Minute, "the payment in the receiving wallet", func() error {
+		tx, err := c.Transaction(ctx, txid)
+		if err != nil {
+			return err
+		}
+		if tx.Confirmations != 0 || len(tx.Received) != 1 || tx.Received[0].Amount != 12_345_678 || tx.Received[0].Address != addr {
+			t.Fatalf("unconfirmed: %+v", tx)
+		}
+		return nil
+	})
 	if err := core.Mine(2); err != nil {
 		t.Fatal(err)
 	}
-	tx, err = c.Transaction(ctx, txid)
-	if err != nil || tx.Confirmations != 2 || tx.BlockHash == "" {
-		t.Fatalf("after 2 blocks: %+v %v", tx, err)
-	}
+	testassets.Eventually(t, time.Minute, "2 confirmations in the receiving wallet", func() error {
+		tx, err := c.Transaction(ctx, txid)
+		if err != nil || tx.Confirmations != 2 || tx.BlockHash == "" {
+			return fmt.Errorf("after 2 blocks: %+v %v", tx, err)
+		}
+		return nil
+	})
 	txs, _, err := c.Since(ctx, tip.Hash)
 	if err != nil {
 		t.Fatal(err)

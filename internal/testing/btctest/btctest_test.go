@@ -24,7 +24,7 @@ func TestNodeSendsAndConfirms(t *testing.T) {
 	if err != nil || bal < 500*btcutil.SatoshiPerBitcoin {
 		t.Fatalf("wallet balance %v, %v: want at least 500 spendable", bal, err)
 	}
-	to, err := n.Wallet.GetNewAddress("default")
+	to, err := n.NewAddress()
 	if err != nil {
 		t.Fatal(err)
 	}

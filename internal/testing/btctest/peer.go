@@ -72,13 +72,19 @@ func (n *Node) StartPeer() (*Peer, error) {
 	return p, nil
 }
 
-// someoneElse is a simnet address nobody in the test holds the key to.
+// someoneElse is a simnet address nobody in the test holds the key to (and not one starting
+// "Sb1", which btcd's and btcwallet's decoders take for bech32).
 func someoneElse() (address.Address, error) {
-	var h [20]byte
-	if _, err := rand.Read(h[:]); err != nil {
-		return nil, err
+	for {
+		var h [20]byte
+		if _, err := rand.Read(h[:]); err != nil {
+			return nil, err
+		}
+		a, err := address.NewAddressPubKeyHash(h[:], &chaincfg.SimNetParams)
+		if err != nil || !Sb1(a.EncodeAddress()) {
+			return a, err
+		}
 	}
-	return address.NewAddressPubKeyHash(h[:], &chaincfg.SimNetParams)
 }
 
 func (p *Peer) p2pAddr() string { return "127.0.0.1:" + strconv.Itoa(p.p2pPort) }
