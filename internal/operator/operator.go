@@ -110,6 +110,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		LeaderElectionID:              LeaseID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Logger:                        quietPlannedLeaseRelease(ctx, ctrl.Log),
 		// Secret values are read only when a reconcile needs them, straight from the API server;
 		// never through a cache of full Secrets.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
