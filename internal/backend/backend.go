@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 )
 
 // Errors callers can test for with errors.Is.
@@ -32,7 +32,7 @@ var (
 type Output struct {
 	Index   int32
 	Address string
-	Amount  ledger.Amount
+	Amount  amount.Amount
 }
 
 // Transaction is what the backend knows of a wallet transaction.
@@ -50,7 +50,7 @@ type Transaction struct {
 	Received []Output
 	Sent     bool
 	// Fee is what the wallet paid in fees, for sends.
-	Fee ledger.Amount
+	Fee amount.Amount
 }
 
 // Tip is a block: where catch-up resumes.
@@ -62,7 +62,7 @@ type Tip struct {
 // Send is a payment the wallet made, as the wallet recorded it.
 type Send struct {
 	TxID    string
-	Outputs map[string]ledger.Amount
+	Outputs map[string]amount.Amount
 	Time    time.Time
 }
 
@@ -85,7 +85,7 @@ type Backend interface {
 	Since(ctx context.Context, blockHash string) ([]Transaction, Tip, error)
 	// SendMany pays several addresses in one transaction, exactly once: it never retries on its
 	// own, because a send whose answer was lost may still have gone out.
-	SendMany(ctx context.Context, outputs map[string]ledger.Amount) (txid string, err error)
+	SendMany(ctx context.Context, outputs map[string]amount.Amount) (txid string, err error)
 	// Tip is the best block.
 	Tip(ctx context.Context) (Tip, error)
 	// Scan walks the wallet's history from a block height (0: from its beginning) to the tip,

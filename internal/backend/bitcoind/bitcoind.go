@@ -34,9 +34,9 @@ import (
 	"github.com/btcsuite/btcd/btcjson"
 	"github.com/btcsuite/btcd/rpcclient"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // Flavors of wallet.
@@ -300,14 +300,14 @@ type walletTx struct {
 	detail
 }
 
-func (c *Client) amount(method string, n json.Number) (ledger.Amount, error) {
+func (c *Client) amount(method string, n json.Number) (amount.Amount, error) {
 	if n == "" {
 		return 0, nil
 	}
 	s := n.String()
 	// Nodes print amounts with up to `decimals` places; an exponent ("1e-08") would be a node
 	// quirk worth refusing loudly rather than guessing.
-	a, err := ledger.ParseAmount(strings.TrimPrefix(s, "-"), c.decimals)
+	a, err := amount.Parse(strings.TrimPrefix(s, "-"), c.decimals)
 	if err != nil {
 		return 0, fmt.Errorf("%s: amount %s from the node: %w", method, s, err)
 	}
@@ -543,7 +543,7 @@ func (c *Client) Tip(ctx context.Context) (backend.Tip, error) {
 
 // SendMany pays outputs in one transaction. It unlocks an encrypted wallet when needed (see
 // unlock) and sends no comment (btcwallet refuses them).
-func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount) (string, error) {
 	if len(outputs) == 0 {
 		return "", errors.New("sendmany: nothing to send")
 	}
@@ -640,7 +640,7 @@ func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Se
 		}
 		s, ok := byTx[e.TxID]
 		if !ok {
-			s = &backend.Send{TxID: e.TxID, Outputs: map[string]ledger.Amount{}, Time: time.Unix(e.Time, 0)}
+			s = &backend.Send{TxID: e.TxID, Outputs: map[string]amount.Amount{}, Time: time.Unix(e.Time, 0)}
 			byTx[e.TxID] = s
 			order = append(order, e.TxID)
 		}

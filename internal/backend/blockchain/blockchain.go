@@ -18,9 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 const (
@@ -326,11 +326,11 @@ func (c *Client) convert(t rawTx, ours map[string]bool, tip backend.Tip, hashes 
 	for _, o := range t.Out {
 		paid += o.Value
 		if ours[o.Addr] {
-			out.Received = append(out.Received, backend.Output{Index: o.N, Address: o.Addr, Amount: ledger.Amount(o.Value)})
+			out.Received = append(out.Received, backend.Output{Index: o.N, Address: o.Addr, Amount: amount.Amount(o.Value)})
 		}
 	}
 	if out.Sent && in > paid {
-		out.Fee = ledger.Amount(in - paid)
+		out.Fee = amount.Amount(in - paid)
 	}
 	switch {
 	case t.DoubleSpend:
@@ -504,7 +504,7 @@ func (c *Client) Scan(ctx context.Context, fromHeight int64, visit func(backend.
 }
 
 // SendMany pays through the wallet service once: payment for one recipient, sendmany for more.
-func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount) (string, error) {
 	if len(outputs) == 0 {
 		return "", fmt.Errorf("%w: a send needs at least one output", backend.ErrRejected)
 	}
@@ -560,10 +560,10 @@ func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Se
 		if !spent {
 			continue
 		}
-		s := backend.Send{TxID: strings.ToLower(t.Hash), Time: time.Unix(t.Time, 0).UTC(), Outputs: map[string]ledger.Amount{}}
+		s := backend.Send{TxID: strings.ToLower(t.Hash), Time: time.Unix(t.Time, 0).UTC(), Outputs: map[string]amount.Amount{}}
 		for _, o := range t.Out {
 			if !ours[o.Addr] {
-				s.Outputs[o.Addr] += ledger.Amount(o.Value)
+				s.Outputs[o.Addr] += amount.Amount(o.Value)
 			}
 		}
 		out = append(out, s)

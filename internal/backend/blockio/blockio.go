@@ -23,10 +23,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/blockio/pincrypt"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // DefaultURL is block.io's API v2.
@@ -56,7 +56,7 @@ type Client struct {
 	// fees remembers the network fee of the withdrawals this process made: block.io reports it
 	// when the withdrawal is finalised, not in its transaction lists.
 	mu   sync.Mutex
-	fees map[string]ledger.Amount
+	fees map[string]amount.Amount
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -112,7 +112,7 @@ func New(opts Options) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: opts.Timeout}
 	}
-	return &Client{opts: opts, base: u, network: network, http: hc, fees: map[string]ledger.Amount{}}, nil
+	return &Client{opts: opts, base: u, network: network, http: hc, fees: map[string]amount.Amount{}}, nil
 }
 
 type envelope struct {
@@ -213,8 +213,8 @@ func (c *Client) checkNetwork(name, got string) error {
 	return nil
 }
 
-func (c *Client) amount(name, s string) (ledger.Amount, error) {
-	a, err := ledger.ParseAmount(s, 8)
+func (c *Client) amount(name, s string) (amount.Amount, error) {
+	a, err := amount.Parse(s, 8)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w: amount %q: %v", name, backend.ErrRejected, s, err)
 	}
@@ -260,14 +260,14 @@ func slug(s string) string {
 
 // entry is one transaction in get_transactions.
 type entry struct {
-	TxID            string   `json:"txid"`
-	Time            int64    `json:"time"`
-	Confirmations   int32    `json:"confirmations"`
-	AmountsReceived []amount `json:"amounts_received"`
-	AmountsSent     []amount `json:"amounts_sent"`
+	TxID            string            `json:"txid"`
+	Time            int64             `json:"time"`
+	Confirmations   int32             `json:"confirmations"`
+	AmountsReceived []recipientAmount `json:"amounts_received"`
+	AmountsSent     []recipientAmount `json:"amounts_sent"`
 }
 
-type amount struct {
+type recipientAmount struct {
 	Recipient string `json:"recipient"`
 	Amount    string `json:"amount"`
 }
@@ -335,7 +335,7 @@ func (p *pager) next(ctx context.Context) ([]entry, error) {
 func (c *Client) received(e entry) (backend.Transaction, error) {
 	t := backend.Transaction{TxID: strings.ToLower(e.TxID), Confirmations: e.Confirmations}
 	amounts := slices.Clone(e.AmountsReceived)
-	slices.SortFunc(amounts, func(a, b amount) int {
+	slices.SortFunc(amounts, func(a, b recipientAmount) int {
 		if a.Recipient != b.Recipient {
 			return strings.Compare(a.Recipient, b.Recipient)
 		}
@@ -519,7 +519,7 @@ type signer struct {
 // SendMany withdraws to several addresses in one transaction: block.io prepares it, this client
 // signs its inputs with the PIN-derived key, and block.io broadcasts it on
 // sign_and_finalize_withdrawal, which is sent exactly once.
-func (c *Client) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount) (string, error) {
 	if len(outputs) == 0 {
 		return "", fmt.Errorf("%w: a send needs at least one output", backend.ErrRejected)
 	}
@@ -611,7 +611,7 @@ func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Se
 			if at.Before(since) {
 				return out, nil
 			}
-			s := backend.Send{TxID: strings.ToLower(e.TxID), Time: at, Outputs: map[string]ledger.Amount{}}
+			s := backend.Send{TxID: strings.ToLower(e.TxID), Time: at, Outputs: map[string]amount.Amount{}}
 			for _, r := range e.AmountsSent {
 				a, err := c.amount("get_transactions", r.Amount)
 				if err != nil {

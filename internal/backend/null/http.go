@@ -7,8 +7,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // Handler serves the simulator's controls under /v1/simulator (the caller authenticates):
@@ -35,12 +35,12 @@ func (b *Backend) Handler() http.Handler {
 			fail(w, http.StatusBadRequest, "address: required")
 			return
 		}
-		amount, err := ledger.ParseAmount(req.Amount, b.decimals)
-		if err != nil || amount <= 0 {
+		paid, err := amount.Parse(req.Amount, b.decimals)
+		if err != nil || paid <= 0 {
 			fail(w, http.StatusBadRequest, fmt.Sprintf("amount: %q is not a positive decimal amount with at most %d places", req.Amount, b.decimals))
 			return
 		}
-		txid, err := b.Receive(r.Context(), map[string]ledger.Amount{req.Address: amount})
+		txid, err := b.Receive(r.Context(), map[string]amount.Amount{req.Address: paid})
 		if err != nil {
 			fail(w, http.StatusBadRequest, "address: "+err.Error())
 			return

@@ -18,13 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // Fee is what every simulated send pays.
-const Fee ledger.Amount = 1000
+const Fee amount.Amount = 1000
 
 // scanWindow is how many blocks one rescan batch covers.
 const scanWindow = 100
@@ -45,7 +45,7 @@ type Options struct {
 
 type output struct {
 	Address string        `json:"address"`
-	Amount  ledger.Amount `json:"amount"`
+	Amount  amount.Amount `json:"amount"`
 }
 
 type tx struct {
@@ -204,7 +204,7 @@ func (b *Backend) NewAddress(ctx context.Context, label string) (string, error) 
 }
 
 func (b *Backend) view(t *tx) backend.Transaction {
-	out := backend.Transaction{TxID: t.TxID, Sent: t.Sent, Fee: ledger.Amount(t.Fee)}
+	out := backend.Transaction{TxID: t.TxID, Sent: t.Sent, Fee: amount.Amount(t.Fee)}
 	switch {
 	case t.Conflicted:
 		out.Confirmations, out.Conflicted = -1, true
@@ -310,14 +310,14 @@ func (b *Backend) Tip(context.Context) (backend.Tip, error) {
 }
 
 // balance is confirmed receipts less every send (confirmed or not) and its fee.
-func (b *Backend) balance() ledger.Amount {
-	var sum ledger.Amount
+func (b *Backend) balance() amount.Amount {
+	var sum amount.Amount
 	for _, t := range b.st.Txs {
 		if t.Conflicted {
 			continue
 		}
 		if t.Sent {
-			sum -= ledger.Amount(t.Fee)
+			sum -= amount.Amount(t.Fee)
 			for _, o := range t.Outputs {
 				sum -= o.Amount
 			}
@@ -335,7 +335,7 @@ func (b *Backend) balance() ledger.Amount {
 
 // SendMany records a send. Addresses must be valid for the network; the wallet must hold the
 // amounts plus Fee in confirmed coins.
-func (b *Backend) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+func (b *Backend) SendMany(ctx context.Context, outputs map[string]amount.Amount) (string, error) {
 	if len(outputs) == 0 {
 		return "", fmt.Errorf("%w: a send needs at least one output", backend.ErrRejected)
 	}
@@ -387,7 +387,7 @@ func (b *Backend) RecentSends(_ context.Context, since time.Time) ([]backend.Sen
 		if !t.Sent || t.Time.Before(since) {
 			continue
 		}
-		s := backend.Send{TxID: t.TxID, Time: t.Time, Outputs: map[string]ledger.Amount{}}
+		s := backend.Send{TxID: t.TxID, Time: t.Time, Outputs: map[string]amount.Amount{}}
 		for _, o := range t.Outputs {
 			s.Outputs[o.Address] += o.Amount
 		}
@@ -397,7 +397,7 @@ func (b *Backend) RecentSends(_ context.Context, since time.Time) ([]backend.Sen
 }
 
 // Receive injects an incoming payment from outside the wallet, unconfirmed.
-func (b *Backend) Receive(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+func (b *Backend) Receive(ctx context.Context, outputs map[string]amount.Amount) (string, error) {
 	if len(outputs) == 0 {
 		return "", errors.New("a payment needs at least one output")
 	}

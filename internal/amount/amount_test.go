@@ -1,4 +1,4 @@
-package ledger
+package amount
 
 import (
 	"errors"
@@ -20,9 +20,9 @@ func TestParseAndFormatAmount(t *testing.T) {
 		{"92233720368.54775807", math.MaxInt64, "92233720368.54775807"},
 		{"-92233720368.54775807", -math.MaxInt64, "-92233720368.54775807"},
 	} {
-		got, err := ParseAmount(tc.in, 8)
+		got, err := Parse(tc.in, 8)
 		if err != nil || got != tc.want {
-			t.Errorf("ParseAmount(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			t.Errorf("Parse(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 			continue
 		}
 		if s := got.Format(8); s != tc.out {
@@ -33,11 +33,11 @@ func TestParseAndFormatAmount(t *testing.T) {
 		t.Errorf("MinInt64 formats as %q", s)
 	}
 	for _, bad := range []string{"", ".", "1.", ".5", "1e8", "0.000000001", "1,5", "+1", "--1", "0x10", " 1", "1.2.3", "92233720368.54775808", "99999999999999999999999"} {
-		if v, err := ParseAmount(bad, 8); err == nil {
-			t.Errorf("ParseAmount(%q) = %d, want an error", bad, v)
+		if v, err := Parse(bad, 8); err == nil {
+			t.Errorf("Parse(%q) = %d, want an error", bad, v)
 		}
 	}
-	if _, err := ParseAmount("92233720368.54775808", 8); !errors.Is(err, ErrOverflow) {
+	if _, err := Parse("92233720368.54775808", 8); !errors.Is(err, ErrOverflow) {
 		t.Errorf("overflow not reported as ErrOverflow: %v", err)
 	}
 }
