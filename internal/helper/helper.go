@@ -241,11 +241,10 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 	if err != nil {
 		return err
 	}
-	pc, err := pgxpool.ParseConfig(dbURL)
+	pc, err := ledger.PoolConfig(dbURL, cfg.Database.MaxConnections)
 	if err != nil {
-		return errors.New("database.urlFile does not hold a valid PostgreSQL URL")
+		return err
 	}
-	pc.MaxConns = cfg.Database.MaxConnections
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return fmt.Errorf("connecting to the ledger database: %w", err)

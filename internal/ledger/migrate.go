@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -121,4 +122,18 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("the ledger schema is at version %d, this binary needs %d: run `cryptoassets initializedb`", current, want)
 	}
 	return nil
+}
+
+// PoolConfig parses the ledger database's URL and sizes the pool: the one place the helper and
+// the maintenance commands set up their connections. pgx's own parse error can quote the URL,
+// password included, so the error says what is wrong without it.
+func PoolConfig(url string, maxConns int32) (*pgxpool.Config, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("database.urlFile does not hold a valid PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...)")
+	}
+	if maxConns > 0 {
+		pc.MaxConns = maxConns
+	}
+	return pc, nil
 }

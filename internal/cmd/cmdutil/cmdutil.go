@@ -4,7 +4,6 @@ package cmdutil
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // ConnectLedger opens a pool on the database the config file names.
@@ -29,12 +29,10 @@ func ConnectLedger(ctx context.Context, path string) (*config.Config, *pgxpool.P
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := pgxpool.ParseConfig(url)
+	pc, err := ledger.PoolConfig(url, cfg.Database.MaxConnections)
 	if err != nil {
-		// pgx's message can quote the URL, password included; say what is wrong without it.
-		return nil, nil, errors.New("database.urlFile does not hold a valid PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...)")
+		return nil, nil, err
 	}
-	pc.MaxConns = cfg.Database.MaxConnections
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to the ledger database: %w", err)
