@@ -21,6 +21,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 )
 
 // Version of the file format; bumped on incompatible changes so an old helper refuses a new file.
@@ -82,21 +84,21 @@ type Database struct {
 
 // Backend selects and configures the backend.
 type Backend struct {
-	Type       string             `json:"type"`
-	Bitcoind   *BitcoindBackend   `json:"bitcoind,omitempty"`
-	BlockIO    *BlockIOBackend    `json:"blockio,omitempty"`
-	Blockchain *BlockchainBackend `json:"blockchain,omitempty"`
+	Type       v1alpha1.BackendType `json:"type"`
+	Bitcoind   *BitcoindBackend     `json:"bitcoind,omitempty"`
+	BlockIO    *BlockIOBackend      `json:"blockio,omitempty"`
+	Blockchain *BlockchainBackend   `json:"blockchain,omitempty"`
 }
 
 // BitcoindBackend is a bitcoind-compatible JSON-RPC wallet.
 type BitcoindBackend struct {
-	URL                  string   `json:"url"`
-	Flavor               string   `json:"flavor"`
-	Wallet               string   `json:"wallet,omitempty"`
-	UsernameFile         string   `json:"usernameFile"`
-	PasswordFile         string   `json:"passwordFile"`
-	WalletPassphraseFile string   `json:"walletPassphraseFile,omitempty"`
-	Timeout              Duration `json:"timeout"`
+	URL                  string                  `json:"url"`
+	Flavor               v1alpha1.BitcoindFlavor `json:"flavor"`
+	Wallet               string                  `json:"wallet,omitempty"`
+	UsernameFile         string                  `json:"usernameFile"`
+	PasswordFile         string                  `json:"passwordFile"`
+	WalletPassphraseFile string                  `json:"walletPassphraseFile,omitempty"`
+	Timeout              Duration                `json:"timeout"`
 }
 
 // BlockIOBackend is the block.io API.
@@ -119,7 +121,7 @@ type BlockchainBackend struct {
 
 // Notify selects the wake-up source; polling always runs too.
 type Notify struct {
-	Method           string                  `json:"method"`
+	Method           v1alpha1.NotifyMethod   `json:"method"`
 	PollInterval     Duration                `json:"pollInterval"`
 	HTTP             *HTTPNotify             `json:"http,omitempty"`
 	Pipe             *PipeNotify             `json:"pipe,omitempty"`
@@ -161,12 +163,12 @@ type BlockIOWebhookNotify struct {
 
 // EventTarget is one application notification target.
 type EventTarget struct {
-	Name     string               `json:"name"`
-	Type     string               `json:"type"`
-	HTTP     *HTTPEventTarget     `json:"http,omitempty"`
-	Redis    *RedisEventTarget    `json:"redis,omitempty"`
-	PGNotify *PGNotifyEventTarget `json:"pgNotify,omitempty"`
-	Script   *ScriptEventTarget   `json:"script,omitempty"`
+	Name     string                   `json:"name"`
+	Type     v1alpha1.EventTargetType `json:"type"`
+	HTTP     *HTTPEventTarget         `json:"http,omitempty"`
+	Redis    *RedisEventTarget        `json:"redis,omitempty"`
+	PGNotify *PGNotifyEventTarget     `json:"pgNotify,omitempty"`
+	Script   *ScriptEventTarget       `json:"script,omitempty"`
 }
 
 // HTTPEventTarget posts signed JSON.
@@ -291,7 +293,7 @@ func (c *Config) SetDefaults() {
 	}
 	if b := c.Backend.Bitcoind; b != nil {
 		if b.Flavor == "" {
-			b.Flavor = "bitcoin-core"
+			b.Flavor = v1alpha1.FlavorBitcoinCore
 		}
 		if b.Timeout.Duration == 0 {
 			b.Timeout.Duration = DefaultRPCTimeout
@@ -310,39 +312,39 @@ func (c *Config) SetDefaults() {
 		c.Notify.PollInterval.Duration = DefaultPollInterval
 	}
 	switch c.Notify.Method {
-	case "http":
+	case v1alpha1.NotifyHTTP:
 		if c.Notify.HTTP == nil {
 			c.Notify.HTTP = &HTTPNotify{}
 		}
 		if c.Notify.HTTP.Listen == "" {
 			c.Notify.HTTP.Listen = ":" + strconv.Itoa(DefaultNotifyHTTPPort)
 		}
-	case "pipe":
+	case v1alpha1.NotifyPipe:
 		if c.Notify.Pipe == nil {
 			c.Notify.Pipe = &PipeNotify{}
 		}
 		if c.Notify.Pipe.Path == "" {
 			c.Notify.Pipe.Path = DefaultPipePath
 		}
-	case "redis":
+	case v1alpha1.NotifyRedis:
 		if c.Notify.Redis != nil && c.Notify.Redis.Channel == "" {
 			c.Notify.Redis.Channel = DefaultRedisChannel
 		}
-	case "blockio-websocket":
+	case v1alpha1.NotifyBlockIOWebsocket:
 		if c.Notify.BlockIOWebsocket == nil {
 			c.Notify.BlockIOWebsocket = &BlockIOWebsocketNotify{}
 		}
 		if c.Notify.BlockIOWebsocket.URL == "" {
 			c.Notify.BlockIOWebsocket.URL = DefaultBlockIOSocketURL
 		}
-	case "blockio-webhook":
+	case v1alpha1.NotifyBlockIOWebhook:
 		if c.Notify.BlockIOWebhook != nil && c.Notify.BlockIOWebhook.Listen == "" {
 			c.Notify.BlockIOWebhook.Listen = ":" + strconv.Itoa(DefaultWebhookPort)
 		}
 	}
 	for i := range c.Events {
 		e := &c.Events[i]
-		if e.Type == "pg-notify" && e.PGNotify == nil {
+		if e.Type == v1alpha1.EventPGNotify && e.PGNotify == nil {
 			e.PGNotify = &PGNotifyEventTarget{}
 		}
 		if e.HTTP != nil && e.HTTP.Timeout.Duration == 0 {
@@ -492,7 +494,8 @@ func (c *Config) Validate() error {
 			}
 			names[e.Name] = true
 		}
-		blocks := map[string]bool{"http": e.HTTP != nil, "redis": e.Redis != nil, "pg-notify": e.PGNotify != nil, "script": e.Script != nil}
+		blocks := map[v1alpha1.EventTargetType]bool{v1alpha1.EventHTTP: e.HTTP != nil, v1alpha1.EventRedis: e.Redis != nil,
+			v1alpha1.EventPGNotify: e.PGNotify != nil, v1alpha1.EventScript: e.Script != nil}
 		if _, known := blocks[e.Type]; !known {
 			v.fail(field+".type", "must be http, redis, pg-notify or script, got %q", e.Type)
 		}
@@ -536,23 +539,24 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateBackend(v *validator) {
 	b := c.Backend
-	blocks := map[string]bool{"bitcoind": b.Bitcoind != nil, "blockio": b.BlockIO != nil, "blockchain": b.Blockchain != nil, "null": false}
+	blocks := map[v1alpha1.BackendType]bool{v1alpha1.BackendBitcoind: b.Bitcoind != nil, v1alpha1.BackendBlockIO: b.BlockIO != nil,
+		v1alpha1.BackendBlockchain: b.Blockchain != nil, v1alpha1.BackendNull: false}
 	if _, known := blocks[b.Type]; !known {
 		v.fail("backend.type", "must be bitcoind, blockio, blockchain or null, got %q", b.Type)
 	}
 	for t, set := range blocks {
-		if set != (t == b.Type) && t != "null" {
-			v.fail("backend."+t, "is required with backend type %s and only allowed there", t)
+		if set != (t == b.Type) && t != v1alpha1.BackendNull {
+			v.fail("backend."+string(t), "is required with backend type %s and only allowed there", t)
 		}
 	}
-	if b.Type == "null" && c.Asset.Network == "mainnet" {
+	if b.Type == v1alpha1.BackendNull && c.Asset.Network == "mainnet" {
 		v.fail("backend.type", "the null backend is a simulator and cannot run on mainnet")
 	}
 	if x := b.Bitcoind; x != nil {
 		v.url("backend.bitcoind.url", x.URL, "http", "https")
 		switch x.Flavor {
-		case "bitcoin-core":
-		case "btcwallet":
+		case v1alpha1.FlavorBitcoinCore:
+		case v1alpha1.FlavorBtcwallet:
 			if x.Wallet != "" {
 				v.fail("backend.bitcoind.wallet", "named wallets are a Bitcoin Core feature")
 			}
@@ -584,9 +588,9 @@ func (c *Config) validateBackend(v *validator) {
 
 func (c *Config) validateNotify(v *validator) {
 	n := c.Notify
-	blocks := map[string]bool{
-		"http": n.HTTP != nil, "pipe": n.Pipe != nil, "redis": n.Redis != nil,
-		"blockio-websocket": n.BlockIOWebsocket != nil, "blockio-webhook": n.BlockIOWebhook != nil, "poll": false,
+	blocks := map[v1alpha1.NotifyMethod]bool{
+		v1alpha1.NotifyHTTP: n.HTTP != nil, v1alpha1.NotifyPipe: n.Pipe != nil, v1alpha1.NotifyRedis: n.Redis != nil,
+		v1alpha1.NotifyBlockIOWebsocket: n.BlockIOWebsocket != nil, v1alpha1.NotifyBlockIOWebhook: n.BlockIOWebhook != nil, v1alpha1.NotifyPoll: false,
 	}
 	if _, known := blocks[n.Method]; !known {
 		v.fail("notify.method", "must be http, pipe, redis, blockio-websocket, blockio-webhook or poll, got %q", n.Method)
@@ -597,12 +601,12 @@ func (c *Config) validateNotify(v *validator) {
 		}
 	}
 	switch n.Method {
-	case "http", "pipe", "redis":
-		if c.Backend.Type != "bitcoind" && c.Backend.Type != "null" {
+	case v1alpha1.NotifyHTTP, v1alpha1.NotifyPipe, v1alpha1.NotifyRedis:
+		if c.Backend.Type != v1alpha1.BackendBitcoind && c.Backend.Type != v1alpha1.BackendNull {
 			v.fail("notify.method", "%s notifications need backend bitcoind or null, not %s", n.Method, c.Backend.Type)
 		}
-	case "blockio-websocket", "blockio-webhook":
-		if c.Backend.Type != "blockio" {
+	case v1alpha1.NotifyBlockIOWebsocket, v1alpha1.NotifyBlockIOWebhook:
+		if c.Backend.Type != v1alpha1.BackendBlockIO {
 			v.fail("notify.method", "%s notifications need backend blockio, not %s", n.Method, c.Backend.Type)
 		}
 	}
@@ -614,7 +618,7 @@ func (c *Config) validateNotify(v *validator) {
 	if x := n.Pipe; x != nil {
 		v.file("notify.pipe.path", x.Path)
 	}
-	if n.Method == "redis" && n.Redis == nil {
+	if n.Method == v1alpha1.NotifyRedis && n.Redis == nil {
 		v.fail("notify.redis", "is required with notify method redis")
 	}
 	if x := n.Redis; x != nil {
@@ -625,7 +629,7 @@ func (c *Config) validateNotify(v *validator) {
 	if x := n.BlockIOWebsocket; x != nil {
 		v.url("notify.blockioWebsocket.url", x.URL, "ws", "wss")
 	}
-	if n.Method == "blockio-webhook" && n.BlockIOWebhook == nil {
+	if n.Method == v1alpha1.NotifyBlockIOWebhook && n.BlockIOWebhook == nil {
 		v.fail("notify.blockioWebhook", "is required with notify method blockio-webhook")
 	}
 	if x := n.BlockIOWebhook; x != nil {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/api"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
@@ -54,15 +55,15 @@ func secret(field, path string) (string, error) {
 func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (backend.Backend, func(), error) {
 	b := cfg.Backend
 	switch b.Type {
-	case "bitcoind":
-	case "null":
+	case v1alpha1.BackendBitcoind:
+	case v1alpha1.BackendNull:
 		sim, err := null.New(ctx, null.Options{Coin: cfg.Asset.Coin, Network: cfg.Asset.Network,
 			Store: null.PGStore{Pool: pool, Asset: cfg.Asset.Name}})
 		if err != nil {
 			return nil, nil, err
 		}
 		return sim, func() {}, nil
-	case "blockio":
+	case v1alpha1.BackendBlockIO:
 		key, err := secret("backend.blockio.apiKeyFile", b.BlockIO.APIKeyFile)
 		if err != nil {
 			return nil, nil, err
@@ -76,7 +77,7 @@ func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (ba
 			return nil, nil, err
 		}
 		return c, func() {}, nil
-	case "blockchain":
+	case v1alpha1.BackendBlockchain:
 		x := b.Blockchain
 		opts := blockchain.Options{URL: x.URL, ExplorerURL: x.ExplorerURL, Coin: cfg.Asset.Coin, Network: cfg.Asset.Network}
 		for _, f := range []struct {
@@ -114,7 +115,7 @@ func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (ba
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := bitcoind.New(bitcoind.Options{URL: b.Bitcoind.URL, Flavor: b.Bitcoind.Flavor, Wallet: b.Bitcoind.Wallet,
+	c, err := bitcoind.New(bitcoind.Options{URL: b.Bitcoind.URL, Flavor: string(b.Bitcoind.Flavor), Wallet: b.Bitcoind.Wallet,
 		User: user, Password: pass, WalletPassphrase: phrase, Timeout: b.Bitcoind.Timeout.Duration,
 		Coin: cfg.Asset.Coin, Network: cfg.Asset.Network})
 	if err != nil {
@@ -127,15 +128,15 @@ func newTargets(cfg *config.Config, l *ledger.Ledger) ([]events.Target, error) {
 	var out []events.Target
 	for _, e := range cfg.Events {
 		switch e.Type {
-		case "http":
+		case v1alpha1.EventHTTP:
 			key, err := secret("events["+e.Name+"].http.signingKeyFile", e.HTTP.SigningKeyFile)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, events.NewHTTPTarget(e.Name, e.HTTP.URL, []byte(key), e.HTTP.Timeout.Duration))
-		case "pg-notify":
+		case v1alpha1.EventPGNotify:
 			out = append(out, events.NewPGNotifyTarget(e.Name, e.PGNotify.Channel, l))
-		case "redis":
+		case v1alpha1.EventRedis:
 			password, err := secret("events["+e.Name+"].redis.passwordFile", e.Redis.PasswordFile)
 			if err != nil {
 				return nil, err
@@ -272,7 +273,7 @@ func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Optio
 	wg.Add(1)
 	go func() { defer wg.Done(); watchLedger(ctx, pool, h) }()
 	if k := cfg.Kubernetes; k != nil && opts.Kube != nil {
-		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, cfg.Backend.Type == "null", log.WithName("conditions"))
+		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, cfg.Backend.Type == v1alpha1.BackendNull, log.WithName("conditions"))
 		if err != nil {
 			return fmt.Errorf("creating the Kubernetes client for conditions: %w", err)
 		}
@@ -594,13 +595,13 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 	}
 	rejected := func(source string) func(string) { return func(string) { m.rejectedNotification(source) } }
 	switch n := cfg.Notify; n.Method {
-	case "http":
+	case v1alpha1.NotifyHTTP:
 		hookToken, err := secret("notify.http.tokenFile", n.HTTP.TokenFile)
 		if err != nil {
 			return err
 		}
 		serve("walletnotify", n.HTTP.Listen, walletnotify.NewHTTP(hookToken, notified("http"), log.WithName("walletnotify")))
-	case "pipe":
+	case v1alpha1.NotifyPipe:
 		pipe := &walletnotify.Pipe{Path: n.Pipe.Path, Notify: notified("pipe"), Rejected: rejected("pipe"), Log: log.WithName("walletnotify")}
 		wg.Add(1)
 		go func() {
@@ -609,7 +610,7 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 				f.stop(err)
 			}
 		}()
-	case "redis":
+	case v1alpha1.NotifyRedis:
 		password, err := secret("notify.redis.passwordFile", n.Redis.PasswordFile)
 		if err != nil {
 			return err
@@ -627,7 +628,7 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			Log:       log.WithName("walletnotify")}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = src.Run(ctx) }()
-	case "blockio-websocket":
+	case v1alpha1.NotifyBlockIOWebsocket:
 		key, err := secret("backend.blockio.apiKeyFile", cfg.Backend.BlockIO.APIKeyFile)
 		if err != nil {
 			return err
@@ -639,7 +640,7 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			Log:    log.WithName("walletnotify")}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = src.Run(ctx) }()
-	case "blockio-webhook":
+	case v1alpha1.NotifyBlockIOWebhook:
 		reg, ok := be.(*blockio.Client)
 		if !ok {
 			return errors.New("notify method blockio-webhook needs backend blockio")

@@ -2,8 +2,8 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"

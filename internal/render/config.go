@@ -60,9 +60,9 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 			URLFile:        files["spec.database.urlSecretRef"],
 			MaxConnections: spec.Database.MaxConnections,
 		},
-		Backend: config.Backend{Type: string(spec.Backend.Type)},
+		Backend: config.Backend{Type: spec.Backend.Type},
 		Notify: config.Notify{
-			Method:       string(spec.Notify.Method),
+			Method:       spec.Notify.Method,
 			PollInterval: duration(spec.Notify.PollInterval),
 		},
 		API: config.API{
@@ -78,7 +78,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 	if b := spec.Backend.Bitcoind; b != nil {
 		cfg.Backend.Bitcoind = &config.BitcoindBackend{
 			URL:                  b.URL,
-			Flavor:               string(b.Flavor),
+			Flavor:               b.Flavor,
 			Wallet:               b.Wallet,
 			UsernameFile:         files["spec.backend.bitcoind.usernameSecretRef"],
 			PasswordFile:         files["spec.backend.bitcoind.passwordSecretRef"],
@@ -138,7 +138,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 	}
 
 	for _, e := range spec.Events {
-		t := config.EventTarget{Name: e.Name, Type: string(e.Type)}
+		t := config.EventTarget{Name: e.Name, Type: e.Type}
 		prefix := "spec.events[" + e.Name + "]"
 		if e.HTTP != nil {
 			t.HTTP = &config.HTTPEventTarget{
