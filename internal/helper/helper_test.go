@@ -245,7 +245,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(m), `cryptoassets_notifications_total{source="http"} 1`) || !strings.Contains(string(m), `cryptoassets_broadcasts_total{result="sent"} 1`) {
+	if !strings.Contains(string(m), `cryptoassets_notifications_total{source="http"} 1`) || !strings.Contains(string(m), `cryptoassets_broadcast_passes_total{result="sent"} 1`) {
 		t.Errorf("metrics lack the notification or the broadcast:\n%s", grep(string(m), "cryptoassets_"))
 	}
 

@@ -29,8 +29,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Deposit changes booked: booked (new), credited, uncredited (reorg or double spend)."}, []string{"change"}),
 		catchUps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cryptoassets_catchup_duration_seconds",
 			Help: "Duration of catch-up passes, by result.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}, []string{"result"}),
-		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_broadcasts_total",
-			Help: "Broadcast passes that did something: sent, reconciled, waiting, failed."}, []string{"result"}),
+		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_broadcast_passes_total",
+			Help: "Broadcast passes that did something, by result: sent (one network transaction), reconciled (an interrupted one found in the wallet), waiting (for an interrupted one's record), failed."}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_event_deliveries_total",
 			Help: "Event delivery attempts, by target and result."}, []string{"target", "result"}),
 	}

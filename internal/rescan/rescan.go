@@ -15,7 +15,8 @@ import (
 
 // Metrics are the rescan series.
 type Metrics struct {
-	runs     *prometheus.CounterVec
+	started  prometheus.Counter
+	finished *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	found    prometheus.Counter
 	booked   prometheus.Counter
@@ -24,8 +25,10 @@ type Metrics struct {
 // NewMetrics registers the rescan series on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_rescans_total",
-			Help: "Rescans by outcome: started, succeeded, failed."}, []string{"result"}),
+		started: prometheus.NewCounter(prometheus.CounterOpts{Name: "cryptoassets_rescans_started_total",
+			Help: "Rescans started."}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_rescans_finished_total",
+			Help: "Rescans finished, by result: succeeded, failed (started minus finished are running or were interrupted)."}, []string{"result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cryptoassets_rescan_duration_seconds",
 			Help: "Duration of finished rescans, by result.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}, []string{"result"}),
 		found: prometheus.NewCounter(prometheus.CounterOpts{Name: "cryptoassets_rescan_transactions_found_total",
@@ -33,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		booked: prometheus.NewCounter(prometheus.CounterOpts{Name: "cryptoassets_rescan_transactions_booked_total",
 			Help: "Transactions rescans found that the ledger did not know: what notifications had missed."}),
 	}
-	reg.MustRegister(m.runs, m.duration, m.found, m.booked)
+	reg.MustRegister(m.started, m.finished, m.duration, m.found, m.booked)
 	return m
 }
 
@@ -41,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // m (which may be nil).
 func Run(ctx context.Context, in *intake.Intake, fromHeight int64, m *Metrics, progress func(intake.RescanProgress)) (intake.RescanResult, error) {
 	if m != nil {
-		m.runs.WithLabelValues("started").Inc()
+		m.started.Inc()
 	}
 	start := time.Now()
 	r, err := in.Rescan(ctx, fromHeight, progress)
@@ -50,7 +53,7 @@ func Run(ctx context.Context, in *intake.Intake, fromHeight int64, m *Metrics, p
 		if err != nil {
 			result = "failed"
 		}
-		m.runs.WithLabelValues(result).Inc()
+		m.finished.WithLabelValues(result).Inc()
 		m.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 		m.found.Add(float64(r.TxFound))
 		m.booked.Add(float64(r.TxBooked))

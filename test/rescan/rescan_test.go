@@ -488,7 +488,7 @@ func TestRescanByAnnotation(t *testing.T) {
 		annotate(t, ns, name, v1alpha1.RescanAnnotation, "t1", "example.com/touched", "yes")
 		time.Sleep(2 * time.Second)
 		after := waitHandled(t, ns, name, "t1", logs)
-		if !equalRescan(before, after) || testassets.Metric(t, ops, `cryptoassets_rescans_total{result="started"}`) != 1 {
+		if !equalRescan(before, after) || testassets.Metric(t, ops, `cryptoassets_rescans_started_total`) != 1 {
 			t.Fatalf("a repeated token ran again: %+v -> %+v", before, after)
 		}
 	})
@@ -516,7 +516,7 @@ func TestRescanByAnnotation(t *testing.T) {
 	})
 
 	t.Run("a token arriving during a rescan waits for it", func(t *testing.T) {
-		startedBefore := testassets.Metric(t, ops, `cryptoassets_rescans_total{result="started"}`)
+		startedBefore := testassets.Metric(t, ops, `cryptoassets_rescans_started_total`)
 		px.set("hang")
 		annotate(t, ns, name, v1alpha1.RescanAnnotation, "t4")
 		waitStarted(t, ns, name, "t4", logs)
@@ -535,7 +535,7 @@ func TestRescanByAnnotation(t *testing.T) {
 		if got[len(got)-1] == v1alpha1.RescanFailed {
 			t4EndReason = "RescanFailed"
 		}
-		if n := testassets.Metric(t, ops, `cryptoassets_rescans_total{result="started"}`) - startedBefore; n != 2 {
+		if n := testassets.Metric(t, ops, `cryptoassets_rescans_started_total`) - startedBefore; n != 2 {
 			t.Fatalf("%v rescans started for t4 and t5", n)
 		}
 		// And in turn: t5 started only after t4 ended.

@@ -47,7 +47,7 @@ func APIRequest(t testing.TB, addr, token, method, path string, headers map[stri
 	return resp.StatusCode
 }
 
-// Metric reads one sample, e.g. `cryptoassets_rescans_total{result="started"}`, from the /metrics
+// Metric reads one sample, e.g. `cryptoassets_rescans_started_total`, from the /metrics
 // of a helper's ops address; 0 when the series is not there (yet).
 func Metric(t testing.TB, addr, series string) float64 {
 	t.Helper()
