@@ -11,17 +11,11 @@ import (
 	"hash/fnv"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
@@ -230,273 +224,44 @@ type Options struct {
 	RescanProgressEvery time.Duration
 }
 
-func run(parent context.Context, cfg *config.Config, log logr.Logger, opts Options) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-
-	dbURL, err := secret("database.urlFile", cfg.Database.URLFile)
-	if err != nil {
-		return err
-	}
-	token, err := secret("api.tokenFile", cfg.API.TokenFile)
-	if err != nil {
-		return err
-	}
-	pc, err := ledger.PoolConfig(dbURL, cfg.Database.MaxConnections)
-	if err != nil {
-		return err
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return fmt.Errorf("connecting to the ledger database: %w", err)
-	}
-	defer pool.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p := &process{cfg: cfg, log: log, opts: opts, pool: pool, connConfig: pc.ConnConfig, token: token,
-		m: newMetrics(reg), rescanMetrics: rescan.NewMetrics(reg), h: newHealth()}
-	h := p.h
-	registerHealthGauges(reg, h)
-	// Readiness: this replica holds the lock and serves its API. Nothing else.
-	h.require("active", "startup")
-	h.set("active", errors.New("waiting for the advisory lock"), "")
-	h.set("startup", errors.New("starting"), "")
-
-	// The ops endpoints, the database watch and the condition writer outlive every tenure as the
-	// active helper, so a standby and a helper whose database is down both say so.
-	var wg sync.WaitGroup
-	fatal := newFatal()
-	defer wg.Wait()
-	defer cancel()
-	p.serve(ctx, &wg, fatal, "ops", cfg.Server.MetricsListen, h.opsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	wg.Add(1)
-	go func() { defer wg.Done(); watchLedger(ctx, pool, h) }()
-	if k := cfg.Kubernetes; k != nil && opts.Kube != nil {
-		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, cfg.Backend.Type == v1alpha1.BackendNull, log.WithName("conditions"))
-		if err != nil {
-			return fmt.Errorf("creating the Kubernetes client for conditions: %w", err)
-		}
-		p.conditions = cw
-		h.notify(cw.changed)
-		wg.Add(1)
-		go func() { defer wg.Done(); cw.run(ctx) }()
-	}
-
-	// A fatal error (a server that cannot listen) also ends a wait for the database or the lock.
-	ctx, stopAll := context.WithCancel(ctx)
-	defer stopAll()
-	go func() {
-		select {
-		case <-fatal.done:
-			stopAll()
-		case <-ctx.Done():
-		}
-	}()
-	wait := backoff.New(30 * time.Second)
-	for {
-		began := time.Now()
-		err := p.tenure(ctx, fatal)
-		if ferr := fatal.fired(); ferr != nil {
-			log.Error(ferr, "stopping")
-			return ferr
-		}
-		if ctx.Err() != nil {
-			log.Info("shutting down")
-			return nil
-		}
-		if !errors.Is(err, errLostLock) {
-			log.Error(err, "stopping")
-			return err
-		}
-		// The database went away under us (a restart, a failover): the lock went with the
-		// session, and another helper may take it first. Every active part has stopped; wait
-		// for the database and queue for the lock again.
-		h.set("active", err, "")
-		// A database that takes connections and drops them at once (starting up, failing
-		// over) must not turn this loop into a busy one.
-		if time.Since(began) > time.Minute {
-			wait.Reset()
-		}
-		d := wait.Next()
-		log.Error(err, "the database connection holding or queueing for the lock is gone; every active part stopped; queueing for the lock again", "in", d)
-		backoff.Sleep(ctx, d)
-	}
-}
-
-// errLostLock: the connection holding the active-helper lock died, so the lock is gone.
-var errLostLock = errors.New("lost the connection holding the active-helper lock")
-
-// fatal carries the first error that must stop the helper.
-type fatal struct {
-	once sync.Once
-	done chan struct{}
-	err  error
-}
-
-func newFatal() *fatal { return &fatal{done: make(chan struct{})} }
-
-func (f *fatal) stop(err error) { f.once.Do(func() { f.err = err; close(f.done) }) }
-
-// fired returns the fatal error, or nil while there is none.
-func (f *fatal) fired() error {
-	select {
-	case <-f.done:
-		return f.err
-	default:
-		return nil
-	}
-}
-
-// process is what one helper process keeps across its tenures as the active helper.
-type process struct {
-	cfg           *config.Config
-	log           logr.Logger
-	opts          Options
-	pool          *pgxpool.Pool
-	connConfig    *pgx.ConnConfig
-	token         string
-	m             *metrics
-	rescanMetrics *rescan.Metrics
-	h             *health
-	conditions    *conditionWriter
-}
-
-// serve runs an HTTP server until ctx ends; a server that cannot listen or fails stops the helper.
-func (p *process) serve(ctx context.Context, wg *sync.WaitGroup, f *fatal, name, addr string, handler http.Handler) {
-	srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		f.stop(fmt.Errorf("%s: listening on %s: %w", name, addr, err))
-		return
-	}
-	p.log.Info("listening", "server", name, "address", ln.Addr().String())
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			f.stop(fmt.Errorf("%s: %w", name, err))
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-}
-
-// lockHolder is the connection holding the session-level advisory lock that makes this helper
-// the active one. The lock lives exactly as long as the connection's session.
-type lockHolder struct {
-	mu   sync.Mutex
-	conn *pgx.Conn
-}
-
-// held says whether the lock is still ours: the session that holds it still answers. The
-// broadcaster asks before every payment, so a helper whose database restarted under it never
-// pays beside the helper that took over.
-func (lh *lockHolder) held(ctx context.Context) error {
-	lh.mu.Lock()
-	defer lh.mu.Unlock()
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := lh.conn.Ping(pctx); err != nil {
-		return fmt.Errorf("%w: %w", errLostLock, err)
-	}
-	return nil
-}
-
-// watch returns when the lock connection stops answering (errLostLock) or ctx ends (nil).
-func (lh *lockHolder) watch(ctx context.Context) error {
-	t := time.NewTicker(lockCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := lh.held(ctx); err != nil && ctx.Err() == nil {
-				return err
-			}
-		}
-	}
-}
-
-// lockCheckEvery is how often the active helper checks that its lock connection lives.
-const lockCheckEvery = 2 * time.Second
-
-// tenure waits for the database, queues for the active-helper lock, and runs every active part
-// until ctx ends, a part fails fatally, or the lock connection dies (errLostLock). It returns
-// only after every part it started has stopped.
-func (p *process) tenure(ctx context.Context, f *fatal) error {
-	cfg, log, h := p.cfg, p.log, p.h
-	// One active helper per asset: a session-level advisory lock on a connection of its own. A
-	// database that is not there yet is waited for (the pod's startup probe allows it), so a
-	// PostgreSQL restart does not become a crash loop.
-	conn, err := connectLedger(ctx, p.connConfig, h, log)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	lock := &lockHolder{conn: conn}
-	h.set("active", errors.New("waiting for the advisory lock"), "")
-	log.Info("waiting to become the active helper")
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		// The database went away while we queued: queue again once it is back.
-		return fmt.Errorf("%w: while waiting for it: %w", errLostLock, err)
-	}
-	h.set("active", nil, "this helper holds the asset's lock")
-	log.Info("active helper")
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	lost := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := lock.watch(ctx); err != nil {
-			lost <- err
-		}
-	}()
-	err = p.active(ctx, &wg, f, lock)
-	if err != nil && ctx.Err() == nil {
-		if lerr := lock.held(ctx); lerr != nil {
-			err = fmt.Errorf("%w (starting the active parts: %v)", lerr, err)
-		}
-	}
-	if err == nil {
-		select {
-		case <-ctx.Done():
-		case <-f.done:
-			err = f.err
-		case err = <-lost:
-		}
-	}
-	cancel()
-	wg.Wait()
-	return err
-}
-
-// active starts every part of the active helper under ctx, each registered in wg.
-func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock *lockHolder) error {
+// parts builds the runnables of the active helper: the catch-up and broadcast loops, event
+// delivery, the API, the notification source and the rescan watcher. Its servers are listening
+// when it returns, so readiness never points traffic at a port nobody answers. close releases
+// the backend once every part has stopped.
+func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable, close func(), err error) {
 	cfg, log, h, m, pool, token, opts := p.cfg, p.log, p.h, p.m, p.pool, p.token, p.opts
 	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); <-ctx.Done(); closeBackend() }()
+	var listeners []net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range listeners {
+				ln.Close()
+			}
+			closeBackend()
+		}
+	}()
 	targets, err := newTargets(cfg, l)
 	if err != nil {
+		return nil, nil, err
+	}
+	add := func(name string, run func(context.Context) error) {
+		parts = append(parts, runnable{name: name, run: run})
+	}
+	// background runs a part whose only way to end is ctx: nothing it returns is fatal.
+	background := func(run func(context.Context) error) func(context.Context) error {
+		return func(ctx context.Context) error { _ = run(ctx); return nil }
+	}
+	serve := func(name, addr string, handler http.Handler) error {
+		ln, run, err := p.serve(name, addr, handler)
+		if err == nil {
+			listeners = append(listeners, ln)
+			add(name, run)
+		}
 		return err
 	}
-	serve := func(name, addr string, handler http.Handler) { p.serve(ctx, wg, f, name, addr, handler) }
 
 	in := intake.New(l, be, log.WithName("intake"))
 	grace := 2*timeoutOf(cfg) + 30*time.Second
@@ -533,13 +298,9 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			h.set("backend", err, "")
 		}
 	}
-	if p.conditions != nil {
-		p.conditions.changed("ledger") // what is known already
-	}
-
 	act := &activity{}
 	sup := &supervisor{log: log, health: h, stepLimit: stepLimit}
-	sup.loop(ctx, wg, "catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
+	add("catch-up", sup.loop("catch-up", cfg.Notify.PollInterval.Duration, catchUpWake, func(ctx context.Context) error {
 		start := time.Now()
 		r, err := in.CatchUp(ctx)
 		m.catchUp(time.Since(start), r, err)
@@ -549,8 +310,8 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			dispatcher.Wake()
 		}
 		return err
-	})
-	sup.loop(ctx, wg, "broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
+	}))
+	add("broadcast", sup.loop("broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
 		r, err := bc.Run(ctx)
 		m.broadcast(r, err)
 		if err != nil {
@@ -560,9 +321,8 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			dispatcher.Wake()
 		}
 		return err
-	})
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = dispatcher.Run(ctx) }()
+	}))
+	add("events", background(dispatcher.Run))
 
 	apiServer := api.New(l, be, token)
 	apiServer.Wake = wake(broadcastWake)
@@ -578,7 +338,9 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			wake(catchUpWake)()
 		})))
 	}
-	serve("api", cfg.API.Listen, apiMux)
+	if err := serve("api", cfg.API.Listen, apiMux); err != nil {
+		return nil, nil, err
+	}
 	// Every source ends here: the txid is looked up at once, and whatever else the wallet saw
 	// meanwhile is not left for the next poll.
 	notified := func(source string) walletnotify.Handler {
@@ -598,22 +360,24 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 	case v1alpha1.NotifyHTTP:
 		hookToken, err := secret("notify.http.tokenFile", n.HTTP.TokenFile)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		serve("walletnotify", n.HTTP.Listen, walletnotify.NewHTTP(hookToken, notified("http"), log.WithName("walletnotify")))
+		if err := serve("walletnotify", n.HTTP.Listen, walletnotify.NewHTTP(hookToken, notified("http"), log.WithName("walletnotify"))); err != nil {
+			return nil, nil, err
+		}
 	case v1alpha1.NotifyPipe:
 		pipe := &walletnotify.Pipe{Path: n.Pipe.Path, Notify: notified("pipe"), Rejected: rejected("pipe"), Log: log.WithName("walletnotify")}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := pipe.Run(ctx); err != nil {
-				f.stop(err)
+		add("walletnotify-pipe", func(ctx context.Context) error {
+			// The pipe cannot be made or opened: fatal, unlike a source that reconnects.
+			if err := pipe.Run(ctx); err != nil && ctx.Err() == nil {
+				return err
 			}
-		}()
+			return nil
+		})
 	case v1alpha1.NotifyRedis:
 		password, err := secret("notify.redis.passwordFile", n.Redis.PasswordFile)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		opts := &redis.Options{Addr: n.Redis.Address, Password: password, DB: int(n.Redis.DB), MaxRetries: -1}
 		if n.Redis.TLS {
@@ -626,24 +390,22 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			Connected: wake(catchUpWake),
 			Health:    func(err error) { h.set("notify-redis", err, "subscribed to "+n.Redis.Channel) },
 			Log:       log.WithName("walletnotify")}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = src.Run(ctx) }()
+		add("walletnotify-redis", background(src.Run))
 	case v1alpha1.NotifyBlockIOWebsocket:
 		key, err := secret("backend.blockio.apiKeyFile", cfg.Backend.BlockIO.APIKeyFile)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		h.set("notify-blockio", errors.New("connecting"), "")
 		src := &walletnotify.BlockIOWebsocket{URL: n.BlockIOWebsocket.URL, APIKey: key, Notify: notified("blockio-websocket"),
 			Rejected: rejected("blockio-websocket"), Connected: wake(catchUpWake),
 			Health: func(err error) { h.set("notify-blockio", err, "subscribed to "+n.BlockIOWebsocket.URL) },
 			Log:    log.WithName("walletnotify")}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = src.Run(ctx) }()
+		add("walletnotify-blockio", background(src.Run))
 	case v1alpha1.NotifyBlockIOWebhook:
 		reg, ok := be.(*blockio.Client)
 		if !ok {
-			return errors.New("notify method blockio-webhook needs backend blockio")
+			return nil, nil, errors.New("notify method blockio-webhook needs backend blockio")
 		}
 		hook := &walletnotify.BlockIOWebhook{PublicURL: n.BlockIOWebhook.PublicURL, Registrar: reg, Notify: notified("blockio-webhook"),
 			Rejected: rejected("blockio-webhook"),
@@ -651,28 +413,27 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 			Log:      log.WithName("walletnotify")}
 		handler, err := hook.Handler()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		h.set("notify-blockio", errors.New("registering the webhook"), "")
-		serve("blockio-webhook", n.BlockIOWebhook.Listen, handler)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		if err := serve("blockio-webhook", n.BlockIOWebhook.Listen, handler); err != nil {
+			return nil, nil, err
+		}
+		add("blockio-webhook-registration", func(ctx context.Context) error {
 			if err := hook.Register(ctx); err != nil {
 				log.Error(err, "block.io webhook")
 			}
-		}()
+			return nil
+		})
 	}
 
 	if k := cfg.Kubernetes; k != nil {
 		if opts.Kube == nil {
-			return fmt.Errorf("the config names CryptoAsset %s/%s (kubernetes:) but no Kubernetes credentials were given", k.Namespace, k.Name)
+			return nil, nil, fmt.Errorf("the config names CryptoAsset %s/%s (kubernetes:) but no Kubernetes credentials were given", k.Namespace, k.Name)
 		}
 		w := &rescan.Watcher{Namespace: k.Namespace, Name: k.Name, Config: opts.Kube, Intake: in,
 			Metrics: p.rescanMetrics, ProgressEvery: opts.RescanProgressEvery, Log: log.WithName("rescan")}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		add("rescan-watcher", func(ctx context.Context) error {
 			// Rescans are a repair tool: losing the API server must not stop payments, so the
 			// watcher is retried here and stays out of readiness.
 			wait := backoff.New(time.Minute)
@@ -688,11 +449,10 @@ func (p *process) active(ctx context.Context, wg *sync.WaitGroup, f *fatal, lock
 				}
 				backoff.Sleep(ctx, d)
 			}
-		}()
+			return nil
+		})
 	}
-
-	h.set("startup", nil, "every part started")
-	return nil
+	return parts, closeBackend, nil
 }
 
 func timeoutOf(cfg *config.Config) time.Duration {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,13 +21,12 @@ type supervisor struct {
 	stepLimit time.Duration
 }
 
-// loop runs step now, then every period, on every wake-up, and sooner after a failure (with
-// backoff from one second up to the period).
-func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, period time.Duration, wake <-chan struct{}, step func(context.Context) error) {
+// loop returns the runnable that runs step now, then every period, on every wake-up, and sooner
+// after a failure (with jittered backoff from one second up to the period). A failing step is
+// reported and retried, never fatal: it returns only when ctx ends.
+func (s *supervisor) loop(name string, period time.Duration, wake <-chan struct{}, step func(context.Context) error) func(context.Context) error {
 	log := s.log.WithValues("component", name)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return func(ctx context.Context) error {
 		failures := 0
 		wait := backoff.New(period)
 		for {
@@ -36,7 +34,7 @@ func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, 
 			err := s.safe(ctx, step)
 			done()
 			if ctx.Err() != nil {
-				return
+				return nil
 			}
 			next := period
 			if err != nil {
@@ -52,13 +50,13 @@ func (s *supervisor) loop(ctx context.Context, wg *sync.WaitGroup, name string, 
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return
+				return nil
 			case <-t.C:
 			case <-wake:
 				t.Stop()
 			}
 		}
-	}()
+	}
 }
 
 // safe turns a panic into an error, so one bug in a part does not take the helper down mid-send.
