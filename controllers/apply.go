@@ -5,12 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,6 +32,44 @@ func (e *errNotOwned) Error() string {
 	return fmt.Sprintf("%s %q already exists and is not managed by this CryptoAsset; rename or delete it", e.kind, e.name)
 }
 
+// errCacheBehind: a child this CryptoAsset owns exists but the operator's cache has not seen it
+// yet (created a moment ago). Nothing is wrong; the reconcile is retried.
+var errCacheBehind = errors.New("a helper object exists but the cache has not seen it yet")
+
+// writes remembers, per child UID, the versions the operator itself wrote or accepted: the
+// Deployment's generation (its status moves its resourceVersion all the time), the
+// resourceVersion of the others. A child whose version is not among them was changed by someone
+// else (`kubectl scale deploy btc-helper --replicas=0`) and is brought back, although its
+// rendered-hash annotation still matches. A child edited while the operator was not running is
+// taken as it is found until the next change.
+type writes struct{ m sync.Map }
+
+func version(obj client.Object) string {
+	if _, ok := obj.(*appsv1.Deployment); ok {
+		return "g" + strconv.FormatInt(obj.GetGeneration(), 10)
+	}
+	return "rv" + obj.GetResourceVersion()
+}
+
+func (w *writes) remember(obj client.Object, versions ...string) {
+	if w != nil {
+		w.m.Store(obj.GetUID(), versions)
+	}
+}
+
+// editedByOthers says whether obj carries a version the operator neither wrote nor accepted.
+func (w *writes) editedByOthers(obj client.Object) bool {
+	if w == nil {
+		return false
+	}
+	known, ok := w.m.Load(obj.GetUID())
+	if !ok {
+		w.remember(obj, version(obj))
+		return false
+	}
+	return !slices.Contains(known.([]string), version(obj))
+}
+
 // mergeFunc copies the fields the operator owns from desired into existing.
 type mergeFunc func(existing, desired client.Object)
 
@@ -40,8 +83,10 @@ func renderedHash(obj client.Object) (string, error) {
 }
 
 // apply creates desired or brings the existing object in line with it, writing only when the
-// rendered content changed since the last write. It reports whether it wrote.
-func apply(ctx context.Context, c client.Client, desired client.Object, merge mergeFunc) (bool, error) {
+// rendered content changed since the last write or someone else changed the object. It reports
+// whether it wrote. uncached reads straight from the API server, for the one question the cache
+// cannot answer: whose is an object that exists but the cache has not seen?
+func apply(ctx context.Context, c client.Client, uncached client.Reader, w *writes, desired client.Object, merge mergeFunc) (bool, error) {
 	hash, err := renderedHash(desired)
 	if err != nil {
 		return false, err
@@ -55,39 +100,62 @@ func apply(ctx context.Context, c client.Client, desired client.Object, merge me
 	case apierrors.IsNotFound(err):
 		if err := c.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				// The operator's cache only holds objects it labelled; one that exists but is
-				// invisible to it belongs to someone else.
-				return false, &errNotOwned{kind: kind, name: desired.GetName()}
+				// Invisible to the cache: someone else's (the cache holds only objects the
+				// operator labelled), or ours and the cache is behind.
+				if err := uncached.Get(ctx, client.ObjectKeyFromObject(desired), existing); err != nil {
+					return false, fmt.Errorf("reading %s %s: %w", kind, desired.GetName(), err)
+				}
+				if !controlledBySame(existing, desired) {
+					return false, &errNotOwned{kind: kind, name: desired.GetName()}
+				}
+				return false, fmt.Errorf("%s %s: %w", kind, desired.GetName(), errCacheBehind)
 			}
 			return false, fmt.Errorf("creating %s %s: %w", kind, desired.GetName(), err)
 		}
+		w.remember(desired, version(desired))
 		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("reading %s %s: %w", kind, desired.GetName(), err)
 	}
 
-	owner := metav1.GetControllerOf(desired)
-	if ref := metav1.GetControllerOf(existing); ref == nil || ref.UID != owner.UID {
+	if !controlledBySame(existing, desired) {
 		return false, &errNotOwned{kind: kind, name: desired.GetName()}
 	}
-	if existing.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == hash {
+	rendered := existing.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == hash
+	if rendered && !w.editedByOthers(existing) {
 		return false, nil
 	}
-	merge(existing, desired)
-	labels := existing.GetLabels()
+	updated := existing.DeepCopyObject().(client.Object)
+	merge(updated, desired)
+	labels := updated.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	for k, v := range desired.GetLabels() {
 		labels[k] = v
 	}
-	existing.SetLabels(labels)
-	setAnnotation(existing, v1alpha1.RenderedHashAnnotation, hash)
-	existing.SetOwnerReferences(desired.GetOwnerReferences())
-	if err := c.Update(ctx, existing); err != nil {
+	updated.SetLabels(labels)
+	setAnnotation(updated, v1alpha1.RenderedHashAnnotation, hash)
+	updated.SetOwnerReferences(desired.GetOwnerReferences())
+	if rendered && equality.Semantic.DeepEqual(existing, updated) {
+		// Someone changed what the operator does not own (a label, an annotation): theirs.
+		w.remember(existing, version(existing))
+		return false, nil
+	}
+	before := version(existing)
+	if err := c.Update(ctx, updated); err != nil {
 		return false, fmt.Errorf("updating %s %s: %w", kind, desired.GetName(), err)
 	}
+	// The cache may still show the version before this write for a moment: both are ours.
+	w.remember(updated, before, version(updated))
 	return true, nil
+}
+
+// controlledBySame says whether existing has desired's controller.
+func controlledBySame(existing, desired client.Object) bool {
+	owner := metav1.GetControllerOf(desired)
+	ref := metav1.GetControllerOf(existing)
+	return ref != nil && owner != nil && ref.UID == owner.UID
 }
 
 func setAnnotation(obj client.Object, key, value string) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -54,11 +55,15 @@ const (
 type CryptoAssetReconciler struct {
 	// Client reads from the operator's cache and writes to the API server.
 	Client client.Client
-	// SecretReader reads Secrets straight from the API server: the cache holds only their
-	// metadata, so the operator never keeps every Secret of the cluster in memory.
-	SecretReader client.Reader
-	Recorder     events.EventRecorder
-	Render       render.Options
+	// APIReader reads straight from the API server: Secrets (the cache holds only their metadata,
+	// so the operator never keeps every Secret of the cluster in memory), and a child whose
+	// create found it existing while the cache had not seen it.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Render    render.Options
+
+	// writes tells the operator's own writes of children from other people's edits.
+	writes writes
 }
 
 // configProblem is a problem the user must fix in the CryptoAsset or its Secrets; retrying does not
@@ -98,6 +103,10 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	deploy, applyErr := r.applyChildren(ctx, ca, status)
+	if errors.Is(applyErr, errCacheBehind) {
+		// Our own child, created a moment ago, not in the cache yet: nothing to report.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	var pods []corev1.Pod
 	if applyErr == nil {
 		var err error
@@ -173,7 +182,7 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 	}
 	log := logf.FromContext(ctx)
 	for _, child := range children {
-		wrote, err := apply(ctx, r.Client, child.obj, child.merge)
+		wrote, err := apply(ctx, r.Client, r.APIReader, &r.writes, child.obj, child.merge)
 		var notOwned *errNotOwned
 		if errors.As(err, &notOwned) {
 			return nil, &configProblem{reason: ReasonChildConflict, message: err.Error()}
@@ -204,7 +213,7 @@ func (r *CryptoAssetReconciler) readSecrets(ctx context.Context, ca *v1alpha1.Cr
 		s, seen := out[u.Ref.Name]
 		if !seen {
 			secret := &corev1.Secret{}
-			err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ca.Namespace, Name: u.Ref.Name}, secret)
+			err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ca.Namespace, Name: u.Ref.Name}, secret)
 			if apierrors.IsNotFound(err) {
 				return nil, &configProblem{reason: ReasonSecretNotFound,
 					message: fmt.Sprintf("Secret %q referenced by %s not found in namespace %s", u.Ref.Name, u.Field, ca.Namespace)}

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -478,5 +479,61 @@ func TestSimulatedBackendSaysSo(t *testing.T) {
 	c := condition(t, ns, "sim", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
 	if !strings.Contains(c.Message, "simulator") {
 		t.Fatalf("Ready message %q does not say the backend is simulated", c.Message)
+	}
+}
+
+// A hand edit of a field the operator owns is brought back, although the child's rendered-hash
+// annotation still matches; an edit of what it does not own (a label) is left alone.
+func TestHandEditsOfChildrenAreReverted(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
+	markAvailable(t, ns, "btc")
+	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+
+	// kubectl scale deploy btc-helper --replicas=0
+	d, err := getDeployment(ns, "btc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *d.Spec.Replicas
+	zero := int32(0)
+	d.Spec.Replicas = &zero
+	if err := env.k8s.Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	// kubectl edit cm btc-helper: the rendered config replaced.
+	cm := &corev1.ConfigMap{}
+	if err := env.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "btc-helper"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	rendered := cm.Data
+	cm.Data = map[string]string{"helper.yaml": "edited: by hand\n"}
+	if err := env.k8s.Update(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	// The edits carry no change of the CryptoAsset: only the children's own watch brings the
+	// reconcile that reverts them.
+	eventually(t, waitTime, func() error {
+		d, err := getDeployment(ns, "btc")
+		if err != nil {
+			return err
+		}
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != want {
+			return fmt.Errorf("replicas %v, want %d", d.Spec.Replicas, want)
+		}
+		if err := env.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "btc-helper"}, cm); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(cm.Data, rendered) {
+			return fmt.Errorf("config map data %v", cm.Data)
+		}
+		return nil
+	})
+	// And then it is quiet again.
+	before := settle(t, ns, time.Second)
+	if after := settle(t, ns, time.Second); after != before {
+		_, paths := env.writes.count(ns)
+		t.Fatalf("operator kept writing after reverting: %v", paths[before:])
 	}
 }

@@ -119,10 +119,10 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	r := &controllers.CryptoAssetReconciler{
-		Client:       mgr.GetClient(),
-		SecretReader: mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("cryptoassets-operator"),
-		Render:       opts.Render,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("cryptoassets-operator"),
+		Render:    opts.Render,
 	}
 	maxConcurrent := opts.MaxConcurrentReconciles
 	if maxConcurrent < 1 {
