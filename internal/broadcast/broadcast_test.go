@@ -40,14 +40,7 @@ type fixture struct {
 
 func newBackend(t *testing.T, url string) *bitcoind.Client {
 	t.Helper()
-	user, pass := node.Credentials()
-	b, err := bitcoind.New(bitcoind.Options{URL: url, Flavor: bitcoind.Btcwallet, User: user, Password: pass,
-		WalletPassphrase: btctest.WalletPassphrase, Timeout: 5 * time.Second, Coin: "bitcoin", Network: "simnet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
+	return testassets.WalletBackend(t, node, url)
 }
 
 // setup opens a ledger whose account alice holds `funds`, booked from a synthetic confirmed

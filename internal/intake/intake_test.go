@@ -51,13 +51,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass := node.Credentials()
-	b, err := bitcoind.New(bitcoind.Options{URL: node.WalletURL(), Flavor: bitcoind.Btcwallet, User: user, Password: pass,
-		WalletPassphrase: btctest.WalletPassphrase, Timeout: 20 * time.Second, Coin: "bitcoin", Network: "simnet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := testassets.WalletBackend(t, node, "")
 	return &fixture{pool: pool, ledger: l, backend: b, intake: New(l, b, testr.New(t))}
 }
 

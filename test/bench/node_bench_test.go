@@ -16,6 +16,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 func startNode(b *testing.B) (*btctest.Node, *bitcoind.Client) {
@@ -27,14 +28,7 @@ func startNode(b *testing.B) (*btctest.Node, *bitcoind.Client) {
 		b.Skip(err)
 	}
 	b.Cleanup(n.Stop)
-	user, pass := n.Credentials()
-	c, err := bitcoind.New(bitcoind.Options{URL: n.WalletURL(), Flavor: bitcoind.Btcwallet, User: user, Password: pass,
-		WalletPassphrase: btctest.WalletPassphrase, Timeout: 60 * time.Second, Coin: "bitcoin", Network: "simnet"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(c.Close)
-	return n, c
+	return n, testassets.WalletBackend(b, n, "")
 }
 
 // externalAddress is a valid simnet P2PKH address nobody holds. Addresses starting "Sb1" are

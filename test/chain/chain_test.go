@@ -63,13 +63,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass := node.Credentials()
-	b, err := bitcoind.New(bitcoind.Options{URL: node.WalletURL(), Flavor: bitcoind.Btcwallet, User: user, Password: pass,
-		WalletPassphrase: btctest.WalletPassphrase, Timeout: 30 * time.Second, Coin: "bitcoin", Network: "simnet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := testassets.WalletBackend(t, node, "")
 	peer, err := node.StartPeer()
 	if err != nil {
 		t.Fatal(err)

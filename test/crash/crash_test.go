@@ -19,7 +19,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
@@ -167,13 +166,7 @@ func TestKilledBetweenSendAndCommitPaysOnce(t *testing.T) {
 	}
 
 	// The wallet's own record: exactly one payment of 1.23456789 to the payee.
-	user, pass := node.Credentials()
-	wallet, err := bitcoind.New(bitcoind.Options{URL: node.WalletURL(), Flavor: bitcoind.Btcwallet, User: user, Password: pass,
-		Timeout: 10 * time.Second, Coin: "bitcoin", Network: "simnet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wallet.Close()
+	wallet := testassets.WalletBackend(t, node, "")
 	time.Sleep(3 * time.Second) // several broadcast periods: a second payment would have gone out by now
 	sends, err := wallet.RecentSends(ctx, time.Now().Add(-time.Hour))
 	if err != nil {
