@@ -165,13 +165,20 @@ func (f *fixture) reorg(depth uint32, amount int64, beforeJoin func(txid string)
 	if beforeJoin != nil {
 		beforeJoin(txid)
 	}
-	if _, err := f.peer.Mine(depth + 1); err != nil {
+	f.peerWins(depth + 1)
+	return txid, time.Now()
+}
+
+// peerWins mines blocks on the peer's branch and joins the network again: when the peer's
+// branch is the longer one, the node reorganises onto it.
+func (f *fixture) peerWins(blocks uint32) {
+	f.t.Helper()
+	if _, err := f.peer.Mine(blocks); err != nil {
 		f.t.Fatal(err)
 	}
 	if err := f.peer.Connect(); err != nil {
 		f.t.Fatal(err)
 	}
-	return txid, time.Now()
 }
 
 func TestReorganisations(t *testing.T) {
@@ -344,12 +351,7 @@ func TestOurBroadcasts(t *testing.T) {
 	t.Run("a reorg that removes our broadcast", func(t *testing.T) {
 		f.t = t
 		id, payee, _ := f.sentOnOurBranch(100_000_000)
-		if _, err := f.peer.Mine(2); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.peer.Connect(); err != nil {
-			t.Fatal(err)
-		}
+		f.peerWins(2)
 		joined := time.Now()
 		f.pass()
 		s := f.send(id)
@@ -377,12 +379,7 @@ func TestOurBroadcasts(t *testing.T) {
 		if _, err := f.peer.DoubleSpend(s.TxID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.peer.Mine(2); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.peer.Connect(); err != nil {
-			t.Fatal(err)
-		}
+		f.peerWins(2)
 		joined := time.Now()
 		f.pass()
 		if s := f.send(id); s.State != "needs_review" || s.Confirmations != -1 {

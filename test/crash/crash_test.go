@@ -38,7 +38,7 @@ func buildHelper(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "cryptoassets")
 	cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", bin, ".")
-	cmd.Dir = filepath.Join("..", "..")
+	cmd.Dir = testassets.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the helper with the fault point: %v\n%s", err, out)
 	}

@@ -42,7 +42,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("E2E_BIN not set: `make test` runs the end-to-end test")
 	}
 	ctx := context.Background()
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	root := testassets.RepoRoot(t)
 	bin := filepath.Join(t.TempDir(), "cryptoassets")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Dir = root

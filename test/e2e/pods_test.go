@@ -41,7 +41,7 @@ import (
 func TestEndToEndOnRealPods(t *testing.T) {
 	bin := testassets.RealNode(t)
 	ctx := context.Background()
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	root := testassets.RepoRoot(t)
 	dir, err := os.MkdirTemp("", "cae2e")
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/proc"
 )
 
 // WalletPassphrase is the passphrase of btcwallet's --createtemp wallet.
@@ -55,16 +56,10 @@ type process struct {
 }
 
 func (p *process) stop() {
-	if p == nil || p.cmd.Process == nil {
+	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	proc.Stop(p.cmd.Process, syscall.SIGINT, 15*time.Second, p.done)
 }
 
 // BinDir finds btcd and btcwallet: BTCD_BIN_DIR, or bin/ of the repository, or PATH.

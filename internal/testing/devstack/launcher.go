@@ -32,6 +32,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/proc"
 )
 
 // helperLabels pick the Deployments the operator renders for helpers.
@@ -239,16 +240,7 @@ func (h *Helper) exited() bool {
 
 // stop sends SIGTERM, as kubelet does, and SIGKILL after the grace period.
 func (h *Helper) stop() {
-	if h.cmd.Process == nil {
-		return
-	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.done:
-	case <-time.After(30 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-	}
+	proc.Stop(h.cmd.Process, syscall.SIGTERM, 30*time.Second, h.done)
 }
 
 // start materialises the pod's volumes, rewrites the helper config for this machine (file paths

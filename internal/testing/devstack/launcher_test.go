@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 // The launcher runs the helper the operator rendered, as its ServiceAccount, restarts it when the
 // pod template changes and stops it when the Deployment goes.
 func TestLauncherRunsRenderedHelpers(t *testing.T) {
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(testassets.RepoRoot(t), "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 
 	bin := filepath.Join(t.TempDir(), "cryptoassets")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join("..", "..")
+	build.Dir = testassets.RepoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building: %v\n%s", err, out)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/proc"
 )
 
 // Release and namespace of the chart the stack installs, and the ServiceAccount the operator
@@ -176,13 +177,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.opDone = make(chan struct{})
 	go func() { _ = s.operator.Wait(); f.Close(); close(s.opDone) }()
 	s.stops = append(s.stops, func() {
-		_ = s.operator.Process.Signal(os.Interrupt)
-		select {
-		case <-s.opDone:
-		case <-time.After(15 * time.Second):
-			_ = s.operator.Process.Kill()
-			<-s.opDone
-		}
+		proc.Stop(s.operator.Process, os.Interrupt, 15*time.Second, s.opDone)
 	})
 
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

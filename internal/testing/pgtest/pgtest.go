@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/proc"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -173,16 +174,10 @@ func (s *Server) launch() error {
 // shutdown stops the server process (fast shutdown: sessions are ended, as `pg_ctl stop -m fast`
 // does) and keeps its data.
 func (s *Server) shutdown() {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.cmd == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.exit:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exit
-	}
+	proc.Stop(s.cmd.Process, syscall.SIGINT, 15*time.Second, s.exit)
 	s.cmd = nil
 }
 

@@ -6,6 +6,7 @@ package testassets
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -115,5 +116,22 @@ func RealNode(t testing.TB) string {
 		t.Fatalf("a real node cannot run here: %v", err)
 	}
 	t.Skipf("a real node cannot run here (%v): `make test` runs this", err)
+	return ""
+}
+
+// RepoRoot is the repository's root (where go.mod is), found from the test's working directory,
+// so a test does not count "../" and break when its package moves.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("no go.mod above %s", dir)
 	return ""
 }

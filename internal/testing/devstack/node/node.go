@@ -30,6 +30,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	stopper "github.com/cryptoassets/cryptoassets-operator/internal/testing/proc"
 )
 
 const (
@@ -97,13 +99,7 @@ func (p *proc) stop(grace time.Duration) {
 	if !p.running() {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	stopper.Stop(p.cmd.Process, syscall.SIGTERM, grace, p.done)
 }
 
 func (n *Node) start(name string, args ...string) (*proc, error) {

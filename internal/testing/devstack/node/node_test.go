@@ -27,7 +27,7 @@ import (
 func TestNodeRunsPodsAndLeavesTheHostAsItWas(t *testing.T) {
 	bin := testassets.RealNode(t)
 	ctx := context.Background()
-	root, _ := filepath.Abs(filepath.Join("..", "..", ".."))
+	root := testassets.RepoRoot(t)
 	imgDir := t.TempDir()
 	pause, err := image.BuildPause(ctx, root, imgDir, node.PauseImage)
 	if err != nil {
