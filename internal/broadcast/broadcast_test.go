@@ -20,6 +20,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/wallettest"
 )
 
 var (
@@ -40,7 +41,7 @@ type fixture struct {
 
 func newBackend(t *testing.T, url string) *bitcoind.Client {
 	t.Helper()
-	return testassets.WalletBackend(t, node, url)
+	return wallettest.Backend(t, node, url)
 }
 
 // setup opens a ledger whose account alice holds `funds`, booked from a synthetic confirmed

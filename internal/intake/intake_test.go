@@ -21,6 +21,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/wallettest"
 )
 
 var (
@@ -51,7 +52,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := testassets.WalletBackend(t, node, "")
+	b := wallettest.Backend(t, node, "")
 	return &fixture{pool: pool, ledger: l, backend: b, intake: New(l, b, testr.New(t))}
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/intake"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
-	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/wallettest"
 )
 
 func startNode(b *testing.B) (*btctest.Node, *bitcoind.Client) {
@@ -28,7 +28,7 @@ func startNode(b *testing.B) (*btctest.Node, *bitcoind.Client) {
 		b.Skip(err)
 	}
 	b.Cleanup(n.Stop)
-	return n, testassets.WalletBackend(b, n, "")
+	return n, wallettest.Backend(b, n, "")
 }
 
 // externalAddress is a valid simnet P2PKH address nobody holds. Addresses starting "Sb1" are

@@ -25,6 +25,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/wallettest"
 )
 
 var (
@@ -63,7 +64,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := testassets.WalletBackend(t, node, "")
+	b := wallettest.Backend(t, node, "")
 	peer, err := node.StartPeer()
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/wallettest"
 )
 
 var (
@@ -166,7 +167,7 @@ func TestKilledBetweenSendAndCommitPaysOnce(t *testing.T) {
 	}
 
 	// The wallet's own record: exactly one payment of 1.23456789 to the payee.
-	wallet := testassets.WalletBackend(t, node, "")
+	wallet := wallettest.Backend(t, node, "")
 	time.Sleep(3 * time.Second) // several broadcast periods: a second payment would have gone out by now
 	sends, err := wallet.RecentSends(ctx, time.Now().Add(-time.Hour))
 	if err != nil {
