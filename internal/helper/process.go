@@ -178,7 +178,6 @@ func (p *process) tenure(ctx context.Context) error {
 		// The database went away while we queued: queue again once it is back.
 		return fmt.Errorf("%w: while waiting for it: %w", errLostLock, err)
 	}
-	h.set("active", nil, "this helper holds the asset's lock")
 	log.Info("active helper")
 
 	parts, release, err := p.parts(ctx, lock)
@@ -192,7 +191,9 @@ func (p *process) tenure(ctx context.Context) error {
 	if p.conditions != nil {
 		p.conditions.changed("ledger") // what is known already
 	}
+	// Ready only now that the API listens again: a later tenure finds "startup" already set.
 	h.set("startup", nil, "every part started")
+	h.set("active", nil, "this helper holds the asset's lock")
 	return runAll(ctx, append(parts, runnable{"lock-watch", lock.watch}))
 }
 
