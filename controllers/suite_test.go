@@ -99,7 +99,7 @@ func run(m *testing.M) int {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
-	cfg, err := testEnv.Start()
+	cfg, err := testassets.StartEnv(testEnv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the test API server:", err)
 		return 1

@@ -29,6 +29,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
 const workers = 4 // the operator runs with --max-concurrent-reconciles=4; the baseline writes with as many clients
@@ -112,7 +113,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	// Every asset has a Service, twice over (baseline and operated): envtest's /24 is too small.
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/12")
-	cfg, err := env.Start()
+	cfg, err := testassets.StartEnv(env)
 	if err != nil {
 		b.Fatalf("starting the API server: %v", err)
 	}

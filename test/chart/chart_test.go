@@ -50,7 +50,7 @@ func run(m *testing.M) int {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
-	cfg, err := env.Start()
+	cfg, err := testassets.StartEnv(env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the test API server:", err)
 		return 1

@@ -65,7 +65,7 @@ func startKube() (func(), error) {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
-	cfg, err := kube.Start()
+	cfg, err := testassets.StartEnv(kube)
 	if err != nil {
 		return nil, fmt.Errorf("starting the test API server: %w", err)
 	}

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 // pod template changes and stops it when the Deployment goes.
 func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(testassets.RepoRoot(t), "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
+	cfg, err := testassets.StartEnv(env)
 	if err != nil {
 		t.Fatal(err)
 	}

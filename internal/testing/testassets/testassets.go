@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/devstack/node"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
@@ -134,4 +137,16 @@ func RepoRoot(t testing.TB) string {
 	}
 	t.Fatalf("no go.mod above %s", dir)
 	return ""
+}
+
+// StartEnv starts an envtest control plane. When the start fails part-way (etcd and the API
+// server up, the CRDs refused), it stops what it started, so a failed start leaves no server
+// behind.
+func StartEnv(env *envtest.Environment) (*rest.Config, error) {
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return cfg, nil
 }
