@@ -146,11 +146,11 @@ func TestSpecUpdateUpdatesChildren(t *testing.T) {
 	before, _ := getDeployment(ns, "btc")
 	oldHash := before.Spec.Template.Annotations[v1alpha1.ConfigHashAnnotation]
 
-	ca := getAsset(t, ns, "btc")
-	ca.Spec.Confirmations = ptr.To(int32(6))
-	ca.Spec.Notify.HTTP.Port = 29000
-	ca.Spec.Helper.NodeSelector = map[string]string{"pool": "payments"}
-	if err := env.k8s.Update(context.Background(), ca); err != nil {
+	if err := update(assetRef(ns, "btc"), func(ca *v1alpha1.CryptoAsset) {
+		ca.Spec.Confirmations = ptr.To(int32(6))
+		ca.Spec.Notify.HTTP.Port = 29000
+		ca.Spec.Helper.NodeSelector = map[string]string{"pool": "payments"}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, waitTime, func() error {
@@ -306,19 +306,15 @@ func TestNoWritesWhenNothingChanged(t *testing.T) {
 	// Each of these makes the operator reconcile without anything to change.
 	touches := []func(){
 		func() { // an unrelated annotation on the CryptoAsset
-			ca := getAsset(t, ns, "btc")
-			ca.Annotations = map[string]string{"example.com/touched": "1"}
-			if err := env.k8s.Update(context.Background(), ca); err != nil {
+			if err := update(assetRef(ns, "btc"), func(ca *v1alpha1.CryptoAsset) {
+				ca.Annotations = map[string]string{"example.com/touched": "1"}
+			}); err != nil {
 				t.Fatal(err)
 			}
 		},
 		func() { // an unrelated label on an owned object
-			cm := &corev1.ConfigMap{}
-			if err := env.k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "btc-helper"}, cm); err != nil {
-				t.Fatal(err)
-			}
-			cm.Labels["example.com/touched"] = "1"
-			if err := env.k8s.Update(context.Background(), cm); err != nil {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "btc-helper"}}
+			if err := update(cm, func(cm *corev1.ConfigMap) { cm.Labels["example.com/touched"] = "1" }); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -451,9 +447,9 @@ func TestSidecarsRenderedAndRefused(t *testing.T) {
 	}
 
 	// Fixed: the sidecar runs beside the helper with the pipe's directory mounted.
-	cur := getAsset(t, ns, "btc")
-	cur.Spec.Helper.Sidecars = []runtime.RawExtension{{Raw: []byte(`{"name":"bitcoind","image":"bitcoind:27"}`)}}
-	if err := env.k8s.Update(context.Background(), cur); err != nil {
+	if err := update(assetRef(ns, "btc"), func(ca *v1alpha1.CryptoAsset) {
+		ca.Spec.Helper.Sidecars = []runtime.RawExtension{{Raw: []byte(`{"name":"bitcoind","image":"bitcoind:27"}`)}}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, waitTime, func() error {
@@ -497,9 +493,7 @@ func TestHandEditsOfChildrenAreReverted(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := *d.Spec.Replicas
-	zero := int32(0)
-	d.Spec.Replicas = &zero
-	if err := env.k8s.Update(ctx, d); err != nil {
+	if err := update(d, func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To(int32(0)) }); err != nil {
 		t.Fatal(err)
 	}
 	// kubectl edit cm btc-helper: the rendered config replaced.
@@ -508,8 +502,7 @@ func TestHandEditsOfChildrenAreReverted(t *testing.T) {
 		t.Fatal(err)
 	}
 	rendered := cm.Data
-	cm.Data = map[string]string{"helper.yaml": "edited: by hand\n"}
-	if err := env.k8s.Update(ctx, cm); err != nil {
+	if err := update(cm, func(cm *corev1.ConfigMap) { cm.Data = map[string]string{"helper.yaml": "edited: by hand\n"} }); err != nil {
 		t.Fatal(err)
 	}
 	// The edits carry no change of the CryptoAsset: only the children's own watch brings the

@@ -18,6 +18,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -226,6 +227,25 @@ func sampleAsset(ns, name string) *v1alpha1.CryptoAsset {
 			}}},
 		},
 	}
+}
+
+// update writes mutate's change to the object named by obj, read fresh each try: the operator
+// writes the same objects (finalizers, status, reverts), so a read-then-update from a test
+// can meet a newer resourceVersion, and a person re-running kubectl edit would simply retry.
+func update[T client.Object](obj T, mutate func(T)) error {
+	key := client.ObjectKeyFromObject(obj)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.k8s.Get(context.Background(), key, obj); err != nil {
+			return err
+		}
+		mutate(obj)
+		return env.k8s.Update(context.Background(), obj)
+	})
+}
+
+// assetRef names a CryptoAsset for update.
+func assetRef(ns, name string) *v1alpha1.CryptoAsset {
+	return &v1alpha1.CryptoAsset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }
 
 func getAsset(t *testing.T, ns, name string) *v1alpha1.CryptoAsset {

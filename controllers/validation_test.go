@@ -124,18 +124,16 @@ func TestImmutableFields(t *testing.T) {
 		{"network", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Network = "testnet" }, "network is immutable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca := getAsset(t, ns, "btc")
-			tc.mutate(ca)
-			err := env.k8s.Update(context.Background(), ca)
+			err := update(assetRef(ns, "btc"), tc.mutate)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("update error %v, want %q", err, tc.want)
 			}
 		})
 	}
 	// Mutable fields still change.
-	ca := getAsset(t, ns, "btc")
-	ca.Spec.Confirmations = ptr.To(int32(4))
-	if err := env.k8s.Update(context.Background(), ca); err != nil {
+	if err := update(assetRef(ns, "btc"), func(ca *v1alpha1.CryptoAsset) {
+		ca.Spec.Confirmations = ptr.To(int32(4))
+	}); err != nil {
 		t.Fatalf("changing confirmations: %v", err)
 	}
 }

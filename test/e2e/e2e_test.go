@@ -227,8 +227,10 @@ func TestEndToEnd(t *testing.T) {
 		if err := k.Get(ctx, key, &cur); err != nil {
 			t.Fatal(err)
 		}
+		// A merge patch carries no resourceVersion: the helper writes status meanwhile.
+		orig := cur.DeepCopy()
 		cur.Spec.Confirmations = ptr.To(int32(4))
-		if err := k.Update(ctx, &cur); err != nil {
+		if err := k.Patch(ctx, &cur, client.MergeFrom(orig)); err != nil {
 			t.Fatal(err)
 		}
 		testassets.Eventually(t, time.Minute, "ConfigMap and helper updated", func() error {

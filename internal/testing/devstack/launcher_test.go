@@ -137,8 +137,10 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sim"}, &cur); err != nil {
 		t.Fatal(err)
 	}
+	// A merge patch carries no resourceVersion: the helper writes status meanwhile.
+	orig := cur.DeepCopy()
 	cur.Spec.Confirmations = ptr.To(int32(4))
-	if err := k8s.Update(ctx, &cur); err != nil {
+	if err := k8s.Patch(ctx, &cur, client.MergeFrom(orig)); err != nil {
 		t.Fatal(err)
 	}
 	testassets.Eventually(t, time.Minute, "restarted with the new config", func() error {

@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
 	stopper "github.com/cryptoassets/cryptoassets-operator/internal/testing/proc"
 )
 
@@ -126,15 +127,6 @@ func (n *Node) start(name string, args ...string) (*proc, error) {
 // Log returns where a daemon writes its log (by binary name, e.g. "kubelet").
 func (n *Node) Log(name string) string { return filepath.Join(n.opts.Dir, "logs", name+".log") }
 
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Preflight says what this machine lacks for a real node, or nil when it has everything.
 func Preflight(bin string) error {
 	var missing []string
@@ -205,7 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	if n.pki, err = newPKI(filepath.Join(opts.Dir, "pki")); err != nil {
 		return nil, err
 	}
-	apiPort, err := freePort(GatewayIP)
+	apiPort, err := loopback.FreePortOn(GatewayIP)
 	if err != nil {
 		return nil, err
 	}
@@ -237,11 +229,11 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 
 	// etcd on loopback: only the API server talks to it.
 	etcdBin, _ := exec.LookPath("etcd")
-	etcdClient, err := freePort("127.0.0.1")
+	etcdClient, err := loopback.FreePortOn("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
-	etcdPeer, err := freePort("127.0.0.1")
+	etcdPeer, err := loopback.FreePortOn("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +272,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	cmPort, err := freePort("127.0.0.1")
+	cmPort, err := loopback.FreePortOn("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +284,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		"--controllers", "*,-csrsigning,-bootstrapsigner,-tokencleaner"); err != nil {
 		return nil, err
 	}
-	schedPort, err := freePort("127.0.0.1")
+	schedPort, err := loopback.FreePortOn("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +389,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 func (n *Node) startKubelet(_ context.Context, kubeconfig string) error {
 	d := filepath.Join(n.opts.Dir, "kubelet")
-	port, err := freePort(GatewayIP)
+	port, err := loopback.FreePortOn(GatewayIP)
 	if err != nil {
 		return err
 	}
@@ -435,11 +427,11 @@ resolvConf: /etc/resolv.conf
 }
 
 func (n *Node) startKubeProxy(kubeconfig string) error {
-	health, err := freePort("127.0.0.1")
+	health, err := loopback.FreePortOn("127.0.0.1")
 	if err != nil {
 		return err
 	}
-	metrics, err := freePort("127.0.0.1")
+	metrics, err := loopback.FreePortOn("127.0.0.1")
 	if err != nil {
 		return err
 	}
