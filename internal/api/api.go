@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +63,13 @@ func ledgerError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ledger.ErrSameAccount):
 		fail(w, http.StatusUnprocessableEntity, "to", "%v", err)
 	case errors.Is(err, ledger.ErrInvalidAddress):
-		fail(w, http.StatusBadRequest, "address", "%v", err)
+		fail(w, http.StatusBadRequest, "to", "%v", err)
+	case errors.Is(err, ledger.ErrFeeAccount):
+		fail(w, http.StatusUnprocessableEntity, "id", "%v", err)
+	case errors.Is(err, ledger.ErrNotCancellable):
+		fail(w, http.StatusConflict, "id", "%v", err)
+	case errors.Is(err, ledger.ErrEventsPruned):
+		fail(w, http.StatusGone, "after", "%v", err)
 	case errors.Is(err, ledger.ErrInvalidAmount), errors.Is(err, ledger.ErrOverflow):
 		fail(w, http.StatusBadRequest, "amount", "%v", err)
 	case errors.Is(err, backend.ErrUnreachable):
@@ -88,6 +97,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/transactions", s.listTransactions},
 		{"GET", "/v1/transactions/{id}", s.getTransaction},
 		{"POST", "/v1/transactions/{id}/processed", s.markProcessed},
+		{"POST", "/v1/transactions/{id}/cancel", s.cancel},
+		{"GET", "/v1/events", s.events},
 		{"GET", "/v1/balance", s.balance},
 		{"GET", "/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -134,14 +145,49 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+func decode(w http.ResponseWriter, r *http.Request, v any) bool { return decodeBody(w, r, v, false) }
+
+// decodeOptional is decode for a body that may be left out.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool { return decodeBody(w, r, v, true) }
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		fail(w, http.StatusBadRequest, "", "request body is not the expected JSON: %v", err)
-		return false
+	err := dec.Decode(v)
+	if err == nil || (optional && errors.Is(err, io.EOF)) {
+		return true
 	}
-	return true
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &typeErr):
+		want := typeErr.Type.String()
+		switch typeErr.Type.Kind() {
+		case reflect.String:
+			want = "string"
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			want = "integer"
+		case reflect.Bool:
+			want = "boolean"
+		}
+		hint := ""
+		if typeErr.Field == "amount" {
+			hint = ` (amounts are decimal strings such as "0.1", so no precision is lost)`
+		}
+		fail(w, http.StatusBadRequest, typeErr.Field, "%s must be a JSON %s%s, got a JSON %s", typeErr.Field, want, hint, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		fail(w, http.StatusBadRequest, "", "request body is not the expected JSON: %v (at byte %d)", err, syntaxErr.Offset)
+	case errors.As(err, &tooBig):
+		fail(w, http.StatusRequestEntityTooLarge, "", "request body is larger than %d bytes", tooBig.Limit)
+	default:
+		field := ""
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			field = strings.Trim(name, `"`)
+		}
+		fail(w, http.StatusBadRequest, field, "request body is not the expected JSON: %v", err)
+	}
+	return false
 }
 
 // Account is an account in API form.
@@ -239,7 +285,7 @@ func (s *Server) createAddress(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Label string `json:"label"`
 	}
-	if r.ContentLength != 0 && !decode(w, r, &req) {
+	if !decodeOptional(w, r, &req) {
 		return
 	}
 	if _, err := s.ledger.Account(r.Context(), id); err != nil {
@@ -254,6 +300,10 @@ func (s *Server) createAddress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.ledger.AddReceivingAddress(r.Context(), id, addr, req.Label)
+	if errors.Is(err, ledger.ErrInvalidAddress) {
+		fail(w, http.StatusBadGateway, "", "%v", err) // the backend's answer, not the request, is wrong
+		return
+	}
 	if err != nil {
 		ledgerError(w, err)
 		return
@@ -278,14 +328,19 @@ type Transaction struct {
 	CreatedAt          time.Time  `json:"created_at"`
 	// Note says why a send in state broadcasting is waiting.
 	Note string `json:"note,omitempty"`
+	// Reason says why a send is in needs_review.
+	Reason string `json:"reason,omitempty"`
 }
 
 func (s *Server) transaction(t ledger.Transaction) Transaction {
 	return Transaction{ID: t.ID, Kind: t.Kind, State: t.State, SendingAccountID: t.SendingAccountID,
 		ReceivingAccountID: t.ReceivingAccountID, Address: t.Address, Amount: t.Amount.Format(s.ledger.Coin().Decimals),
 		TxID: t.TxID, OutputIndex: t.OutputIndex, Confirmations: t.Confirmations, Credited: t.Credited,
-		ProcessedAt: t.ProcessedAt, CreatedAt: t.CreatedAt, Note: t.Note}
+		ProcessedAt: t.ProcessedAt, CreatedAt: t.CreatedAt, Note: t.Note, Reason: t.Reason}
 }
+
+// ReplayedHeader marks the answer to a send whose Idempotency-Key was used before.
+const ReplayedHeader = "Idempotent-Replayed"
 
 // send queues a payment. "to" is an address (queued for the broadcaster, or booked internally
 // when it is one of ours and force_external is false) or, with to_account, another account.
@@ -327,6 +382,13 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		ledgerError(w, err)
 		return
 	}
+	if t.Replayed {
+		// The key's first request created this transaction; this one created nothing. The
+		// answer is the transaction as it is now, which may have moved on since.
+		w.Header().Set(ReplayedHeader, "true")
+		writeJSON(w, http.StatusOK, s.transaction(t))
+		return
+	}
 	if t.Kind == "outgoing" && s.Wake != nil {
 		s.Wake()
 	}
@@ -335,7 +397,15 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := ledger.TransactionFilter{State: q.Get("state")}
+	f := ledger.TransactionFilter{State: q.Get("state"), Kind: q.Get("kind")}
+	if f.State != "" && !slices.Contains(ledger.States, f.State) {
+		fail(w, http.StatusBadRequest, "state", "state must be one of %s, got %q", strings.Join(ledger.States, ", "), f.State)
+		return
+	}
+	if f.Kind != "" && !slices.Contains(ledger.Kinds, f.Kind) {
+		fail(w, http.StatusBadRequest, "kind", "kind must be one of %s, got %q", strings.Join(ledger.Kinds, ", "), f.Kind)
+		return
+	}
 	if v := q.Get("account"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
@@ -388,6 +458,101 @@ func (s *Server) markProcessed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.transaction(t))
+}
+
+// cancel cancels a send that has not gone out and gives its amount back to the account.
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	t, err := s.ledger.CancelSend(r.Context(), id)
+	if err != nil {
+		ledgerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.transaction(t))
+}
+
+// Event is an event as pulled: the push delivery's envelope plus its position, the cursor to
+// pass as after= for the next page.
+type Event struct {
+	Position  int64           `json:"position"`
+	ID        string          `json:"id"`
+	Event     string          `json:"event"`
+	CreatedAt time.Time       `json:"created_at"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// Bounds of GET /v1/events.
+const (
+	maxEventsLimit = 1000
+	maxEventsWait  = 60 * time.Second
+	// eventsPoll is how often a long poll looks for new events. Events are written by the
+	// helper's own parts, but also by `cryptoassets rescan` runs in other processes, so the
+	// database, not an in-process signal, is asked.
+	eventsPoll = 250 * time.Millisecond
+)
+
+// events returns the asset's events after a position, in order, waiting up to wait= for the
+// first one when there is none yet.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after int64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			fail(w, http.StatusBadRequest, "after", "after must be a position (an integer >= 0), got %q", v)
+			return
+		}
+		after = n
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxEventsLimit {
+			fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxEventsLimit, v)
+			return
+		}
+		limit = n
+	}
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > maxEventsWait {
+			fail(w, http.StatusBadRequest, "wait", "wait must be a duration from 0s to %s such as \"30s\", got %q", maxEventsWait, v)
+			return
+		}
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	tick := time.NewTicker(eventsPoll)
+	defer tick.Stop()
+	for {
+		evs, err := s.ledger.Events(r.Context(), after, limit)
+		if err != nil {
+			ledgerError(w, err)
+			return
+		}
+		if len(evs) > 0 || wait == 0 {
+			out := make([]Event, 0, len(evs))
+			for _, e := range evs {
+				out = append(out, Event{Position: e.Position, ID: e.EventID, Event: e.Name, CreatedAt: e.CreatedAt.UTC(), Data: e.Payload})
+			}
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			if r.Context().Err() != nil {
+				return // the caller left
+			}
+			writeJSON(w, http.StatusOK, []Event{})
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (s *Server) balance(w http.ResponseWriter, r *http.Request) {

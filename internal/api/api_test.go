@@ -45,7 +45,7 @@ func TestRefusals(t *testing.T) {
 		field, message           string
 	}{
 		{"no name", "POST", "/v1/accounts", `{}`, nil, 400, "name", "name is required"},
-		{"unknown field", "POST", "/v1/accounts", `{"name":"x","colour":"red"}`, nil, 400, "", `unknown field "colour"`},
+		{"unknown field", "POST", "/v1/accounts", `{"name":"x","colour":"red"}`, nil, 400, "colour", `unknown field "colour"`},
 		{"not JSON", "POST", "/v1/accounts", `name=x`, nil, 400, "", "not the expected JSON"},
 		{"duplicate account", "POST", "/v1/accounts", `{"name":"alice"}`, nil, 409, "", "already exists"},
 		{"bad id", "GET", "/v1/accounts/abc", ``, nil, 400, "id", "positive integer"},
@@ -54,10 +54,11 @@ func TestRefusals(t *testing.T) {
 		{"neither to", "POST", send, `{"amount":"1"}`, nil, 400, "to", "exactly one of"},
 		{"negative amount", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"-1"}`, nil, 400, "amount", "greater than zero"},
 		{"exponent", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"1e8"}`, nil, 400, "amount", "want digits"},
-		{"amount as a number", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":0.1}`, nil, 400, "", "not the expected JSON"},
+		{"amount as a number", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":0.1}`, nil, 400, "amount", `amount must be a JSON string (amounts are decimal strings such as "0.1"`},
+		{"to_account as a string", "POST", send, `{"to_account":"2","amount":"1"}`, nil, 400, "to_account", "to_account must be a JSON integer, got a JSON string"},
 		{"too many decimals", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"0.000000001"}`, nil, 400, "amount", "decimal places"},
 		{"overflow", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"99999999999999"}`, nil, 400, "amount", "out of range"},
-		{"bad address", "POST", send, `{"to":"tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx","amount":"0.1"}`, nil, 400, "address", "not a bitcoin mainnet address"},
+		{"bad address", "POST", send, `{"to":"tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx","amount":"0.1"}`, nil, 400, "to", "not a bitcoin mainnet address"},
 		{"insufficient balance", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"0.1"}`, nil, 422, "amount", "insufficient balance"},
 		{"to itself", "POST", send, `{"to_account":` + itoa(alice.ID) + `,"amount":"0.1"}`, nil, 422, "to", "same"},
 		{"long idempotency key", "POST", send, `{"to":"1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa","amount":"0.1"}`,
@@ -65,7 +66,7 @@ func TestRefusals(t *testing.T) {
 		{"bad limit", "GET", "/v1/transactions?limit=0", ``, nil, 400, "limit", "1-1000"},
 		{"bad account filter", "GET", "/v1/transactions?account=x", ``, nil, 400, "account", "positive integer"},
 		{"processed, no such deposit", "POST", "/v1/transactions/424242/processed", ``, nil, 404, "", "not found"},
-		{"huge body", "POST", "/v1/accounts", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 400, "", "too large"},
+		{"huge body", "POST", "/v1/accounts", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "", "larger than 65536 bytes"},
 		{"no token", "GET", "/v1/accounts", ``, map[string]string{"Authorization": ""}, 401, "", "bearer token"},
 		{"wrong token", "GET", "/v1/accounts", ``, map[string]string{"Authorization": "Bearer nope"}, 401, "", "bearer token"},
 	}

@@ -71,12 +71,17 @@ func TestOpenAPIDocumentMatchesTheAPI(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	used := map[string]bool{}
+	var headers map[string]string // of the next call only
 	call := func(method, path, body string, auth bool, wantStatus int, out any) {
 		t.Helper()
 		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		headers = nil
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}
@@ -140,7 +145,18 @@ func TestOpenAPIDocumentMatchesTheAPI(t *testing.T) {
 	call("GET", fmt.Sprintf("/v1/transactions/%d", up.Transaction.ID), "", true, 200, nil)
 	call("POST", fmt.Sprintf("/v1/transactions/%d/processed", up.Transaction.ID), "", true, 200, nil)
 	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), fmt.Sprintf(`{"to_account":%d,"amount":"0.25"}`, bob.ID), true, 201, nil)
-	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"to":"mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn","amount":"0.5"}`, true, 201, nil)
+	var queued struct{ ID int64 }
+	headers = map[string]string{"Idempotency-Key": "payout-1"}
+	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"to":"mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn","amount":"0.5"}`, true, 201, &queued)
+	headers = map[string]string{"Idempotency-Key": "payout-1"}
+	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"to":"mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn","amount":"0.5"}`, true, 200, nil)
+	call("POST", fmt.Sprintf("/v1/transactions/%d/cancel", queued.ID), "", true, 200, nil)
+	call("POST", fmt.Sprintf("/v1/transactions/%d/cancel", queued.ID), "", true, 409, nil)
+	call("POST", fmt.Sprintf("/v1/accounts/%d/addresses", l.FeeAccountID()), "", true, 422, nil)
+	call("POST", fmt.Sprintf("/v1/accounts/%d/send", l.FeeAccountID()), `{"to":"mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn","amount":"0.5"}`, true, 422, nil)
+	call("GET", "/v1/transactions?kind=outgoing&state=cancelled", "", true, 200, nil)
+	call("GET", "/v1/events?after=0&limit=10", "", true, 200, nil)
+	call("GET", "/v1/events?wait=forever", "", true, 400, nil)
 	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"to":"mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn","amount":"99"}`, true, 422, nil)
 	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"amount":"0.5"}`, true, 400, nil)
 	call("GET", "/v1/transactions", "", true, 200, nil)

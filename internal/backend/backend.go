@@ -26,6 +26,10 @@ var (
 	ErrInsufficientFunds = errors.New("backend wallet has insufficient funds")
 	// ErrRejected: the backend refused the request for a reason retrying will not fix.
 	ErrRejected = errors.New("backend rejected the request")
+	// ErrOutputRefused: the backend refused a send because of one of its outputs (an amount
+	// below the dust limit, an address it will not pay). Nothing was paid; the other outputs
+	// would be accepted on their own. It is also ErrRejected.
+	ErrOutputRefused = fmt.Errorf("%w: an output was refused", ErrRejected)
 )
 
 // Output is one output of a wallet transaction that pays one of the wallet's addresses.

@@ -10,9 +10,11 @@
 package broadcast
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -31,6 +33,10 @@ type Result struct {
 	Sends int
 	// Waiting: an interrupted broadcast is not yet known to have failed; nothing was sent.
 	Waiting bool
+	// Refused counts the sends the backend refused on their own (moved to needs_review).
+	Refused int
+	// Split counts the times a refused batch was narrowed down to the part that can go out.
+	Split int
 }
 
 // Broadcaster pays pending sends.
@@ -70,13 +76,15 @@ func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
 	for {
 		r, err := b.Pass(ctx)
 		total.Sends += r.Sends
+		total.Refused += r.Refused
+		total.Split += r.Split
 		total.Sent = total.Sent || r.Sent
 		total.Reconciled = total.Reconciled || r.Reconciled
 		total.Waiting = r.Waiting
 		if r.TxID != "" {
 			total.TxID = r.TxID
 		}
-		if err != nil || r.Waiting || (!r.Sent && !r.Reconciled) {
+		if err != nil || r.Waiting || (!r.Sent && !r.Reconciled && r.Refused == 0) {
 			return total, err
 		}
 	}
@@ -126,37 +134,95 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 		log.Info("interrupted broadcast is not in the wallet; sending it", "asked", bc.SendingAt, "attempts", bc.Attempts)
 	}
 
-	if err := b.ledger.MarkSending(ctx, bc.ID); err != nil {
-		return r, fmt.Errorf("broadcast %d not sent: %w", bc.ID, err)
+	for {
+		txid, err := b.pay(ctx, bc)
+		if err == nil {
+			if b.afterSend != nil {
+				if err := b.afterSend(txid); err != nil {
+					return r, err
+				}
+			}
+			log.Info("broadcast sent", "txid", txid, "sends", len(bc.Sends))
+			r.TxID, r.Sent, r.Sends = txid, true, len(bc.Sends)
+			return r, b.record(ctx, bc, txid)
+		}
+		if errors.Is(err, backend.ErrUnreachable) || errors.Is(err, errNotAsked) {
+			return r, err
+		}
+		// The backend answered with a refusal: nothing was paid.
+		outputRefused := errors.Is(err, backend.ErrOutputRefused)
+		switch {
+		case outputRefused && len(bc.Sends) == 1:
+			send := bc.Sends[0]
+			if rerr := b.ledger.RefuseSend(ctx, bc.ID, send.ID, err.Error()); rerr != nil {
+				return r, errors.Join(err, rerr)
+			}
+			log.Info("the backend refused a send on its own; it needs review and is not retried", "send", send.ID,
+				"address", send.Address, "amount", send.Amount, "reason", err.Error())
+			r.Refused++
+			return r, nil
+		case (outputRefused || errors.Is(err, backend.ErrInsufficientFunds)) && len(bc.Sends) > 1:
+			// One bad output must not hold back the others, and a wallet short of funds should
+			// pay what it can: try half the batch, and the rest in later broadcasts. A bad output
+			// is found in log2(sends) refusals. For funds, the smaller sends are kept, so every
+			// refusal leaves only sends the wallet cannot pay either.
+			keep := half(bc.Sends, !outputRefused)
+			note := fmt.Sprintf("the backend refused the batch of %d sends (%v); trying %d of them first", len(bc.Sends), err, len(keep))
+			if serr := b.ledger.ShrinkBroadcast(ctx, bc.ID, sendIDs(keep), note); serr != nil {
+				return r, errors.Join(err, serr)
+			}
+			log.Info("the backend refused the batch; narrowing it down", "sends", len(bc.Sends), "trying", len(keep), "reason", err.Error())
+			bc = bc.Shrunk(keep)
+			r.Split++
+		default:
+			// A refusal of the wallet as a whole (funds for even the smallest send, a locked
+			// wallet): the sends wait for the next period.
+			if ferr := b.ledger.FailBroadcast(ctx, bc.ID, err.Error()); ferr != nil {
+				return r, errors.Join(err, ferr)
+			}
+			return r, fmt.Errorf("broadcast %d refused by the backend; its sends stay pending: %w", bc.ID, err)
+		}
 	}
+}
 
+// errNotAsked marks a pass that stopped before the backend was asked to pay.
+var errNotAsked = errors.New("the backend was not asked to pay")
+
+// pay asks the backend to pay an open broadcast once, having recorded that it is asked.
+func (b *Broadcaster) pay(ctx context.Context, bc *ledger.Broadcast) (string, error) {
+	if err := b.ledger.MarkSending(ctx, bc.ID); err != nil {
+		return "", fmt.Errorf("broadcast %d not sent: %w: %w", bc.ID, errNotAsked, err)
+	}
 	if b.Fence != nil {
 		if err := b.Fence(ctx); err != nil {
-			return r, fmt.Errorf("broadcast %d not sent: %w", bc.ID, err)
+			return "", fmt.Errorf("broadcast %d not sent: %w: %w", bc.ID, errNotAsked, err)
 		}
 	}
 	txid, err := b.backend.SendMany(ctx, bc.Outputs)
-	switch {
-	case err == nil:
-	case errors.Is(err, backend.ErrUnreachable):
+	if errors.Is(err, backend.ErrUnreachable) {
 		// The request may have been carried out; the broadcast stays open for reconciliation.
 		_ = b.ledger.NoteBroadcastAttempt(ctx, bc.ID, err.Error())
-		return r, fmt.Errorf("broadcast %d: no answer from the backend; it stays open and will be reconciled: %w", bc.ID, err)
-	default:
-		// The wallet refused: nothing was paid. The sends wait for the next period.
-		if ferr := b.ledger.FailBroadcast(ctx, bc.ID, err.Error()); ferr != nil {
-			return r, errors.Join(err, ferr)
-		}
-		return r, fmt.Errorf("broadcast %d refused by the backend; its sends stay pending: %w", bc.ID, err)
+		return "", fmt.Errorf("broadcast %d: no answer from the backend; it stays open and will be reconciled: %w", bc.ID, err)
 	}
-	if b.afterSend != nil {
-		if err := b.afterSend(txid); err != nil {
-			return r, err
-		}
+	return txid, err
+}
+
+// half returns the half of a refused batch to try first: the older sends, or, when the wallet
+// lacked funds, the smaller ones.
+func half(sends []ledger.BroadcastSend, smallest bool) []ledger.BroadcastSend {
+	sorted := slices.Clone(sends)
+	if smallest {
+		slices.SortStableFunc(sorted, func(a, b ledger.BroadcastSend) int { return cmp.Compare(a.Amount, b.Amount) })
 	}
-	log.Info("broadcast sent", "txid", txid)
-	r.TxID, r.Sent = txid, true
-	return r, b.record(ctx, bc, txid)
+	return sorted[:len(sorted)/2]
+}
+
+func sendIDs(sends []ledger.BroadcastSend) []int64 {
+	ids := make([]int64, len(sends))
+	for i, s := range sends {
+		ids[i] = s.ID
+	}
+	return ids
 }
 
 // findSend looks for a wallet send paying exactly the broadcast's outputs that the ledger does not

@@ -30,13 +30,18 @@ const Version = 1
 
 // Default listen addresses and intervals, shared by the renderer and by standalone use.
 const (
-	DefaultAPIPort          = 8080
-	DefaultNotifyHTTPPort   = 28882
-	DefaultWebhookPort      = 28883
-	DefaultMetricsPort      = 9090
-	DefaultPollInterval     = 60 * time.Second
-	DefaultBroadcastPeriod  = 30 * time.Second
-	DefaultRPCTimeout       = 30 * time.Second
+	DefaultAPIPort         = 8080
+	DefaultNotifyHTTPPort  = 28882
+	DefaultWebhookPort     = 28883
+	DefaultMetricsPort     = 9090
+	DefaultPollInterval    = 60 * time.Second
+	DefaultBroadcastPeriod = 30 * time.Second
+	DefaultRPCTimeout      = 30 * time.Second
+	// DefaultEventRetention is how long events stay in the outbox for pulling (GET /v1/events).
+	DefaultEventRetention = 30 * 24 * time.Hour
+	// MinEventRetention outlasts the push delivery's retry window (seven days), so no event is
+	// deleted while a target is still being retried.
+	MinEventRetention       = 8 * 24 * time.Hour
 	DefaultEventTimeout     = 10 * time.Second
 	DefaultScriptTimeout    = 30 * time.Second
 	DefaultMaxTracked       = 15
@@ -53,22 +58,28 @@ const (
 
 // Config is the whole helper configuration.
 type Config struct {
-	Version    int              `json:"version"`
-	Asset      Asset            `json:"asset"`
-	Database   Database         `json:"database"`
-	Backend    Backend          `json:"backend"`
-	Notify     Notify           `json:"notify"`
-	Events     []EventTarget    `json:"events,omitempty"`
-	API        API              `json:"api"`
-	Broadcast  Broadcast        `json:"broadcast"`
-	Server     Server           `json:"server"`
-	Kubernetes *KubernetesOwner `json:"kubernetes,omitempty"`
-	Log        Log              `json:"log"`
+	Version  int           `json:"version"`
+	Asset    Asset         `json:"asset"`
+	Database Database      `json:"database"`
+	Backend  Backend       `json:"backend"`
+	Notify   Notify        `json:"notify"`
+	Events   []EventTarget `json:"events,omitempty"`
+	// EventRetention is how long events are kept for applications to pull, whether or not they
+	// were delivered; older ones are deleted. Default 720h (30 days), at least 192h.
+	EventRetention Duration         `json:"eventRetention,omitempty"`
+	API            API              `json:"api"`
+	Broadcast      Broadcast        `json:"broadcast"`
+	Server         Server           `json:"server"`
+	Kubernetes     *KubernetesOwner `json:"kubernetes,omitempty"`
+	Log            Log              `json:"log"`
 }
 
 // Asset is the coin this helper serves.
 type Asset struct {
-	// Name identifies the asset in the ledger (several assets can share one database).
+	// Namespace and Name identify the asset in the ledger, so several assets, also of several
+	// teams, share one database. The operator sets the CryptoAsset's namespace and name; a
+	// standalone helper leaves namespace empty.
+	Namespace               string `json:"namespace,omitempty"`
 	Name                    string `json:"name"`
 	Coin                    string `json:"coin"`
 	Network                 string `json:"network"`
@@ -134,6 +145,9 @@ type Notify struct {
 type HTTPNotify struct {
 	Listen    string `json:"listen"`
 	TokenFile string `json:"tokenFile,omitempty"`
+	// AllowUnauthenticated takes notifications without a token. It must be said explicitly: a
+	// hook anyone can call lets anyone make the helper poll its backend.
+	AllowUnauthenticated bool `json:"allowUnauthenticated,omitempty"`
 }
 
 // PipeNotify is the walletnotify named pipe.
@@ -311,6 +325,9 @@ func (c *Config) SetDefaults() {
 	if c.Notify.PollInterval.Duration == 0 {
 		c.Notify.PollInterval.Duration = DefaultPollInterval
 	}
+	if c.EventRetention.Duration == 0 {
+		c.EventRetention.Duration = DefaultEventRetention
+	}
 	switch c.Notify.Method {
 	case v1alpha1.NotifyHTTP:
 		if c.Notify.HTTP == nil {
@@ -485,6 +502,7 @@ func (c *Config) Validate() error {
 	c.validateBackend(v)
 	c.validateNotify(v)
 
+	v.duration("eventRetention", c.EventRetention, MinEventRetention, 10*365*24*time.Hour)
 	names := map[string]bool{}
 	for i, e := range c.Events {
 		field := fmt.Sprintf("events[%d]", i)
@@ -614,6 +632,9 @@ func (c *Config) validateNotify(v *validator) {
 	if x := n.HTTP; x != nil {
 		v.listen("notify.http.listen", x.Listen)
 		v.optionalFile("notify.http.tokenFile", x.TokenFile)
+		if x.TokenFile == "" && !x.AllowUnauthenticated {
+			v.fail("notify.http.tokenFile", "is required; to take wallet notifications without a token (a hook anyone who reaches it can call), set notify.http.allowUnauthenticated: true")
+		}
 	}
 	if x := n.Pipe; x != nil {
 		v.file("notify.pipe.path", x.Path)

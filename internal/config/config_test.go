@@ -14,7 +14,7 @@ database: {urlFile: /s/db}
 backend:
   type: bitcoind
   bitcoind: {url: "http://127.0.0.1:18443", usernameFile: /s/u, passwordFile: /s/p}
-notify: {method: http}
+notify: {method: http, http: {tokenFile: /s/hook}}
 api: {tokenFile: /s/api}
 `
 
@@ -36,6 +36,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"broadcast":       cfg.Broadcast.Period.Duration == DefaultBroadcastPeriod,
 		"log level":       cfg.Log.Level == "info",
 		"max connections": cfg.Database.MaxConnections == DefaultMaxConnections,
+		"event retention": cfg.EventRetention.Duration == DefaultEventRetention,
 	} {
 		if !ok {
 			t.Errorf("default %s not applied: %+v", name, cfg)
@@ -53,6 +54,9 @@ func TestParseRejects(t *testing.T) {
 		{"misspelled nested field", strings.Replace(minimal, "urlFile", "url_file", 1), []string{`unknown field "url_file"`}},
 		{"bad duration", minimal + "broadcast: {period: soon}\n", []string{`duration "soon": write it like "30s" or "1m30s"`}},
 		{"newer file version", minimal + "version: 2\n", []string{"version: this helper reads version 1, got 2"}},
+		{"hook without a token and no opt-in", strings.Replace(minimal, ", http: {tokenFile: /s/hook}", "", 1),
+			[]string{"notify.http.tokenFile: is required; to take wallet notifications without a token", "notify.http.allowUnauthenticated: true"}},
+		{"retention shorter than the push retry window", minimal + "eventRetention: 72h\n", []string{"eventRetention: must be between 192h0m0s"}},
 		{"several problems at once", `
 asset: {name: BTC, coin: bitcoin, network: moon}
 database: {urlFile: relative/path}
@@ -70,9 +74,9 @@ backend: {type: "null"}
 notify: {method: poll}
 api: {tokenFile: /s/api}
 `, []string{"the null backend is a simulator and cannot run on mainnet"}},
-		{"blockio notify on bitcoind", strings.Replace(minimal, "notify: {method: http}", "notify: {method: blockio-websocket}", 1),
+		{"blockio notify on bitcoind", strings.Replace(minimal, "notify: {method: http, http: {tokenFile: /s/hook}}", "notify: {method: blockio-websocket}", 1),
 			[]string{"blockio-websocket notifications need backend blockio"}},
-		{"redis without block", strings.Replace(minimal, "notify: {method: http}", "notify: {method: redis}", 1),
+		{"redis without block", strings.Replace(minimal, "notify: {method: http, http: {tokenFile: /s/hook}}", "notify: {method: redis}", 1),
 			[]string{"notify.redis: is required with notify method redis"}},
 		{"btcwallet without passphrase", strings.Replace(minimal, "passwordFile: /s/p}", "passwordFile: /s/p, flavor: btcwallet}", 1),
 			[]string{"walletPassphraseFile: is required with flavor btcwallet"}},
@@ -83,7 +87,7 @@ api: {tokenFile: /s/api}
 		{"event block mismatch", minimal + `events:
 - {name: a, type: http, script: {command: [x]}}
 `, []string{"the http block is required with type http", "the script block is required with type script and only allowed there"}},
-		{"poll too fast", strings.Replace(minimal, "notify: {method: http}", "notify: {method: http, pollInterval: 1s}", 1),
+		{"poll too fast", strings.Replace(minimal, "notify: {method: http, http: {tokenFile: /s/hook}}", "notify: {method: http, http: {tokenFile: /s/hook}, pollInterval: 1s}", 1),
 			[]string{"notify.pollInterval: must be between 5s and 24h0m0s"}},
 	}
 	for _, tc := range cases {

@@ -159,7 +159,7 @@ func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*le
 		targetNames = append(targetNames, e.Name)
 	}
 	l, err := ledger.Open(ctx, pool, ledger.Options{
-		Asset: cfg.Asset.Name, Coin: k.Name, Network: cfg.Asset.Network,
+		Namespace: cfg.Asset.Namespace, Asset: cfg.Asset.Name, Backend: string(cfg.Backend.Type), Coin: k.Name, Network: cfg.Asset.Network,
 		Confirmations: cfg.Asset.Confirmations, MaxTrackedConfirmations: cfg.Asset.MaxTrackedConfirmations,
 		ValidateAddress: func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) },
 		EventTargets:    targetNames,
@@ -196,10 +196,12 @@ func Audit(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log logr
 	return intake.New(l, be, log.WithName("intake")).Audit(ctx)
 }
 
-// lockKey is the advisory lock that makes one helper per asset the active one.
-func lockKey(asset string) int64 {
+// lockKey is the advisory lock that makes one helper per asset the active one. A standalone
+// helper's key is the one helpers used before namespaces, so an upgraded VM helper and an old
+// one never both hold the asset.
+func lockKey(a config.Asset) int64 {
 	h := fnv.New64a()
-	_, _ = h.Write([]byte("cryptoassets-helper/" + asset))
+	_, _ = h.Write([]byte("cryptoassets-helper/" + ledger.AssetRef(a.Namespace, a.Name)))
 	return int64(h.Sum64())
 }
 
@@ -317,12 +319,21 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 		if err != nil {
 			sawBackend(err)
 		}
-		if r.Sent || r.Reconciled {
+		if r.Sent || r.Reconciled || r.Refused > 0 {
 			dispatcher.Wake()
 		}
 		return err
 	}))
 	add("events", background(dispatcher.Run))
+	add("event-retention", sup.loop("event-retention", time.Hour, nil, func(ctx context.Context) error {
+		before := time.Now().Add(-cfg.EventRetention.Duration)
+		for {
+			n, err := l.PruneEvents(ctx, before)
+			if err != nil || n < ledger.PruneBatch {
+				return err
+			}
+		}
+	}))
 
 	apiServer := api.New(l, be, token)
 	apiServer.Wake = wake(broadcastWake)
@@ -361,6 +372,9 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 		hookToken, err := secret("notify.http.tokenFile", n.HTTP.TokenFile)
 		if err != nil {
 			return nil, nil, err
+		}
+		if hookToken == "" {
+			log.Info("WARNING: the walletnotify hook takes notifications without a token (notify.http.allowUnauthenticated); anyone who reaches it can make the helper poll its backend", "listen", n.HTTP.Listen)
 		}
 		if err := serve("walletnotify", n.HTTP.Listen, walletnotify.NewHTTP(hookToken, notified("http"), log.WithName("walletnotify"))); err != nil {
 			return nil, nil, err

@@ -16,6 +16,7 @@ type metrics struct {
 	deposits      *prometheus.CounterVec
 	catchUps      *prometheus.HistogramVec
 	broadcasts    *prometheus.CounterVec
+	refusedSends  prometheus.Counter
 	events        *prometheus.CounterVec
 }
 
@@ -31,10 +32,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Duration of catch-up passes, by result.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}, []string{"result"}),
 		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_broadcast_passes_total",
 			Help: "Broadcast passes that did something, by result: sent (one network transaction), reconciled (an interrupted one found in the wallet), waiting (for an interrupted one's record), failed."}, []string{"result"}),
+		refusedSends: prometheus.NewCounter(prometheus.CounterOpts{Name: "cryptoassets_sends_refused_total",
+			Help: "Sends the backend refused on their own (a dust amount, an address it will not pay), moved to needs_review."}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cryptoassets_event_deliveries_total",
 			Help: "Event delivery attempts, by target and result."}, []string{"target", "result"}),
 	}
-	reg.MustRegister(m.notifications, m.rejected, m.deposits, m.catchUps, m.broadcasts, m.events)
+	reg.MustRegister(m.notifications, m.rejected, m.deposits, m.catchUps, m.broadcasts, m.refusedSends, m.events)
 	return m
 }
 
@@ -54,6 +57,7 @@ func (m *metrics) catchUp(d time.Duration, r intake.Result, err error) {
 }
 
 func (m *metrics) broadcast(r broadcast.Result, err error) {
+	m.refusedSends.Add(float64(r.Refused))
 	switch {
 	case err != nil:
 		m.broadcasts.WithLabelValues("failed").Inc()

@@ -171,7 +171,7 @@ func (p *process) tenure(ctx context.Context) error {
 	lock := &lockHolder{conn: conn}
 	h.set("active", errors.New("waiting for the advisory lock"), "")
 	log.Info("waiting to become the active helper")
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset.Name)); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset)); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}

@@ -16,12 +16,34 @@ type Broadcast struct {
 	// Outputs are what the network transaction pays: sends to the same address are added up.
 	Outputs        map[string]Amount
 	TransactionIDs []int64
+	// Sends are the ledger sends it carries, oldest first.
+	Sends []BroadcastSend
 	// Recovered: the broadcast was already open when this pass began; an earlier attempt may
 	// have paid it.
 	Recovered bool
 	Attempts  int
 	// SendingAt: when the backend was last asked to pay it; nil when it never was.
 	SendingAt *time.Time
+}
+
+// BroadcastSend is one ledger send of a broadcast.
+type BroadcastSend struct {
+	ID      int64
+	Address string
+	Amount  Amount
+}
+
+// Shrunk returns the broadcast carrying only the given sends, its outputs added up again.
+func (b *Broadcast) Shrunk(keep []BroadcastSend) *Broadcast {
+	out := *b
+	out.Sends = keep
+	out.Outputs = map[string]Amount{}
+	out.TransactionIDs = nil
+	for _, s := range keep {
+		out.Outputs[s.Address] += s.Amount // each sum was checked when the broadcast opened
+		out.TransactionIDs = append(out.TransactionIDs, s.ID)
+	}
+	return &out
 }
 
 // MaxBroadcastSends caps the sends of one broadcast. A transaction paying more outputs than this
@@ -79,6 +101,7 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 			}
 			b.Outputs[addr] = sum
 			b.TransactionIDs = append(b.TransactionIDs, id)
+			b.Sends = append(b.Sends, BroadcastSend{ID: id, Address: addr, Amount: amount})
 		}
 		return rows.Err()
 	})
@@ -185,6 +208,108 @@ func (l *Ledger) FailBroadcast(ctx context.Context, broadcastID int64, reason st
 	})
 }
 
+// ShrinkBroadcast keeps only the given sends in an open broadcast the backend refused, and puts
+// the others back to pending, to go out in a later broadcast. The refusal paid nothing, so the
+// broadcast is not "asked" any more (sending_at is cleared) and is paid at once.
+func (l *Ledger) ShrinkBroadcast(ctx context.Context, broadcastID int64, keep []int64, reason string) error {
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET sending_at = NULL, attempts = attempts + 1, last_error = $2
+			WHERE id = $1 AND state = 'opened'`, broadcastID, reason)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("broadcast %d is not open", broadcastID)
+		}
+		_, err = tx.Exec(ctx, `UPDATE transactions SET state = 'pending', broadcast_id = NULL, updated_at = now()
+			WHERE broadcast_id = $1 AND NOT (id = ANY($2))`, broadcastID, keep)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("shrinking refused broadcast %d: %w", broadcastID, err)
+	}
+	return nil
+}
+
+// RefuseSend closes an open broadcast that carried only one send, which the backend refused on its
+// own (a dust amount, an address it will not pay): the send moves to needs_review with the
+// backend's reason and an event, its amount still reserved until someone cancels it or pays it
+// by other means. It is never retried on its own: a person must look at it.
+func (l *Ledger) RefuseSend(ctx context.Context, broadcastID, sendID int64, reason string) error {
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'failed', last_error = $2, attempts = attempts + 1, closed_at = now()
+			WHERE id = $1 AND state = 'opened'`, broadcastID, reason)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("broadcast %d is not open", broadcastID)
+		}
+		tag, err = tx.Exec(ctx, `UPDATE transactions SET state = 'needs_review', reason = $3, updated_at = now()
+			WHERE id = $1 AND broadcast_id = $2`, sendID, broadcastID, reason)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("send %d is not in broadcast %d", sendID, broadcastID)
+		}
+		return l.transactionEvent(ctx, tx, sendID)
+	})
+	if err != nil {
+		return fmt.Errorf("moving refused send %d to needs_review: %w", sendID, err)
+	}
+	return nil
+}
+
+// CancelSend cancels a send that has not gone out: a pending one, or one the backend refused
+// (needs_review without a network transaction). Its amount goes back to the account, and an
+// event says so. A send in a broadcast being paid, or paid, is refused with ErrNotCancellable.
+func (l *Ledger) CancelSend(ctx context.Context, id int64) (Transaction, error) {
+	var out Transaction
+	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+		var kind, state string
+		var from *int64
+		var amount Amount
+		var ntID *int64
+		err := tx.QueryRow(ctx, `SELECT kind, state, sending_account_id, amount, network_transaction_id FROM transactions
+			WHERE id = $1 AND asset_id = $2 FOR UPDATE`, id, l.assetID).Scan(&kind, &state, &from, &amount, &ntID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("transaction %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case kind != "outgoing":
+			return fmt.Errorf("transaction %d is %s, not a send to an address: %w", id, kind, ErrNotCancellable)
+		case state == "pending", state == "needs_review" && ntID == nil:
+		case state == "broadcasting":
+			return fmt.Errorf("send %d is in a broadcast being paid now: %w", id, ErrNotCancellable)
+		default:
+			return fmt.Errorf("send %d is %s: %w", id, state, ErrNotCancellable)
+		}
+		sender, err := l.lockAccount(ctx, tx, *from)
+		if err != nil {
+			return err
+		}
+		if err := l.adjust(ctx, tx, sender, amount); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = 'cancelled', broadcast_id = NULL, updated_at = now() WHERE id = $1`, id); err != nil {
+			return err
+		}
+		if err := l.transactionEvent(ctx, tx, id); err != nil {
+			return err
+		}
+		out, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return Transaction{}, fmt.Errorf("cancelling send %d: %w", id, err)
+	}
+	return out, nil
+}
+
 // BroadcastTxIDs lists the txids of every broadcast the ledger knows, so reconciliation never
 // mistakes an earlier payment for the one it is looking for.
 func (l *Ledger) BroadcastTxIDs(ctx context.Context) (map[string]bool, error) {
@@ -224,9 +349,12 @@ func (l *Ledger) BookFee(ctx context.Context, txid string, fee Amount) error {
 		if err := l.adjust(ctx, tx, fees, -fee); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, amount, network_transaction_id)
-			VALUES ($1, $2, 'network_fee', 'done', $3, $4, $5)`, l.assetID, l.walletID, l.feeAccountID, fee, ntID)
-		return err
+		var id int64
+		if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, amount, network_transaction_id)
+			VALUES ($1, $2, 'network_fee', 'done', $3, $4, $5) RETURNING id`, l.assetID, l.walletID, l.feeAccountID, fee, ntID).Scan(&id); err != nil {
+			return err
+		}
+		return l.transactionEvent(ctx, tx, id)
 	})
 	if err != nil {
 		return fmt.Errorf("booking the fee of %s: %w", txid, err)

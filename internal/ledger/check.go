@@ -20,16 +20,16 @@ func (v Violation) String() string { return v.Check + ": " + v.Detail }
 func invariants() []struct{ name, query string } {
 	return []struct{ name, query string }{
 		{"wallet balance equals the sum of its accounts", `
-		SELECT format('wallet %s (asset %s): balance %s, accounts sum to %s', w.id, a.name, w.balance, coalesce(sum(ac.balance), 0))
+		SELECT format('wallet %s (asset %s): balance %s, accounts sum to %s', w.id, concat_ws('/', nullif(a.namespace, ''), a.name), w.balance, coalesce(sum(ac.balance), 0))
 		FROM wallets w JOIN assets a ON a.id = w.asset_id LEFT JOIN accounts ac ON ac.wallet_id = w.id
-		GROUP BY w.id, a.name, w.balance HAVING w.balance <> coalesce(sum(ac.balance), 0)`},
+		GROUP BY w.id, a.namespace, a.name, w.balance HAVING w.balance <> coalesce(sum(ac.balance), 0)`},
 		{"account balance equals its booked transactions", `
 		WITH moves AS (
 			SELECT receiving_account_id AS account, amount FROM transactions
 			 WHERE kind = 'internal' OR (kind = 'deposit' AND credited)
 			UNION ALL
 			SELECT sending_account_id, -amount FROM transactions
-			 WHERE kind IN ('internal', 'network_fee') OR (kind = 'outgoing' AND state <> 'failed'))
+			 WHERE kind IN ('internal', 'network_fee') OR (kind = 'outgoing' AND state NOT IN ('failed', 'cancelled')))
 		SELECT format('account %s (%s): balance %s, transactions sum to %s', ac.id, ac.name, ac.balance, coalesce(sum(m.amount), 0))
 		FROM accounts ac LEFT JOIN moves m ON m.account = ac.id
 		GROUP BY ac.id, ac.name, ac.balance HAVING ac.balance <> coalesce(sum(m.amount), 0)`},

@@ -188,13 +188,17 @@ type TxUpdate struct {
 	TxID                 string `json:"txid"`
 	OutputIndex          *int32 `json:"output_index,omitempty"`
 	AccountID            *int64 `json:"account_id,omitempty"`
-	Address              string `json:"address"`
-	Amount               string `json:"amount"`
-	Confirmations        int32  `json:"confirmations"`
-	Credited             bool   `json:"credited"`
-	State                string `json:"state"`
-	Processed            bool   `json:"processed"`
-	Reverted             bool   `json:"reverted,omitempty"`
+	// FromAccountID is the sending account of an internal transfer (AccountID receives).
+	FromAccountID *int64 `json:"from_account_id,omitempty"`
+	Address       string `json:"address"`
+	Amount        string `json:"amount"`
+	Confirmations int32  `json:"confirmations"`
+	Credited      bool   `json:"credited"`
+	State         string `json:"state"`
+	Processed     bool   `json:"processed"`
+	Reverted      bool   `json:"reverted,omitempty"`
+	// Reason says why a send is in needs_review.
+	Reason string `json:"reason,omitempty"`
 }
 
 func (l *Ledger) txUpdatePayload(t Transaction, ntID int64, up DepositUpdate) TxUpdate {
@@ -203,7 +207,7 @@ func (l *Ledger) txUpdatePayload(t Transaction, ntID int64, up DepositUpdate) Tx
 		TransactionID: t.ID, NetworkTransactionID: ntID, TxID: t.TxID, OutputIndex: t.OutputIndex,
 		AccountID: t.ReceivingAccountID, Address: t.Address, Amount: t.Amount.Format(l.coin.Decimals),
 		Confirmations: t.Confirmations, Credited: t.Credited, State: t.State, Processed: t.ProcessedAt != nil,
-		Reverted: up.Uncredited || t.State == "reverted" || t.State == "conflicted",
+		Reverted: up.Uncredited || t.State == "reverted" || t.State == "conflicted", Reason: t.Reason,
 	}
 }
 

@@ -29,6 +29,8 @@ var (
 	ErrNotOurAddress       = errors.New("not one of our receiving addresses")
 	ErrIdempotencyConflict = errors.New("idempotency key was used for a different request")
 	ErrInconsistent        = errors.New("backend report contradicts the ledger")
+	ErrFeeAccount          = errors.New("the network fees account is the ledger's own: it takes no receiving addresses and sends nothing on request")
+	ErrNotCancellable      = errors.New("the send can no longer be cancelled")
 )
 
 // DefaultWallet is the wallet every asset has; the original library's API had several, the helper
@@ -40,7 +42,13 @@ const FeeAccount = "network fees"
 
 // Options describe the asset a Ledger serves.
 type Options struct {
-	Asset                   string
+	// Namespace and Asset identify the asset: a CryptoAsset's namespace and name, or an empty
+	// namespace and a name for a standalone helper.
+	Namespace string
+	Asset     string
+	// Backend is the backend type serving the asset (bitcoind, blockio...); the ledger records
+	// it and refuses a helper configured with another.
+	Backend                 string
 	Coin                    string
 	Network                 string
 	Confirmations           int32
@@ -98,6 +106,10 @@ type Transaction struct {
 	// Note says why a send in an open broadcast waits (a backend that did not answer, an
 	// interrupted broadcast looked for in the wallet's records).
 	Note string
+	// Reason says why a send is in needs_review: the backend's refusal, or a double spend.
+	Reason string
+	// Replayed: an Idempotency-Key found this transaction; the request created nothing.
+	Replayed bool
 }
 
 // Open checks the schema and makes sure the asset, its default wallet and its fee account exist.
@@ -117,16 +129,10 @@ func Open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Ledger, error
 	}
 	l := &Ledger{pool: pool, opts: opts, coin: k}
 	err = inTx(ctx, pool, opts.Retry, func(tx pgx.Tx) error {
-		var coinName, network string
-		err := tx.QueryRow(ctx, `INSERT INTO assets (name, coin, network) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id, coin, network`,
-			opts.Asset, opts.Coin, opts.Network).Scan(&l.assetID, &coinName, &network)
+		var err error
+		l.assetID, err = l.claimAsset(ctx, tx)
 		if err != nil {
 			return err
-		}
-		if coinName != opts.Coin || network != opts.Network {
-			return fmt.Errorf("asset %q in the ledger is %s on %s, the config says %s on %s: refusing to mix coins",
-				opts.Asset, coinName, network, opts.Coin, opts.Network)
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO wallets (asset_id, name) VALUES ($1, $2)
 			ON CONFLICT (asset_id, name) DO UPDATE SET name = excluded.name RETURNING id`, l.assetID, DefaultWallet).Scan(&l.walletID); err != nil {
@@ -136,9 +142,68 @@ func Open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Ledger, error
 			ON CONFLICT (wallet_id, name) DO UPDATE SET name = excluded.name RETURNING id`, l.walletID, FeeAccount).Scan(&l.feeAccountID)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the ledger of asset %s: %w", opts.Asset, err)
+		return nil, fmt.Errorf("opening the ledger of asset %s: %w", l.AssetRef(), err)
 	}
 	return l, nil
+}
+
+// AssetRef names the asset as the ledger knows it: namespace/name, or the name alone for a
+// standalone helper.
+func (l *Ledger) AssetRef() string { return AssetRef(l.opts.Namespace, l.opts.Asset) }
+
+// AssetRef is namespace/name, or name when namespace is empty.
+func AssetRef(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// ErrAssetMismatch: the ledger's record of the asset says another coin, network or backend than
+// the helper's config. Serving it would mix two wallets' money in one ledger.
+var ErrAssetMismatch = errors.New("the ledger's record of the asset does not match the config")
+
+// claimAsset finds or creates the asset's row, and checks that the ledger's record of it is the
+// asset the config describes. A row from before assets had namespaces (namespace NULL) with the
+// same name is adopted once, by the first helper to open it, so an upgrade keeps its ledger.
+func (l *Ledger) claimAsset(ctx context.Context, tx pgx.Tx) (int64, error) {
+	var id int64
+	var coinName, network, be string
+	var ns *string
+	err := tx.QueryRow(ctx, `SELECT id, namespace, coin, network, coalesce(backend, '') FROM assets
+		WHERE name = $2 AND (namespace = $1 OR namespace IS NULL) ORDER BY namespace NULLS LAST LIMIT 1 FOR UPDATE`,
+		l.opts.Namespace, l.opts.Asset).Scan(&id, &ns, &coinName, &network, &be)
+	insert := func() (int64, error) {
+		err := tx.QueryRow(ctx, `INSERT INTO assets (namespace, name, coin, network, backend) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id`,
+			l.opts.Namespace, l.opts.Asset, l.opts.Coin, l.opts.Network, l.opts.Backend).Scan(&id)
+		return id, err
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return insert()
+	}
+	if err != nil {
+		return 0, err
+	}
+	var differs []string
+	if coinName != l.opts.Coin {
+		differs = append(differs, fmt.Sprintf("coin is %s, the config says %s", coinName, l.opts.Coin))
+	}
+	if network != l.opts.Network {
+		differs = append(differs, fmt.Sprintf("network is %s, the config says %s", network, l.opts.Network))
+	}
+	if be != "" && l.opts.Backend != "" && be != l.opts.Backend {
+		differs = append(differs, fmt.Sprintf("backend is %s, the config says %s", be, l.opts.Backend))
+	}
+	if len(differs) > 0 && ns == nil {
+		return insert() // another coin's ledger from before namespaces: not ours to adopt
+	}
+	if len(differs) > 0 {
+		return 0, fmt.Errorf("%w: asset %s in the ledger: %s; refusing to serve it (point the helper at its own asset name or database)",
+			ErrAssetMismatch, l.AssetRef(), strings.Join(differs, "; "))
+	}
+	_, err = tx.Exec(ctx, `UPDATE assets SET namespace = $2, backend = coalesce(backend, nullif($3, '')) WHERE id = $1
+		AND (namespace IS NULL OR backend IS NULL)`, id, l.opts.Namespace, l.opts.Backend)
+	return id, err
 }
 
 // Coin is the coin of the ledger's asset.
@@ -150,6 +215,10 @@ func (l *Ledger) FeeAccountID() int64 { return l.feeAccountID }
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+func (l *Ledger) feeAccountError(id int64) error {
+	return fmt.Errorf("account %d (%q): %w", id, FeeAccount, ErrFeeAccount)
 }
 
 // CreateAccount creates a user account with balance 0.
@@ -216,19 +285,23 @@ func (l *Ledger) AddReceivingAddress(ctx context.Context, accountID int64, addre
 	}
 	a := Address{Address: address, AccountID: &accountID, Label: label}
 	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
-		if _, err := l.lockAccount(ctx, tx, accountID); err != nil {
+		owner, err := l.lockAccount(ctx, tx, accountID)
+		if err != nil {
 			return err
 		}
-		var owner *int64
-		err := tx.QueryRow(ctx, `SELECT id, account_id FROM addresses WHERE asset_id = $1 AND address = $2`, l.assetID, address).Scan(&a.ID, &owner)
+		if owner.Kind == "network_fees" {
+			return l.feeAccountError(accountID)
+		}
+		var existing *int64
+		err = tx.QueryRow(ctx, `SELECT id, account_id FROM addresses WHERE asset_id = $1 AND address = $2`, l.assetID, address).Scan(&a.ID, &existing)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return tx.QueryRow(ctx, `INSERT INTO addresses (asset_id, wallet_id, account_id, address, label) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
 				l.assetID, l.walletID, accountID, address, label).Scan(&a.ID)
 		case err != nil:
 			return err
-		case owner != nil && *owner != accountID:
-			return fmt.Errorf("address %s already belongs to account %d: %w", address, *owner, ErrExists)
+		case existing != nil && *existing != accountID:
+			return fmt.Errorf("address %s already belongs to account %d: %w", address, *existing, ErrExists)
 		default:
 			// Known as an external address we once paid, or already this account's: it is ours now.
 			_, err := tx.Exec(ctx, `UPDATE addresses SET account_id = $1, label = $2 WHERE id = $3`, accountID, label, a.ID)
@@ -322,6 +395,7 @@ func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount
 					return ErrIdempotencyConflict
 				}
 				out = *prev
+				out.Replayed = true
 			}
 			return err
 		}
@@ -353,7 +427,10 @@ func (l *Ledger) internalTransfer(ctx context.Context, tx pgx.Tx, from, to int64
 		locked[id] = a
 	}
 	sender, receiver := locked[from], locked[to]
-	if sender.Kind != "network_fees" && sender.Balance < amount {
+	if sender.Kind == "network_fees" {
+		return 0, l.feeAccountError(from)
+	}
+	if sender.Balance < amount {
 		return 0, fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
 	}
 	if err := l.adjustAccount(ctx, tx, sender, -amount); err != nil {
@@ -363,10 +440,29 @@ func (l *Ledger) internalTransfer(ctx context.Context, tx pgx.Tx, from, to int64
 		return 0, err
 	}
 	var id int64
-	err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
+	if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
 		VALUES ($1, $2, 'internal', 'done', $3, $4, $5, nullif($6, '')) RETURNING id`,
-		l.assetID, l.walletID, from, to, amount, key).Scan(&id)
-	return id, err
+		l.assetID, l.walletID, from, to, amount, key).Scan(&id); err != nil {
+		return 0, err
+	}
+	return id, l.transactionEvent(ctx, tx, id)
+}
+
+// transactionEvent writes the txupdate event of a ledger transaction that has no network side
+// of its own to report (an internal transfer, a cancelled or refused send, a fee).
+func (l *Ledger) transactionEvent(ctx context.Context, tx pgx.Tx, id int64) error {
+	t, err := l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
+	if err != nil {
+		return err
+	}
+	p := l.txUpdatePayload(t, 0, DepositUpdate{})
+	if t.Kind != "deposit" && t.Kind != "internal" {
+		p.AccountID = t.SendingAccountID
+	}
+	if t.Kind == "internal" {
+		p.FromAccountID = t.SendingAccountID
+	}
+	return l.writeEvent(ctx, tx, "txupdate", p)
 }
 
 // SendExternal queues a send to an address outside the ledger. The amount is reserved at once and
@@ -387,6 +483,7 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 					return ErrIdempotencyConflict
 				}
 				out = *prev
+				out.Replayed = true
 			}
 			return err
 		}
@@ -413,7 +510,7 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 				return err
 			}
 			if sender.Kind == "network_fees" {
-				return fmt.Errorf("the network fees account cannot send")
+				return l.feeAccountError(from)
 			}
 			if sender.Balance < amount {
 				return fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
@@ -438,7 +535,7 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 
 const transactionSelect = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
 	t.amount, coalesce(n.txid, ''), t.output_index, coalesce(n.confirmations, -1), t.credited, t.processed_at,
-	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, '')
+	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, ''), coalesce(t.reason, '')
 	FROM transactions t
 	LEFT JOIN addresses a ON a.id = t.address_id
 	LEFT JOIN network_transactions n ON n.id = t.network_transaction_id
@@ -447,7 +544,7 @@ const transactionSelect = `SELECT t.id, t.kind, t.state, t.sending_account_id, t
 func (l *Ledger) scanTransaction(row pgx.Row) (Transaction, error) {
 	var t Transaction
 	err := row.Scan(&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Address, &t.Amount, &t.TxID,
-		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Note)
+		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Note, &t.Reason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Transaction{}, ErrNotFound
 	}
@@ -485,9 +582,17 @@ func (l *Ledger) MarkProcessed(ctx context.Context, id int64) (Transaction, erro
 // TransactionFilter selects transactions; zero fields do not filter.
 type TransactionFilter struct {
 	AccountID int64
+	Kind      string
 	State     string
 	Limit     int
 }
+
+// Kinds and States are the values a transaction's kind and state take.
+var (
+	Kinds  = []string{"deposit", "outgoing", "internal", "network_fee"}
+	States = []string{"pending", "broadcasting", "broadcasted", "confirmed", "failed", "needs_review", "cancelled",
+		"incoming", "credited", "reverted", "conflicted", "done"}
+)
 
 // Transactions lists the asset's transactions, newest first.
 func (l *Ledger) Transactions(ctx context.Context, f TransactionFilter) ([]Transaction, error) {
@@ -498,7 +603,8 @@ func (l *Ledger) Transactions(ctx context.Context, f TransactionFilter) ([]Trans
 		WHERE t.asset_id = $1
 		  AND ($2 = 0 OR t.sending_account_id = $2 OR t.receiving_account_id = $2)
 		  AND ($3 = '' OR t.state = $3)
-		ORDER BY t.id DESC LIMIT $4`, l.assetID, f.AccountID, f.State, f.Limit)
+		  AND ($5 = '' OR t.kind = $5)
+		ORDER BY t.id DESC LIMIT $4`, l.assetID, f.AccountID, f.State, f.Limit, f.Kind)
 	if err != nil {
 		return nil, err
 	}

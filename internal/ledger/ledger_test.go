@@ -140,7 +140,7 @@ func TestOpenRefusesAnotherCoin(t *testing.T) {
 	open(t, pool)
 	_, err := Open(context.Background(), pool, Options{Asset: "btc", Coin: "litecoin", Network: "regtest",
 		Confirmations: 6, MaxTrackedConfirmations: 15, ValidateAddress: testAddress})
-	if err == nil || !strings.Contains(err.Error(), "refusing to mix coins") {
+	if err == nil || !strings.Contains(err.Error(), "coin is bitcoin, the config says litecoin") {
 		t.Fatalf("opening btc as litecoin: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,4 +63,102 @@ func (l *Ledger) MarkAttemptFailed(ctx context.Context, seq int64, target, reaso
 func (l *Ledger) Notify(ctx context.Context, channel string, payload []byte) error {
 	_, err := l.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, string(payload))
 	return err
+}
+
+// ErrEventsPruned: the events a reader asked for are older than the retention and were deleted.
+var ErrEventsPruned = errors.New("the events asked for were deleted by the retention")
+
+// Event is an outbox event as a reader pulls it: Position is the asset's pull cursor; EventID,
+// Name, Payload and CreatedAt are what push delivery sends.
+type Event struct {
+	Position  int64
+	EventID   string
+	Name      string
+	Payload   json.RawMessage
+	CreatedAt time.Time
+}
+
+// positionEvents numbers the asset's committed events that have no position yet, in id order,
+// after the highest position given. The per-asset lock makes two numberings run one after the
+// other, so positions are unique and each numbering sees the other's; an event that commits later
+// gets a later position, however low its id, and a reader never skips one.
+func (l *Ledger) positionEvents(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, l.eventsLockKey()); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `WITH base AS (
+			SELECT greatest((SELECT max(position) FROM outbox_events WHERE asset_id = $1 AND position IS NOT NULL),
+			                (SELECT events_pruned_through FROM assets WHERE id = $1), 0) AS p),
+		todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox_events WHERE asset_id = $1 AND position IS NULL)
+		UPDATE outbox_events e SET position = base.p + todo.n FROM todo, base WHERE e.id = todo.id`, l.assetID)
+	return err
+}
+
+// eventsLockKey is the transaction-level advisory lock of positionEvents: one per asset.
+func (l *Ledger) eventsLockKey() int64 { return 0x6576656e74730000 ^ l.assetID } // "events"
+
+// Events returns up to limit of the asset's events after position after, in order. It refuses
+// with ErrEventsPruned when events after that position were deleted by the retention.
+func (l *Ledger) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	var out []Event
+	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, l.opts.Retry, func(tx pgx.Tx) error {
+		if err := l.positionEvents(ctx, tx); err != nil {
+			return err
+		}
+		var pruned int64
+		if err := tx.QueryRow(ctx, `SELECT events_pruned_through FROM assets WHERE id = $1`, l.assetID).Scan(&pruned); err != nil {
+			return err
+		}
+		if after < pruned {
+			return fmt.Errorf("%w: events up to position %d are gone, and after=%d asks for some of them; "+
+				"read from after=%d on, and recover what is missing from the ledger (GET /v1/transactions)", ErrEventsPruned, pruned, after, pruned)
+		}
+		rows, err := tx.Query(ctx, `SELECT position, event_id::text, name, payload, created_at FROM outbox_events
+			WHERE asset_id = $1 AND position > $2 ORDER BY position LIMIT $3`, l.assetID, after, limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+			var e Event
+			err := r.Scan(&e.Position, &e.EventID, &e.Name, &e.Payload, &e.CreatedAt)
+			return e, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading events after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// PruneBatch bounds one PruneEvents call, so the retention never holds locks for long.
+const PruneBatch = 10_000
+
+// PruneEvents deletes up to PruneBatch of the asset's events created before before, with their
+// deliveries, and returns how many it deleted. The retention must outlast the push retry window,
+// so no event still being delivered is deleted (config validation sees to it).
+func (l *Ledger) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, l.opts.Retry, func(tx pgx.Tx) error {
+		if err := l.positionEvents(ctx, tx); err != nil {
+			return err
+		}
+		var through *int64
+		if err := tx.QueryRow(ctx, `WITH doomed AS (
+				SELECT id, position FROM outbox_events WHERE asset_id = $1 AND created_at < $2 ORDER BY position LIMIT $3),
+			d AS (DELETE FROM outbox_deliveries WHERE event_id IN (SELECT id FROM doomed)),
+			e AS (DELETE FROM outbox_events WHERE id IN (SELECT id FROM doomed) RETURNING position)
+			SELECT max(position), count(*) FROM e`, l.assetID, before, PruneBatch).Scan(&through, &n); err != nil {
+			return err
+		}
+		if through == nil {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE assets SET events_pruned_through = greatest(events_pruned_through, $2) WHERE id = $1`, l.assetID, *through)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("deleting events created before %s: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	return n, nil
 }

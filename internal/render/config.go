@@ -50,6 +50,7 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 	cfg := &config.Config{
 		Version: config.Version,
 		Asset: config.Asset{
+			Namespace:               ca.Namespace,
 			Name:                    ca.Name,
 			Coin:                    string(spec.Coin),
 			Network:                 string(spec.Network),
@@ -111,6 +112,9 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 		if n.HTTP != nil {
 			cfg.Notify.HTTP.TokenFile = files["spec.notify.http.tokenSecretRef"]
 		}
+		// The CRD documents a hook without tokenSecretRef as open to any caller in the
+		// cluster: leaving the reference out is the CryptoAsset's opt-in.
+		cfg.Notify.HTTP.AllowUnauthenticated = cfg.Notify.HTTP.TokenFile == ""
 	case v1alpha1.NotifyPipe:
 		cfg.Notify.Pipe = &config.PipeNotify{Path: PipePath(ca)}
 	case v1alpha1.NotifyRedis:

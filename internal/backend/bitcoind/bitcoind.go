@@ -139,7 +139,9 @@ func classify(method string, err error) error {
 	var rpcErr *btcjson.RPCError
 	if errors.As(err, &rpcErr) {
 		switch {
-		case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(rpcErr.Message, "insufficient funds"):
+		case method == "sendmany" && outputRefusal(rpcErr):
+			return fmt.Errorf("%s: %w: %s (code %d)", method, backend.ErrOutputRefused, rpcErr.Message, rpcErr.Code)
+		case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(strings.ToLower(rpcErr.Message), "insufficient funds"):
 			return fmt.Errorf("%s: %w: %s", method, backend.ErrInsufficientFunds, rpcErr.Message)
 		case method == "gettransaction" && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey:
 			return fmt.Errorf("%s: %w", method, backend.ErrUnknownTransaction)
@@ -152,6 +154,17 @@ func classify(method string, err error) error {
 		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
 	}
 	return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
+}
+
+// outputRefusal reports a sendmany refusal caused by one output rather than the wallet: an
+// invalid address or amount, or an amount below the dust limit. Bitcoin Core answers dust with
+// "Transaction amount too small" under the insufficient-funds code (-6), btcwallet with
+// "transaction output is dust" under an internal error code, so the message decides.
+func outputRefusal(e *btcjson.RPCError) bool {
+	msg := strings.ToLower(e.Message)
+	return e.Code == btcjson.ErrRPCInvalidAddressOrKey ||
+		strings.Contains(msg, "dust") || strings.Contains(msg, "amount too small") || strings.Contains(msg, "amount out of range") ||
+		strings.Contains(msg, "invalid amount") || strings.Contains(msg, "invalid address")
 }
 
 // refusal is an RPC error the node answered: ErrRejected, with the node's code kept for callers
@@ -553,7 +566,7 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount)
 			return "", fmt.Errorf("sendmany: amount for %s must be positive", addr)
 		}
 		if err := coin.ValidateAddress(c.opts.Coin, c.opts.Network, addr); err != nil {
-			return "", fmt.Errorf("sendmany: %w: %v", backend.ErrRejected, err)
+			return "", fmt.Errorf("sendmany: %w: %v", backend.ErrOutputRefused, err)
 		}
 		amounts[addr] = json.Number(a.Format(c.decimals))
 	}
