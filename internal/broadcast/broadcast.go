@@ -142,7 +142,7 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 					return r, err
 				}
 			}
-			log.Info("broadcast sent", "txid", txid, "sends", len(bc.Sends))
+			log.Info("broadcast sent", "txid", txid, "paid", len(bc.Sends))
 			r.TxID, r.Sent, r.Sends = txid, true, len(bc.Sends)
 			return r, b.record(ctx, bc, txid)
 		}
@@ -171,7 +171,7 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 			if serr := b.ledger.ShrinkBroadcast(ctx, bc.ID, sendIDs(keep), note); serr != nil {
 				return r, errors.Join(err, serr)
 			}
-			log.Info("the backend refused the batch; narrowing it down", "sends", len(bc.Sends), "trying", len(keep), "reason", err.Error())
+			log.Info("the backend refused the batch; narrowing it down", "batch", len(bc.Sends), "trying", len(keep), "reason", err.Error())
 			bc = bc.Shrunk(keep)
 			r.Split++
 		default:

@@ -273,3 +273,52 @@ func TestBroadcastInterruptedBeforeSendingPaysAtOnce(t *testing.T) {
 	}
 	f.check(t)
 }
+
+// TestADustSendDoesNotHoldBackTheBatch: btcwallet refuses a batch with one output below the dust
+// limit. The others are paid; that one ends in needs_review with the wallet's reason and an
+// event, and is not retried.
+func TestADustSendDoesNotHoldBackTheBatch(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 10*coinUnit)
+	var good []ledger.Transaction
+	for range 4 {
+		good = append(good, f.send(t, f.address(t), coinUnit/10))
+	}
+	dust := f.send(t, f.address(t), 100) // 100 satoshi: below any output's dust limit
+	good = append(good, f.send(t, f.address(t), coinUnit/10))
+
+	b := New(f.ledger, f.backend, time.Minute, testr.New(t))
+	r, err := b.Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %+v %v", r, err)
+	}
+	if r.Refused != 1 || r.Split == 0 {
+		t.Errorf("result %+v, want one refused send after narrowing the batch down", r)
+	}
+	tx, err := f.ledger.Transaction(ctx, dust.ID)
+	if err != nil || tx.State != "needs_review" || !strings.Contains(tx.Reason, "dust") {
+		t.Fatalf("the dust send: %+v %v", tx, err)
+	}
+	for _, g := range good {
+		tx, err := f.ledger.Transaction(ctx, g.ID)
+		if err != nil || tx.State != "broadcasted" || tx.TxID == "" {
+			t.Errorf("good send %d: %+v %v", g.ID, tx, err)
+		}
+		if sends := f.walletSends(t, map[string]ledger.Amount{g.Address: g.Amount}); len(sends) > 1 {
+			t.Errorf("send %d paid %d times", g.ID, len(sends))
+		}
+	}
+	var events int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events WHERE payload->>'state' = 'needs_review'
+		AND (payload->>'transaction_id')::bigint = $1 AND payload->>'reason' LIKE '%dust%'`, dust.ID).Scan(&events); err != nil || events != 1 {
+		t.Errorf("%d needs_review events for the dust send: %v", events, err)
+	}
+	// Not retried: the next run has nothing to do.
+	again, err := b.Run(ctx)
+	if err != nil || again.Sent || again.Refused != 0 {
+		t.Errorf("second run: %+v %v", again, err)
+	}
+	f.check(t)
+}
+
+const coinUnit ledger.Amount = 100_000_000 // satoshi in a bitcoin
