@@ -57,6 +57,7 @@ generate: ## Generate deepcopy code.
 manifests: ## Generate the CRD, the operator's ClusterRole and the chart's copies of them.
 	$(CONTROLLER_GEN) crd rbac:roleName=cryptoassets-operator paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=$(CRD_DIR) output:rbac:artifacts:config=config/rbac
+	go run ./hack/crdmeta $(CRD_DIR)/cryptoassets.io_cryptoassets.yaml
 	hack/sync-chart.sh
 
 .PHONY: verify-generated

@@ -203,6 +203,12 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 		}
 		return nil, fmt.Errorf("reading Deployment %s: %w", deploy.Name, err)
 	}
+	if current.Annotations[v1alpha1.RenderedHashAnnotation] != deploy.Annotations[v1alpha1.RenderedHashAnnotation] {
+		// The cache has not caught up with the write just made: what it shows is the
+		// Deployment before it, whose available status says nothing of the new template. Ready
+		// waits for the update's own watch event.
+		return nil, nil
+	}
 	return current, nil
 }
 
@@ -307,7 +313,7 @@ func (r *CryptoAssetReconciler) setConditions(ca *v1alpha1.CryptoAsset, status *
 // under way, with a message for status. A helper that is merely unavailable is not rolling out.
 func deploymentState(d *appsv1.Deployment) (available, rollingOut bool, msg string) {
 	if d == nil {
-		return false, true, "helper Deployment created; waiting for it to be observed"
+		return false, true, "helper Deployment written; waiting for the write to be observed"
 	}
 	if d.Status.ObservedGeneration < d.Generation {
 		return false, true, "helper Deployment update not yet observed by the deployment controller"

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -528,5 +531,59 @@ func TestHandEditsOfChildrenAreReverted(t *testing.T) {
 	if after := settle(t, ns, time.Second); after != before {
 		_, paths := env.writes.count(ns)
 		t.Fatalf("operator kept writing after reverting: %v", paths[before:])
+	}
+}
+
+// TestReadyNeverPrecedesTheRollout watches the CryptoAsset through a spec edit: no version of it
+// may say Ready=True for the new config before the Deployment controller (played by the test)
+// has observed the new Deployment and rolled it out.
+func TestReadyNeverPrecedesTheRollout(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
+	markAvailable(t, ns, "btc")
+	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	oldHash := getAsset(t, ns, "btc").Status.ConfigHash
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTime)
+	defer cancel()
+	w, err := env.k8s.Watch(ctx, &v1alpha1.CryptoAssetList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := update(assetRef(ns, "btc"), func(ca *v1alpha1.CryptoAsset) { ca.Spec.Confirmations = ptr.To(int32(5)) }); err != nil {
+		t.Fatal(err)
+	}
+	var rolledOut atomic.Bool // set before the test plays the Deployment controller
+	seenNotReady := false
+	for {
+		var ev watch.Event
+		select {
+		case ev = <-w.ResultChan():
+		case <-ctx.Done():
+			t.Fatalf("Ready never came back for the new config (saw it not ready: %v)", seenNotReady)
+		}
+		ca, ok := ev.Object.(*v1alpha1.CryptoAsset)
+		if !ok || ca.Status.ConfigHash == oldHash || ca.Status.ConfigHash == "" {
+			continue
+		}
+		ready := meta.FindStatusCondition(ca.Status.Conditions, v1alpha1.ConditionReady)
+		if ready == nil {
+			continue
+		}
+		if ready.Status == metav1.ConditionTrue {
+			if !rolledOut.Load() {
+				t.Fatalf("Ready=True (%s: %s) for the new config before the rollout", ready.Reason, ready.Message)
+			}
+			if ready.ObservedGeneration != ca.Generation {
+				t.Fatalf("Ready=True for generation %d, the object is at %d", ready.ObservedGeneration, ca.Generation)
+			}
+			break
+		}
+		if !seenNotReady {
+			seenNotReady = true
+			rolledOut.Store(true)
+			markAvailable(t, ns, "btc")
+		}
 	}
 }

@@ -36,8 +36,8 @@ const testImage = "registry.example/cryptoassets/cryptoassets-operator:test"
 
 // suite is shared by the tests of this package: one API server, one running operator.
 type suite struct {
-	k8s    client.Client // the tests' own client, uncached
-	writes *writeCounter // writes made by the operator, per namespace
+	k8s    client.WithWatch // the tests' own client, uncached
+	writes *writeCounter    // writes made by the operator, per namespace
 }
 
 var env suite
@@ -116,7 +116,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env.k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	env.k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
@@ -82,7 +84,11 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			ca.Spec.Helper.PodAnnotations = map[string]string{v1alpha1.ConfigHashAnnotation: "x"}
 		}, "podAnnotations must not set cryptoassets.io/config-hash"},
 		{"name too long for the helper Service", func(ca *v1alpha1.CryptoAsset) { ca.Name = strings.Repeat("a", 57) },
-			"metadata.name must be a DNS label of at most 56 characters"},
+			"metadata.name: Invalid value: \"" + strings.Repeat("a", 57) + "\": must be a DNS label of at most 56 characters starting with a letter, because the helper's Service is called <name>-helper"},
+		{"name with a capital", func(ca *v1alpha1.CryptoAsset) { ca.Name = "Btc" },
+			"metadata.name: Invalid value: \"Btc\": must be a DNS label"},
+		{"zero confirmations", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Confirmations = ptr.To(int32(0)) },
+			"spec.confirmations: Invalid value: 0: confirmations must be between 1 and 1000: a deposit is credited once its block is this deep"},
 		{"unknown coin", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Coin = "monero" },
 			`spec.coin: Unsupported value: "monero"`},
 		{"secret ref without key", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Database.URLSecretRef.Key = "" },
@@ -135,5 +141,27 @@ func TestImmutableFields(t *testing.T) {
 		ca.Spec.Confirmations = ptr.To(int32(4))
 	}); err != nil {
 		t.Fatalf("changing confirmations: %v", err)
+	}
+}
+
+// TestEmptyHelperImageIsRefused: `image: ""` in a manifest is refused rather than replaced by the
+// default image. A typed client cannot send it (omitempty), so the manifest goes as unstructured,
+// as kubectl sends it.
+func TestEmptyHelperImageIsRefused(t *testing.T) {
+	ns := newNamespace(t)
+	ca := sampleAsset(ns, "noimage")
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: raw}
+	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("CryptoAsset"))
+	if err := unstructured.SetNestedField(u.Object, "", "spec", "helper", "image"); err != nil {
+		t.Fatal(err)
+	}
+	err = env.k8s.Create(context.Background(), u)
+	want := `spec.helper.image: Invalid value: "": image must name an image; leave the field out to run the operator's own image`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("creating with image \"\": %v; want %q", err, want)
 	}
 }

@@ -73,8 +73,7 @@ type CryptoAssetSpec struct {
 	// Confirmations a deposit needs before it is credited to its account. Defaults to the coin's
 	// registry value (bitcoin 3, litecoin 6, dogecoin 6).
 	// +optional
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:validation:XValidation:rule="self >= 1 && self <= 1000",message="confirmations must be between 1 and 1000: a deposit is credited once its block is this deep, and with 0 a payment still in the mempool, which can vanish or be double-spent, would be credited"
 	Confirmations *int32 `json:"confirmations,omitempty"`
 
 	// MaxTrackedConfirmations is how many confirmations the helper follows a transaction for,
@@ -534,6 +533,7 @@ type HelperSpec struct {
 	// Image of the helper; defaults to the operator's own image (one binary does both jobs).
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self != ''",message="image must name an image; leave the field out to run the operator's own image"
 	Image string `json:"image,omitempty"`
 
 	// ImagePullPolicy of the helper image.
@@ -694,7 +694,6 @@ type CryptoAssetStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Rescan",type=string,priority=1,JSONPath=`.status.rescan.phase`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 56",message="metadata.name must be a DNS label of at most 56 characters starting with a letter: the helper's Service is called <name>-helper"
 type CryptoAsset struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

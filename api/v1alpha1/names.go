@@ -53,3 +53,11 @@ const (
 	// database.
 	ConditionLedgerReachable = "LedgerReachable"
 )
+
+// The CryptoAsset's name becomes the helper's Service name, <name>-helper, and a Service name is
+// a DNS label of at most 63 characters. hack/crdmeta writes this rule into the CRD at
+// metadata.name, where the API server's refusal names the field.
+const (
+	NameRule    = `self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self) <= 56`
+	NameMessage = "must be a DNS label of at most 56 characters starting with a letter, because the helper's Service is called <name>-helper and a Service name is a DNS label of at most 63"
+)
