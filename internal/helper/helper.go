@@ -158,12 +158,10 @@ func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*le
 	for _, e := range cfg.Events {
 		targetNames = append(targetNames, e.Name)
 	}
-	l, err := ledger.Open(ctx, pool, ledger.Options{
-		Namespace: cfg.Asset.Namespace, Asset: cfg.Asset.Name, Backend: string(cfg.Backend.Type), Coin: k.Name, Network: cfg.Asset.Network,
-		Confirmations: cfg.Asset.Confirmations, MaxTrackedConfirmations: cfg.Asset.MaxTrackedConfirmations,
-		ValidateAddress: func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) },
-		EventTargets:    targetNames,
-	})
+	opts := ledgerOptions(cfg, k)
+	opts.ValidateAddress = func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) }
+	opts.EventTargets = targetNames
+	l, err := ledger.Open(ctx, pool, opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -172,6 +170,14 @@ func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*le
 		return nil, nil, nil, err
 	}
 	return l, be, closeBackend, nil
+}
+
+// ledgerOptions names the asset in the ledger: who it is and what it must be.
+func ledgerOptions(cfg *config.Config, k coin.Coin) ledger.Options {
+	return ledger.Options{
+		Namespace: cfg.Asset.Namespace, Asset: cfg.Asset.Name, Backend: string(cfg.Backend.Type), Coin: k.Name, Network: cfg.Asset.Network,
+		Confirmations: cfg.Asset.Confirmations, MaxTrackedConfirmations: cfg.Asset.MaxTrackedConfirmations,
+	}
 }
 
 // Rescan runs one rescan outside the helper service (the `cryptoassets rescan` command): it books

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
+	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/rescan"
@@ -168,6 +169,19 @@ func (p *process) tenure(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// Refuse a ledger whose record of the asset is another coin, network or backend now, not
+	// after waiting behind the helper that serves it. Any other failure of this early look (an
+	// older schema, a dropped connection) is left to ledger.Open, which checks again under the
+	// lock and whose errors the tenure already handles.
+	k, err := coin.LookupNetwork(cfg.Asset.Coin, cfg.Asset.Network)
+	if err != nil {
+		return err
+	}
+	if err := ledger.VerifyAsset(ctx, conn, ledgerOptions(cfg, k)); errors.Is(err, ledger.ErrAssetMismatch) {
+		return err
+	} else if err != nil {
+		log.Info("could not check the ledger's record of the asset before queueing for its lock; it is checked again once held", "error", err.Error())
+	}
 	lock := &lockHolder{conn: conn}
 	h.set("active", errors.New("waiting for the advisory lock"), "")
 	log.Info("waiting to become the active helper")

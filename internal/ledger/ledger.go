@@ -163,6 +163,49 @@ func AssetRef(namespace, name string) string {
 // the helper's config. Serving it would mix two wallets' money in one ledger.
 var ErrAssetMismatch = errors.New("the ledger's record of the asset does not match the config")
 
+// differences lists how the ledger's record of the asset differs from the options.
+func (o Options) differences(coinName, network, backend string) []string {
+	var differs []string
+	if coinName != o.Coin {
+		differs = append(differs, fmt.Sprintf("coin is %s, the config says %s", coinName, o.Coin))
+	}
+	if network != o.Network {
+		differs = append(differs, fmt.Sprintf("network is %s, the config says %s", network, o.Network))
+	}
+	if backend != "" && o.Backend != "" && backend != o.Backend {
+		differs = append(differs, fmt.Sprintf("backend is %s, the config says %s", backend, o.Backend))
+	}
+	return differs
+}
+
+func (o Options) mismatch(differs []string) error {
+	return fmt.Errorf("%w: asset %s in the ledger: %s; refusing to serve it (point the helper at its own asset name or database)",
+		ErrAssetMismatch, AssetRef(o.Namespace, o.Asset), strings.Join(differs, "; "))
+}
+
+// VerifyAsset checks, without writing, that the ledger's record of the asset (if there is one
+// yet) is the asset o describes. A helper runs it before it queues for the asset's lock, so a
+// helper configured for another coin refuses to start rather than wait behind the right one.
+func VerifyAsset(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, o Options) error {
+	var ns *string
+	var coinName, network, be string
+	err := q.QueryRow(ctx, `SELECT namespace, coin, network, coalesce(backend, '') FROM assets
+		WHERE name = $2 AND (namespace = $1 OR namespace IS NULL) ORDER BY namespace NULLS LAST LIMIT 1`,
+		o.Namespace, o.Asset).Scan(&ns, &coinName, &network, &be)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the ledger's record of asset %s: %w", AssetRef(o.Namespace, o.Asset), err)
+	}
+	if differs := o.differences(coinName, network, be); len(differs) > 0 && ns != nil {
+		return o.mismatch(differs)
+	}
+	return nil
+}
+
 // claimAsset finds or creates the asset's row, and checks that the ledger's record of it is the
 // asset the config describes. A row from before assets had namespaces (namespace NULL) with the
 // same name is adopted once, by the first helper to open it, so an upgrade keeps its ledger.
@@ -184,22 +227,12 @@ func (l *Ledger) claimAsset(ctx context.Context, tx pgx.Tx) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var differs []string
-	if coinName != l.opts.Coin {
-		differs = append(differs, fmt.Sprintf("coin is %s, the config says %s", coinName, l.opts.Coin))
-	}
-	if network != l.opts.Network {
-		differs = append(differs, fmt.Sprintf("network is %s, the config says %s", network, l.opts.Network))
-	}
-	if be != "" && l.opts.Backend != "" && be != l.opts.Backend {
-		differs = append(differs, fmt.Sprintf("backend is %s, the config says %s", be, l.opts.Backend))
-	}
+	differs := l.opts.differences(coinName, network, be)
 	if len(differs) > 0 && ns == nil {
 		return insert() // another coin's ledger from before namespaces: not ours to adopt
 	}
 	if len(differs) > 0 {
-		return 0, fmt.Errorf("%w: asset %s in the ledger: %s; refusing to serve it (point the helper at its own asset name or database)",
-			ErrAssetMismatch, l.AssetRef(), strings.Join(differs, "; "))
+		return 0, l.opts.mismatch(differs)
 	}
 	_, err = tx.Exec(ctx, `UPDATE assets SET namespace = $2, backend = coalesce(backend, nullif($3, '')) WHERE id = $1
 		AND (namespace IS NULL OR backend IS NULL)`, id, l.opts.Namespace, l.opts.Backend)

@@ -55,3 +55,10 @@ func (r *EventReceiver) Counts() (good, bad int) {
 	defer r.mu.Unlock()
 	return len(r.events), r.bad
 }
+
+// Events are the well-signed events received so far, in arrival order.
+func (r *EventReceiver) Events() []events.Envelope {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]events.Envelope(nil), r.events...)
+}
