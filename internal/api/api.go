@@ -148,7 +148,9 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 func decode(w http.ResponseWriter, r *http.Request, v any) bool { return decodeBody(w, r, v, false) }
 
 // decodeOptional is decode for a body that may be left out.
-func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool { return decodeBody(w, r, v, true) }
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeBody(w, r, v, true)
+}
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
 	dec := json.NewDecoder(r.Body)
