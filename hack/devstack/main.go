@@ -239,18 +239,21 @@ func run(backend, runtime string, smoke bool) error {
 	if st.runtime == "pods" {
 		fmt.Fprintf(os.Stderr, "    kubectl get pods -o wide; kubectl logs deploy/%s-helper\n", name)
 	}
-	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts -d '{\"name\":\"alice\"}'   # prints the new account's id; account 1 is the network-fees account\n", apiToken, helper.API)
-	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts/ID/addresses -d '{}'   # ID: the id printed above\n", apiToken, helper.API)
+	// The steps keep the ids and the address the API returns in shell variables: a reader who
+	// typed "account 1" by hand once credited a deposit to the network-fees account.
+	fmt.Fprintf(os.Stderr, "    ID=$(curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts -d '{\"name\":\"alice\"}' | sed -E 's/.*\"id\":([0-9]+).*/\\1/'); echo \"alice is account $ID\"\n", apiToken, helper.API)
+	fmt.Fprintf(os.Stderr, "    ADDRESS=$(curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts/$ID/addresses -d '{}' | sed -E 's/.*\"address\":\"([^\"]+)\".*/\\1/'); echo \"pay to $ADDRESS\"\n", apiToken, helper.API)
 	if backend == "bitcoind" {
 		user, pass := st.btc.Credentials()
 		wallet := strings.TrimPrefix(st.btc.WalletURL(), "http://")
-		fmt.Fprintf(os.Stderr, "    bin/btcctl --simnet --wallet --notls -s %s -u %s -P %s walletpassphrase password 60 && bin/btcctl --simnet --wallet --notls -s %s -u %s -P %s sendtoaddress ADDRESS 1.5\n",
+		fmt.Fprintf(os.Stderr, "    bin/btcctl --simnet --wallet --notls -s %s -u %s -P %s walletpassphrase password 60 && bin/btcctl --simnet --wallet --notls -s %s -u %s -P %s sendtoaddress $ADDRESS 1.5\n",
 			wallet, user, pass, wallet, user, pass)
 		fmt.Fprintf(os.Stderr, "    bin/btcctl --simnet --notls -s %s -u %s -P %s generate 3\n", st.btc.NodeAddr(), user, pass)
 	} else {
-		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/receive -d '{\"address\":\"ADDRESS\",\"amount\":\"1.5\"}'\n", apiToken, helper.API)
+		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/receive -d \"{\\\"address\\\":\\\"$ADDRESS\\\",\\\"amount\\\":\\\"1.5\\\"}\"\n", apiToken, helper.API)
 		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/mine -d '{\"blocks\":6}'\n", apiToken, helper.API)
 	}
+	fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' http://%s/v1/accounts/$ID   # the balance, once credited\n", apiToken, helper.API)
 	fmt.Fprintf(os.Stderr, "    kubectl annotate ca %s cryptoassets.io/rescan=\"$(date +%%s)\" --overwrite && kubectl get ca %s -o wide -w\n\n  Ctrl-C stops everything.\n", name, name)
 
 	if smoke {

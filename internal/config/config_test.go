@@ -155,3 +155,19 @@ func TestDurationJSON(t *testing.T) {
 		t.Errorf("a bare number must be refused: units are not guessed")
 	}
 }
+
+// TestStandaloneExampleIsValid: the example config the README points VM users at parses and
+// validates as it is written.
+func TestStandaloneExampleIsValid(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "helper", "standalone.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(raw)
+	if err != nil {
+		t.Fatalf("config/helper/standalone.yaml: %v", err)
+	}
+	if cfg.Asset.Namespace != "" || cfg.Notify.HTTP.Listen != "127.0.0.1:28882" || cfg.EventRetention.Duration != 720*time.Hour {
+		t.Errorf("parsed as %+v", cfg)
+	}
+}
