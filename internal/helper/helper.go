@@ -52,7 +52,7 @@ func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (ba
 	case v1alpha1.BackendBitcoind:
 	case v1alpha1.BackendNull:
 		sim, err := null.New(ctx, null.Options{Coin: cfg.Asset.Coin, Network: cfg.Asset.Network,
-			Store: null.PGStore{Pool: pool, Asset: cfg.Asset.Name}})
+			Store: null.PGStore{Pool: pool, Asset: ledger.AssetRef(cfg.Asset.Namespace, cfg.Asset.Name)}})
 		if err != nil {
 			return nil, nil, err
 		}

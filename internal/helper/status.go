@@ -41,10 +41,10 @@ func (a *activity) caughtUp(err error) {
 // statusTemplate is rendered with html/template, which escapes every value: account names and
 // error messages come from outside (the original status pages did not escape them).
 var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>cryptoassets helper: {{.Asset.Name}}</title>
+<html><head><meta charset="utf-8"><title>cryptoassets helper: {{if .Asset.Namespace}}{{.Asset.Namespace}}/{{end}}{{.Asset.Name}}</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}.bad{color:#b00}</style>
 </head><body>
-<h1>{{.Asset.Name}}: {{.Coin}} on {{.Asset.Network}}</h1>
+<h1>{{if .Asset.Namespace}}{{.Asset.Namespace}}/{{end}}{{.Asset.Name}}: {{.Coin}} on {{.Asset.Network}}</h1>
 <p>Wallet balance <b>{{.Balance}}</b>. Credit at {{.Asset.Confirmations}} confirmations, followed to {{.Asset.MaxTrackedConfirmations}}.</p>
 <h2>Health</h2>
 <table><tr><th>part</th><th>state</th><th>since</th></tr>

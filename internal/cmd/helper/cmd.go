@@ -12,6 +12,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/cmdutil"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/helper"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // NewCmd is the helper subcommand; version goes into the API server user agent.
@@ -37,7 +38,7 @@ func NewCmd(version string) *cobra.Command {
 			case "error":
 				level = zapcore.ErrorLevel
 			}
-			log := zap.New(zap.Level(level)).WithValues("asset", cfg.Asset.Name)
+			log := zap.New(zap.Level(level)).WithValues("asset", ledger.AssetRef(cfg.Asset.Namespace, cfg.Asset.Name))
 			if cfg.Kubernetes != nil {
 				kube, err := cmdutil.RestConfig(kubeconfig)
 				if err != nil {
