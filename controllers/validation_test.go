@@ -87,6 +87,8 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			"metadata.name: Invalid value: \"" + strings.Repeat("a", 57) + "\": must be a DNS label of at most 56 characters starting with a letter, because the helper's Service is called <name>-helper"},
 		{"name with a capital", func(ca *v1alpha1.CryptoAsset) { ca.Name = "Btc" },
 			"metadata.name: Invalid value: \"Btc\": must be a DNS label"},
+		{"event retention shorter than push retries", func(ca *v1alpha1.CryptoAsset) { ca.Spec.EventRetention = &metav1.Duration{Duration: 72 * time.Hour} },
+			"eventRetention must be between 192h (8 days, longer than push delivery's 7 days of retries)"},
 		{"zero confirmations", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Confirmations = ptr.To(int32(0)) },
 			"spec.confirmations: Invalid value: 0: confirmations must be between 1 and 1000: a deposit is credited once its block is this deep"},
 		{"unknown coin", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Coin = "monero" },

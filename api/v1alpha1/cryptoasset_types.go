@@ -102,6 +102,17 @@ type CryptoAssetSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	Events []EventTarget `json:"events,omitempty"`
 
+	// EventRetention is how long events stay in the outbox for applications to pull
+	// (GET /v1/events), delivered or not. Older ones are deleted; asking for them is refused.
+	// At least 192h, so push delivery's seven days of retries always end first.
+	// +optional
+	// +kubebuilder:default="720h0m0s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('192h') && duration(self) <= duration('87600h')",message="eventRetention must be between 192h (8 days, longer than push delivery's 7 days of retries) and 87600h"
+	EventRetention *metav1.Duration `json:"eventRetention,omitempty"`
+
 	// API configures the application API (accounts, addresses, sends, balances).
 	API APISpec `json:"api"`
 

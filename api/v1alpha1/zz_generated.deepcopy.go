@@ -270,6 +270,11 @@ func (in *CryptoAssetSpec) DeepCopyInto(out *CryptoAssetSpec) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.EventRetention != nil {
+		in, out := &in.EventRetention, &out.EventRetention
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	out.API = in.API
 	in.Broadcast.DeepCopyInto(&out.Broadcast)
 	in.Helper.DeepCopyInto(&out.Helper)

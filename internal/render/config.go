@@ -141,6 +141,9 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 		}
 	}
 
+	if spec.EventRetention != nil {
+		cfg.EventRetention = config.Duration{Duration: spec.EventRetention.Duration}
+	}
 	for _, e := range spec.Events {
 		t := config.EventTarget{Name: e.Name, Type: e.Type}
 		prefix := "spec.events[" + e.Name + "]"

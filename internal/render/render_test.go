@@ -86,7 +86,14 @@ func TestConfigForEveryBackendAndMethod(t *testing.T) {
 				URL: "http://wallet:3000", GUIDSecretRef: sref("bc", "guid"), PasswordSecretRef: sref("bc", "pw"),
 				SecondPasswordSecretRef: ptr.To(sref("bc", "pw2"))}}
 			ca.Spec.Notify = v1alpha1.NotifySpec{Method: v1alpha1.NotifyPoll, PollInterval: &metav1.Duration{Duration: 2 * time.Minute}}
+			ca.Spec.EventRetention = &metav1.Duration{Duration: 240 * time.Hour}
 		}), func(t *testing.T, c *config.Config) {
+			if c.EventRetention.Duration != 240*time.Hour {
+				t.Errorf("event retention %s", c.EventRetention)
+			}
+			if c.Asset.Namespace == "" {
+				t.Errorf("the asset's namespace is not in the config: %+v", c.Asset)
+			}
 			if c.Backend.Blockchain.SecondPasswordFile != SecretsDir+"/blockchain-second-password" || c.Backend.Blockchain.APIKeyFile != "" {
 				t.Errorf("blockchain %+v", c.Backend.Blockchain)
 			}
