@@ -95,9 +95,11 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/accounts/{id}/addresses", s.createAddress},
 		{"POST", "/v1/accounts/{id}/send", s.send},
 		{"GET", "/v1/transactions", s.listTransactions},
-		{"GET", "/v1/transactions/{id}", s.getTransaction},
-		{"POST", "/v1/transactions/{id}/processed", s.markProcessed},
-		{"POST", "/v1/transactions/{id}/cancel", s.cancel},
+		{"GET", "/v1/transactions/{id}", s.onTransaction(s.ledger.Transaction)},
+		// Marks a deposit as handled by the application; confirmations keep being reported.
+		{"POST", "/v1/transactions/{id}/processed", s.onTransaction(s.ledger.MarkProcessed)},
+		// Cancels a send that has not gone out; its amount goes back to the account.
+		{"POST", "/v1/transactions/{id}/cancel", s.onTransaction(s.ledger.CancelSend)},
 		{"GET", "/v1/events", s.events},
 		{"GET", "/v1/balance", s.balance},
 		{"GET", "/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -436,44 +438,20 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
+// onTransaction serves a route that reads or acts on the transaction its path names.
+func (s *Server) onTransaction(do func(context.Context, int64) (ledger.Transaction, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		t, err := do(r.Context(), id)
+		if err != nil {
+			ledgerError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.transaction(t))
 	}
-	t, err := s.ledger.Transaction(r.Context(), id)
-	if err != nil {
-		ledgerError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.transaction(t))
-}
-
-func (s *Server) markProcessed(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	t, err := s.ledger.MarkProcessed(r.Context(), id)
-	if err != nil {
-		ledgerError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.transaction(t))
-}
-
-// cancel cancels a send that has not gone out and gives its amount back to the account.
-func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	t, err := s.ledger.CancelSend(r.Context(), id)
-	if err != nil {
-		ledgerError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.transaction(t))
 }
 
 // Event is an event as pulled: the push delivery's envelope plus its position, the cursor to

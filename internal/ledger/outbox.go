@@ -145,7 +145,8 @@ func (l *Ledger) PruneEvents(ctx context.Context, before time.Time) (int64, erro
 		}
 		var through *int64
 		if err := tx.QueryRow(ctx, `WITH doomed AS (
-				SELECT id, position FROM outbox_events WHERE asset_id = $1 AND created_at < $2 ORDER BY position LIMIT $3),
+				SELECT id, position FROM outbox_events WHERE asset_id = $1 AND created_at < $2 AND position IS NOT NULL
+				ORDER BY position LIMIT $3),
 			d AS (DELETE FROM outbox_deliveries WHERE event_id IN (SELECT id FROM doomed)),
 			e AS (DELETE FROM outbox_events WHERE id IN (SELECT id FROM doomed) RETURNING position)
 			SELECT max(position), count(*) FROM e`, l.assetID, before, PruneBatch).Scan(&through, &n); err != nil {
