@@ -12,7 +12,15 @@
 //	X-Cryptoassets-Event-Id:  the same id
 //	X-Cryptoassets-Signature: t=1795323000,v1=<hex>
 //
-// where v1 is HMAC-SHA256 with the target's signing key over "<t>.<body>". To verify: recompute
+// where v1 is HMAC-SHA256 with the target's signing key over "<t>.<body>". The same request also
+// carries the Standard Webhooks headers (https://www.standardwebhooks.com), so a receiver using a
+// Standard Webhooks library verifies it with the secret "whsec_" + base64(signing key):
+//
+//	webhook-id:         the event id
+//	webhook-timestamp:  unix seconds
+//	webhook-signature:  v1,<base64 of HMAC-SHA256 over "<webhook-id>.<webhook-timestamp>.<body>">
+//
+// To verify the first form: recompute
 // the HMAC over the timestamp, a dot and the raw body, compare in constant time, and reject a t
 // more than five minutes from your clock (replays). Respond 2xx once the event is stored; any
 // other answer, or none within the timeout, is retried with exponential backoff (capped at an
@@ -25,6 +33,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -55,7 +64,20 @@ func Body(d ledger.Delivery) ([]byte, error) {
 const (
 	SignatureHeader = "X-Cryptoassets-Signature"
 	EventIDHeader   = "X-Cryptoassets-Event-Id"
+	// The Standard Webhooks headers.
+	StandardIDHeader        = "webhook-id"
+	StandardTimestampHeader = "webhook-timestamp"
+	StandardSignatureHeader = "webhook-signature"
 )
+
+// StandardSignature is the webhook-signature value of the Standard Webhooks format for an event
+// id, time and body: "v1," and the base64 HMAC-SHA256 of "<id>.<unix seconds>.<body>".
+func StandardSignature(key []byte, id string, t time.Time, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + strconv.FormatInt(t.Unix(), 10) + "."))
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
 
 // Sign returns the signature header value for body at time t.
 func Sign(key []byte, t time.Time, body []byte) string {
@@ -128,8 +150,12 @@ func (h *HTTPTarget) Deliver(ctx context.Context, d ledger.Delivery) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cryptoassets-helper")
+	now := h.now()
 	req.Header.Set(EventIDHeader, d.EventID)
-	req.Header.Set(SignatureHeader, Sign(h.key, h.now(), body))
+	req.Header.Set(SignatureHeader, Sign(h.key, now, body))
+	req.Header.Set(StandardIDHeader, d.EventID)
+	req.Header.Set(StandardTimestampHeader, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(StandardSignatureHeader, StandardSignature(h.key, d.EventID, now, body))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return err
