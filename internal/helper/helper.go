@@ -472,7 +472,8 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 			return nil
 		})
 	}
-	return parts, closeBackend, nil
+	release := m.ledger.serve(l)
+	return parts, func() { release(); closeBackend() }, nil
 }
 
 func timeoutOf(cfg *config.Config) time.Duration {

@@ -77,6 +77,18 @@ func TestPayoutDesk(t *testing.T) {
 	if !strings.Contains(queue[0].Reason, "dust") {
 		t.Errorf("the review queue's send says %q; want the wallet's reason", queue[0].Reason)
 	}
+	// What the alerts watch, before the desk acts.
+	testassets.Eventually(t, 10*time.Second, "needs_review gauge", metricIs(t, cfg, 1, "cryptoassets_sends_needs_review"))
+	testassets.Eventually(t, 10*time.Second, "pending gauge", metricIs(t, cfg, 0, "cryptoassets_sends_pending"))
+	if v, ok := metric(t, cfg, "cryptoassets_sends_refused_total"); !ok || v != 1 {
+		t.Errorf("cryptoassets_sends_refused_total %v (present %v), want 1", v, ok)
+	}
+	if v, ok := metric(t, cfg, "cryptoassets_chain_tip_height"); !ok || v < 1 {
+		t.Errorf("cryptoassets_chain_tip_height %v (present %v)", v, ok)
+	}
+	if v, ok := metric(t, cfg, "cryptoassets_catchup_last_success_timestamp_seconds"); !ok || v < float64(time.Now().Add(-time.Hour).Unix()) {
+		t.Errorf("cryptoassets_catchup_last_success_timestamp_seconds %v (present %v)", v, ok)
+	}
 	var cancelled apiTransaction
 	if code := call(t, cfg, "POST", fmt.Sprintf("/v1/transactions/%d/cancel", ids["dust"]), testassets.APIToken, nil, nil, &cancelled); code != http.StatusOK || cancelled.State != "cancelled" {
 		t.Errorf("cancelling the refused send: %d %+v", code, cancelled)
@@ -88,4 +100,5 @@ func TestPayoutDesk(t *testing.T) {
 	}
 	// 2 - 3 × 0.1 paid; the cancelled dust is back.
 	testassets.Eventually(t, 10*time.Second, "balance", balanceIs(t, cfg, desk.ID, "1.70000000"))
+	testassets.Eventually(t, 10*time.Second, "review queue empty", metricIs(t, cfg, 0, "cryptoassets_sends_needs_review"))
 }

@@ -69,6 +69,15 @@ func TestEventsArePulledAfterAnOutageLongerThanTheRetryWindow(t *testing.T) {
 			t.Fatalf("transfer %d: %d", i, code)
 		}
 	}
+	testassets.Eventually(t, 30*time.Second, "the backlog gauge", func() error {
+		if v, ok := metric(t, cfg, "cryptoassets_outbox_undelivered_events", "target", "app"); !ok || v < 5 {
+			return fmt.Errorf("cryptoassets_outbox_undelivered_events{target=app} = %v (present %v), want at least the 5 transfers", v, ok)
+		}
+		if v, _ := metric(t, cfg, "cryptoassets_outbox_oldest_undelivered_age_seconds", "target", "app"); v <= 0 {
+			return fmt.Errorf("oldest undelivered age %v", v)
+		}
+		return nil
+	})
 	var total int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events`).Scan(&total); err != nil {
 		t.Fatal(err)
@@ -76,6 +85,11 @@ func TestEventsArePulledAfterAnOutageLongerThanTheRetryWindow(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE outbox_deliveries SET next_attempt_at = 'infinity', last_error = 'gave up after seven days'
 		WHERE delivered_at IS NULL`); err != nil {
 		t.Fatal(err)
+	}
+
+	testassets.Eventually(t, 10*time.Second, "backlog given up", metricIs(t, cfg, 0, "cryptoassets_outbox_undelivered_events", "target", "app"))
+	if v, ok := metric(t, cfg, "cryptoassets_outbox_given_up_events", "target", "app"); !ok || v < 5 {
+		t.Errorf("cryptoassets_outbox_given_up_events{target=app} = %v, want at least 5", v)
 	}
 
 	// Pull everything, two at a time.
