@@ -28,13 +28,15 @@ export HELM
 export BTCD_BIN_DIR := $(BIN)
 # The end-to-end test (test/e2e) finds kwok, kwokctl, helm and the Kubernetes binaries here.
 export E2E_BIN := $(BIN)
+export PROMTOOL := $(BIN)/promtool
+export PROMETHEUS_OPERATOR_CRDS := $(BIN)/crds/prometheus-operator
 
 .PHONY: help
 help: ## Show the targets.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup-test setup-dev setup-node
-setup-test: ## Install what the tests need (etcd, kube-apiserver, helm, controller-gen) under bin/.
+setup-test: ## Install what the tests need (etcd, kube-apiserver, helm, controller-gen, promtool, the Prometheus Operator CRDs) under bin/.
 	hack/setup-tools.sh test
 setup-dev: ## Install what `make dev` needs (adds kube-controller-manager, kube-scheduler, kwok).
 	hack/setup-tools.sh dev

@@ -18,6 +18,8 @@ KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 BTCD_VERSION="${BTCD_VERSION:-v0.26.2}"
 BTCWALLET_VERSION="${BTCWALLET_VERSION:-v0.15.1}"
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 
 log() { echo "setup: $*" >&2; }
 
@@ -74,6 +76,25 @@ go_install helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 go_install btcd "github.com/btcsuite/btcd@${BTCD_VERSION}"
 go_install btcctl "github.com/btcsuite/btcd/cmd/btcctl@${BTCD_VERSION}"
 go_install btcwallet "github.com/btcsuite/btcwallet@${BTCWALLET_VERSION}"
+# promtool runs the chart's alerting-rule tests (`promtool test rules`).
+go_install promtool "github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_VERSION}"
+# The Prometheus Operator's CRDs, from its published module, so the chart's ServiceMonitor,
+# PodMonitor and PrometheusRule are judged by the real schemas in the test API server.
+prometheus_operator_crds() {
+  local dir="${BIN}/crds/prometheus-operator" stamp="${BIN}/crds/prometheus-operator/.version" src
+  [ "$(cat "${stamp}" 2>/dev/null)" = "${PROMETHEUS_OPERATOR_VERSION}" ] && return 0
+  log "go mod download github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION} (its CRDs)"
+  src="$(cd "${ROOT}" && go mod download -json "github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "${src}" ] || { log "could not download the Prometheus Operator module"; exit 1; }
+  mkdir -p "${dir}"
+  for kind in servicemonitors podmonitors prometheusrules; do
+    cp "${src}/example/prometheus-operator-crd/monitoring.coreos.com_${kind}.yaml" "${dir}/"
+  done
+  chmod u+w "${dir}"/*.yaml
+  echo "${PROMETHEUS_OPERATOR_VERSION}" > "${stamp}"
+}
+prometheus_operator_crds
 case "${mode}" in
   test)
     KUBE_VERSION="${KUBE_VERSION}" "${ROOT}/hack/build-kube.sh" kube-apiserver ;;

@@ -6,6 +6,7 @@ package chart
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,6 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
-const kubeVersion = "1.36.3"
 
 var (
 	root  = filepath.Join("..", "..")
@@ -39,7 +39,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if code, ok := testassets.Check("KUBEBUILDER_ASSETS", "HELM"); !ok {
+	if code, ok := testassets.Check("KUBEBUILDER_ASSETS", "HELM", "PROMETHEUS_OPERATOR_CRDS"); !ok {
 		os.Exit(code)
 	}
 	os.Exit(run(m))
@@ -47,7 +47,9 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		// The Prometheus Operator's own CRDs (hack/setup-tools.sh takes them from its published
+		// module) judge the chart's monitoring objects.
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), os.Getenv("PROMETHEUS_OPERATOR_CRDS")},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := testassets.StartEnv(env)
@@ -85,7 +87,14 @@ func helm(t *testing.T, args ...string) (string, error) {
 
 func template(t *testing.T, set ...string) []*unstructured.Unstructured {
 	t.Helper()
-	args := []string{"template", "rel", chart, "--namespace", "cryptoassets-system", "--kube-version", kubeVersion}
+	return templateRelease(t, "rel", set...)
+}
+
+// templateRelease renders the chart as `helm template RELEASE` does on a machine without a
+// cluster: no --kube-version.
+func templateRelease(t *testing.T, release string, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", release, chart, "--namespace", "cryptoassets-system"}
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
@@ -159,12 +168,18 @@ func TestChartRendersValidObjects(t *testing.T) {
 		kinds map[string]int
 	}{
 		{"defaults", nil, map[string]int{
-			"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+			"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1,
 			"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1}},
 		{"namespace scoped", []string{"watchNamespaces={team-a,team-b}"}, map[string]int{
-			"CustomResourceDefinition": 1, "ServiceAccount": 1, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 1}},
-		{"no CRDs, no metrics, no leader election", []string{"crds.install=false", "metrics.enabled=false", "leaderElection.enabled=false"},
+			"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 2, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 1}},
+		{"no CRDs, no metrics, no leader election, no aggregated roles", []string{"crds.install=false", "metrics.enabled=false", "leaderElection.enabled=false",
+			"aggregateClusterRoles=false"},
 			map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Deployment": 1}},
+		{"monitoring", []string{"monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true",
+			"monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true"}, map[string]int{
+			"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1,
+			"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+			"ServiceMonitor": 1, "PodMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,14 +193,15 @@ func TestChartRendersValidObjects(t *testing.T) {
 }
 
 func TestChartOperatorDeployment(t *testing.T) {
-	d := find(template(t, "image.tag=v9.9.9", "watchNamespaces={team-a}"), "Deployment")
+	d := find(template(t, "image.tag=v9.9.9", "watchNamespaces={team-a}", "extraArgs={--zap-devel}",
+		"extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128"), "Deployment")
 	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
 	c := containers[0].(map[string]any)
 	if c["image"] != "ghcr.io/cryptoassets/cryptoassets-operator:v9.9.9" {
 		t.Errorf("image %v", c["image"])
 	}
 	args := fmt.Sprint(c["args"])
-	for _, want := range []string{"operator", "--leader-elect=true", "--watch-namespace=team-a"} {
+	for _, want := range []string{"operator", "--leader-elect=true", "--watch-namespace=team-a", "--zap-devel"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %s lack %s", args, want)
 		}
@@ -193,6 +209,9 @@ func TestChartOperatorDeployment(t *testing.T) {
 	env := fmt.Sprint(c["env"])
 	if !strings.Contains(env, "CRYPTOASSETS_HELPER_IMAGE value:ghcr.io/cryptoassets/cryptoassets-operator:v9.9.9") {
 		t.Errorf("helper image does not default to the operator's image: %s", env)
+	}
+	if !strings.Contains(env, "name:HTTPS_PROXY value:http://proxy:3128") {
+		t.Errorf("extraEnv not in the environment: %s", env)
 	}
 	sc := c["securityContext"].(map[string]any)
 	if sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false || sc["runAsNonRoot"] != true ||
@@ -228,10 +247,93 @@ func TestChartCRDMatchesGenerated(t *testing.T) {
 	}
 }
 
+// TestChartNames: `helm install cryptoassets` names things cryptoassets-operator, not
+// cryptoassets-cryptoassets-operator, and the overrides work.
+func TestChartNames(t *testing.T) {
+	for _, tc := range []struct {
+		release string
+		set     []string
+		want    string
+	}{
+		{"cryptoassets", nil, "cryptoassets-operator"},
+		{"cryptoassets-operator", nil, "cryptoassets-operator"},
+		{"payments", nil, "payments-cryptoassets-operator"},
+		{"cryptoassets", []string{"fullnameOverride=coins"}, "coins"},
+		{"payments", []string{"nameOverride=coins"}, "payments-coins"},
+	} {
+		objs := templateRelease(t, tc.release, tc.set...)
+		if d := find(objs, "Deployment"); d == nil || d.GetName() != tc.want {
+			t.Errorf("release %s %v: Deployment %v, want %s", tc.release, tc.set, d.GetName(), tc.want)
+		}
+		for _, u := range objs {
+			if u.GetKind() == "CustomResourceDefinition" {
+				continue
+			}
+			if n := u.GetName(); !strings.HasPrefix(n, tc.want) || strings.Contains(n, "cryptoassets-cryptoassets") {
+				t.Errorf("release %s %v: %s %s", tc.release, tc.set, u.GetKind(), n)
+			}
+		}
+	}
+}
+
+// TestChartMonitoringObjects: the monitoring objects are what the Prometheus Operator and Grafana
+// look for, and the API server (holding the Prometheus Operator's CRDs) accepts them.
+func TestChartMonitoringObjects(t *testing.T) {
+	objs := templateRelease(t, "cryptoassets", "monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true",
+		"monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true", "monitoring.dashboard.namespace=samples",
+		"monitoring.prometheusRule.labels.release=prom")
+	dryRunApply(t, objs, "cryptoassets-system")
+	pm := find(objs, "PodMonitor")
+	if sel, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels"); sel["app.kubernetes.io/name"] != "cryptoassets-helper" {
+		t.Errorf("the PodMonitor selects %v, not the helper pods", sel)
+	}
+	rule := find(objs, "PrometheusRule")
+	if rule.GetLabels()["release"] != "prom" {
+		t.Errorf("PrometheusRule labels %v lack the selector label", rule.GetLabels())
+	}
+	groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+	alerts := map[string]bool{}
+	for _, g := range groups {
+		rules, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+		for _, r := range rules {
+			alerts[fmt.Sprint(r.(map[string]any)["alert"])] = true
+		}
+	}
+	for _, want := range []string{"CryptoassetsEventsUndelivered", "CryptoassetsSendPending", "CryptoassetsBackendUnreachable",
+		"CryptoassetsNoActiveHelper", "CryptoassetsCatchUpFailing", "CryptoassetsRescanFailed", "CryptoassetsOperatorReconcileErrors"} {
+		if !alerts[want] {
+			t.Errorf("no alert %s among %v", want, alerts)
+		}
+	}
+	cm := find(objs, "ConfigMap")
+	if cm.GetNamespace() != "samples" || cm.GetLabels()["grafana_dashboard"] != "1" {
+		t.Errorf("dashboard ConfigMap %s/%s labels %v", cm.GetNamespace(), cm.GetName(), cm.GetLabels())
+	}
+	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+	var dashboard map[string]any
+	if err := json.Unmarshal([]byte(data["cryptoassets.json"]), &dashboard); err != nil || dashboard["uid"] != "cryptoassets" {
+		t.Errorf("the dashboard is not the JSON in files/dashboard.json: %v", err)
+	}
+	// The aggregated roles extend view and edit.
+	for _, u := range objs {
+		if u.GetKind() == "ClusterRole" && strings.HasSuffix(u.GetName(), "-view") && u.GetLabels()["rbac.authorization.k8s.io/aggregate-to-view"] != "true" {
+			t.Errorf("%s does not aggregate to view", u.GetName())
+		}
+		if u.GetKind() == "ClusterRole" && strings.HasSuffix(u.GetName(), "-edit") && u.GetLabels()["rbac.authorization.k8s.io/aggregate-to-edit"] != "true" {
+			t.Errorf("%s does not aggregate to edit", u.GetName())
+		}
+	}
+	// Without metrics there is nothing for a ServiceMonitor to scrape: refused with the reason.
+	if _, err := helm(t, "template", "cryptoassets", chart, "--set", "monitoring.serviceMonitor.enabled=true", "--set", "metrics.enabled=false"); err == nil ||
+		!strings.Contains(err.Error(), "monitoring.serviceMonitor.enabled needs metrics.enabled") {
+		t.Errorf("a ServiceMonitor without metrics: %v", err)
+	}
+}
+
 func TestChartValuesSchemaRejectsBadValues(t *testing.T) {
 	for _, set := range []string{"logLevel=loud", "replicaCount=0", "image.pullPolicy=Sometimes", "watchNamespaces={Bad_NS}", "unknownKey=1",
-		"replicaCount=2,leaderElection.enabled=false"} {
-		if _, err := helm(t, "template", "rel", chart, "--kube-version", kubeVersion, "--set", set); err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+		"replicaCount=2,leaderElection.enabled=false", "monitoring.prometheusRule.sendPendingMinutes=0", "monitoring.podMonitor.interval=often"} {
+		if _, err := helm(t, "template", "rel", chart, "--set", set); err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
 			t.Errorf("--set %s: want a schema error, got %v", set, err)
 		}
 	}

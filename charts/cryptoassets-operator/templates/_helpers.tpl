@@ -1,12 +1,25 @@
 {{- define "cryptoassets-operator.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /*
+fullname names every object of the release. The release name alone when it already holds the
+chart's name ("cryptoassets-operator"), the chart's name when the release name is its start
+("cryptoassets" gives "cryptoassets-operator", not "cryptoassets-cryptoassets-operator"),
+otherwise release-chart; fullnameOverride wins over all of them.
+*/ -}}
 {{- define "cryptoassets-operator.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- $name := include "cryptoassets-operator.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else if hasPrefix .Release.Name $name -}}
+{{- $name -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -32,4 +45,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{- define "cryptoassets-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- /*
+kubeVersionCheck refuses a cluster older than the CRD's CEL rules need. Chart.yaml has no
+kubeVersion, because `helm template` without a cluster assumes an old version and would refuse
+to render; the check runs only against a real cluster (lookup answers nothing without one).
+*/ -}}
+{{- define "cryptoassets-operator.kubeVersionCheck" -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" -}}
+{{- if semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version -}}
+{{- fail (printf "cryptoassets-operator needs Kubernetes 1.30 or newer (CEL validation rules in the CRD); this cluster is %s" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
