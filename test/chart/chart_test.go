@@ -401,3 +401,47 @@ func pinnedImages(t *testing.T, what string, objs []*unstructured.Unstructured) 
 		t.Errorf("%s: no containers found", what)
 	}
 }
+
+// TestAlertRules runs `promtool test rules` on the chart's PrometheusRule, rendered with the
+// default thresholds, against testdata/alerts_test.yaml: a test per alert.
+func TestAlertRules(t *testing.T) {
+	promtool := os.Getenv("PROMTOOL")
+	if promtool == "" {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			t.Fatal("PROMTOOL not set; `make test` builds promtool into bin/")
+		}
+		t.Skip("PROMTOOL not set; `make test` runs the alert tests")
+	}
+	rule := find(templateRelease(t, "cryptoassets", "monitoring.prometheusRule.enabled=true"), "PrometheusRule")
+	spec, _, _ := unstructured.NestedMap(rule.Object, "spec")
+	rules, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tests, err := os.ReadFile(filepath.Join("testdata", "alerts_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"rules.yaml": rules, "alerts_test.yaml": tests} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yaml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	out, err = exec.Command(promtool, "test", "rules", filepath.Join(dir, "alerts_test.yaml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+	// Every alert of the rule has a test.
+	for _, g := range spec["groups"].([]any) {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			if name := fmt.Sprint(r.(map[string]any)["alert"]); !strings.Contains(string(tests), "alertname: "+name+"\n") {
+				t.Errorf("alert %s has no promtool test", name)
+			}
+		}
+	}
+}
