@@ -31,7 +31,6 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
-
 var (
 	root  = filepath.Join("..", "..")
 	chart = filepath.Join(root, "charts", "cryptoassets-operator")
