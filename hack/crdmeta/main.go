@@ -1,13 +1,20 @@
-// Command crdmeta adds the CryptoAsset's metadata.name rule to the generated CRD. controller-gen
-// has no marker for metadata, and a rule on the root object can only report its error against
-// the root ("<nil>: Invalid value"), so the rule goes where the API server names the field:
-// openAPIV3Schema.properties.metadata.properties.name, the one place a CRD may constrain
-// metadata.
+// Command crdmeta finishes the generated CRD in two ways controller-gen cannot:
+//
+//   - It adds the CryptoAsset's metadata.name rule. controller-gen has no marker for metadata,
+//     and a rule on the root object can only report its error against the root ("<nil>: Invalid
+//     value"), so the rule goes where the API server names the field:
+//     openAPIV3Schema.properties.metadata.properties.name, the one place a CRD may constrain
+//     metadata.
+//   - It unwraps descriptions. controller-gen keeps the line breaks of the Go comments, and
+//     `kubectl explain` prints them as hard breaks in the middle of sentences; a paragraph
+//     becomes one line, while list items and indented lines keep theirs.
 package main
 
 import (
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -52,11 +59,55 @@ func run(path string) error {
 			}},
 		}}
 	}
+	unwrapDescriptions(crd)
 	out, err := yaml.Marshal(crd)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, append([]byte("---\n"), out...), 0o644)
+}
+
+// unwrapDescriptions rewrites every "description" below v as prose.
+func unwrapDescriptions(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			if s, ok := val.(string); ok && k == "description" {
+				x[k] = prose(s)
+				continue
+			}
+			unwrapDescriptions(val)
+		}
+	case []any:
+		for _, val := range x {
+			unwrapDescriptions(val)
+		}
+	}
+}
+
+// listItem matches the lines that start a line of their own: list items and indented text.
+var listItem = regexp.MustCompile(`^(\s+|[-*] |\d+[.)] )`)
+
+// prose joins the lines of each paragraph of a Go comment, keeping paragraphs, list items and
+// indented lines apart.
+func prose(s string) string {
+	paragraphs := strings.Split(s, "\n\n")
+	for i, p := range paragraphs {
+		lines := strings.Split(p, "\n")
+		var b strings.Builder
+		for j, line := range lines {
+			switch {
+			case j == 0:
+			case listItem.MatchString(line):
+				b.WriteString("\n")
+			default:
+				b.WriteString(" ")
+			}
+			b.WriteString(line)
+		}
+		paragraphs[i] = b.String()
+	}
+	return strings.Join(paragraphs, "\n\n")
 }
 
 // dig walks nested maps by key.

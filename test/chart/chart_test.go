@@ -444,3 +444,46 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 }
+
+// TestCRDDescriptionsReadAsProse: `kubectl explain` shows descriptions as written, so a Go
+// comment's line breaks must not survive inside a sentence.
+func TestCRDDescriptionsReadAsProse(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "config", "crd", "bases", "cryptoassets.io_cryptoassets.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd map[string]any
+	if err := yaml.Unmarshal(raw, &crd); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, val := range x {
+				if s, ok := val.(string); ok && k == "description" {
+					checked++
+					for _, p := range strings.Split(s, "\n\n") {
+						for _, line := range strings.Split(p, "\n")[1:] {
+							if line != "" && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "- ") && !strings.HasPrefix(line, "* ") &&
+								!(line[0] >= '0' && line[0] <= '9') {
+								t.Errorf("%s: a line break inside a sentence, before %q", path, line)
+							}
+						}
+					}
+					continue
+				}
+				walk(path+"."+k, val)
+			}
+		case []any:
+			for i, val := range x {
+				walk(fmt.Sprintf("%s[%d]", path, i), val)
+			}
+		}
+	}
+	walk("crd", crd)
+	if checked < 50 {
+		t.Errorf("only %d descriptions found", checked)
+	}
+}
