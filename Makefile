@@ -47,6 +47,10 @@ setup-node: ## Install what a real node needs (adds containerd, runc, CNI plugin
 build: ## Build bin/cryptoassets.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/cryptoassets .
 
+.PHONY: plugin
+plugin: build ## Build the kubectl plugin, bin/kubectl-cryptoassets (the same binary under the name kubectl finds): put it on your PATH and run `kubectl cryptoassets status`.
+	cp $(BIN)/cryptoassets $(BIN)/kubectl-cryptoassets
+
 .PHONY: image
 image: build ## Build the image as a docker-archive (bin/image/cryptoassets-operator.tar) without a Docker engine.
 	go run ./hack/image -binary $(BIN)/cryptoassets -tag $(IMG) -version $(VERSION) \

@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/helper"
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/initializedb"
+	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/kubectl"
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/rescan"
@@ -27,7 +30,12 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := rootCommand().ExecuteContext(ctx); err != nil {
+	root := rootCommand()
+	if strings.TrimSuffix(filepath.Base(os.Args[0]), ".exe") == kubectl.PluginName {
+		// Installed as a kubectl plugin: `kubectl cryptoassets status` runs kubectl-cryptoassets status.
+		root = kubectl.NewCmd("kubectl cryptoassets")
+	}
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -41,6 +49,6 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(operator.NewCmd(version), versioncmd.NewCmd(version), helper.NewCmd(version), initializedb.NewCmd(),
-		ledger.NewCmd(), walletnotify.NewCmd(), rescan.NewCmd())
+		ledger.NewCmd(), walletnotify.NewCmd(), rescan.NewCmd(), kubectl.NewCmd("cryptoassets kubectl"))
 	return root
 }

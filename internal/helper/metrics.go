@@ -114,7 +114,7 @@ type ledgerGauges struct {
 	ledger *ledger.Ledger
 	now    func() time.Time
 
-	pending, oldestPending, needsReview, undelivered, oldestUndelivered, givenUp, tip *prometheus.Desc
+	pending, oldestPending, needsReview, undelivered, oldestUndelivered, givenUp, tip, balance *prometheus.Desc
 }
 
 func newLedgerGauges() *ledgerGauges {
@@ -129,6 +129,8 @@ func newLedgerGauges() *ledgerGauges {
 		oldestUndelivered: d("cryptoassets_outbox_oldest_undelivered_age_seconds", "Age of the oldest event push delivery still retries, by target; 0 when none is.", "target"),
 		givenUp:           d("cryptoassets_outbox_given_up_events", "Events push delivery gave up on (still pullable from GET /v1/events), by target.", "target"),
 		tip:               d("cryptoassets_chain_tip_height", "Chain height the last catch-up reached."),
+		// Base units (satoshi) are exact in a float64 up to 2^53, far beyond any wallet.
+		balance: d("cryptoassets_wallet_balance_base_units", "The ledger's balance of the asset's wallet, in the coin's base units (satoshi for bitcoin)."),
 	}
 }
 
@@ -145,7 +147,7 @@ func (g *ledgerGauges) serve(l *ledger.Ledger) (release func()) {
 }
 
 func (g *ledgerGauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.pending, g.oldestPending, g.needsReview, g.undelivered, g.oldestUndelivered, g.givenUp, g.tip} {
+	for _, d := range []*prometheus.Desc{g.pending, g.oldestPending, g.needsReview, g.undelivered, g.oldestUndelivered, g.givenUp, g.tip, g.balance} {
 		ch <- d
 	}
 }
@@ -180,6 +182,7 @@ func (g *ledgerGauges) Collect(ch chan<- prometheus.Metric) {
 	gauge(g.pending, float64(s.PendingSends))
 	gauge(g.oldestPending, age(s.OldestPending))
 	gauge(g.needsReview, float64(s.NeedsReview))
+	gauge(g.balance, float64(s.WalletBalance))
 	for target, o := range s.Outbox {
 		gauge(g.undelivered, float64(o.Undelivered), target)
 		gauge(g.oldestUndelivered, age(o.OldestCreated), target)

@@ -101,4 +101,5 @@ func TestPayoutDesk(t *testing.T) {
 	// 2 - 3 × 0.1 paid; the cancelled dust is back.
 	testassets.Eventually(t, 10*time.Second, "balance", balanceIs(t, cfg, desk.ID, "1.70000000"))
 	testassets.Eventually(t, 10*time.Second, "review queue empty", metricIs(t, cfg, 0, "cryptoassets_sends_needs_review"))
+	testassets.Eventually(t, 10*time.Second, "balance gauge", metricIs(t, cfg, 170_000_000, "cryptoassets_wallet_balance_base_units"))
 }

@@ -19,6 +19,8 @@ type Stats struct {
 	Outbox map[string]OutboxStats
 	// TipHeight is the chain height the last catch-up reached (the cursor); -1 before the first.
 	TipHeight int64
+	// WalletBalance is the ledger's balance of the asset's wallet, in base units.
+	WalletBalance Amount
 }
 
 // OutboxStats are one target's undelivered events.
@@ -58,6 +60,9 @@ func (l *Ledger) Stats(ctx context.Context) (Stats, error) {
 		return nil
 	}); err != nil {
 		return Stats{}, fmt.Errorf("reading the outbox: %w", err)
+	}
+	if s.WalletBalance, err = l.WalletBalance(ctx); err != nil {
+		return Stats{}, fmt.Errorf("reading the wallet balance: %w", err)
 	}
 	if c, ok, err := l.Cursor(ctx); err != nil {
 		return Stats{}, err

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/controllers"
+	kubectlplugin "github.com/cryptoassets/cryptoassets-operator/internal/cmd/kubectl"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
@@ -344,6 +346,86 @@ func TestEndToEndOnRealPods(t *testing.T) {
 		st.BTC.MustMine(t, 3)
 		requestRescan(t, ctx, k, key, "pods-1", 2)
 		testassets.Eventually(t, 90*time.Second, "the payment credited", balance(acct.ID, "2.20000000"))
+	})
+
+	t.Run("4b kubectl cryptoassets: status matches the API, a rescan is followed to the end, a failing check exits 1", func(t *testing.T) {
+		plugin := filepath.Join(dir, kubectlplugin.PluginName)
+		build := exec.Command("go", "build", "-o", plugin, ".")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building the plugin: %v\n%s", err, out)
+		}
+		run := func(args ...string) (string, int) {
+			t.Helper()
+			out, err := exec.Command(plugin, append(args, "--kubeconfig", st.Kubeconfig, "-n", ns)...).CombinedOutput()
+			var exit *exec.ExitError
+			switch {
+			case errors.As(err, &exit):
+				return string(out), exit.ExitCode()
+			case err != nil:
+				t.Fatalf("running the plugin: %v", err)
+			}
+			return string(out), 0
+		}
+
+		var bal struct{ Balance string }
+		api("GET", "/v1/balance", nil, &bal)
+		queued := 0
+		for _, state := range []string{"pending", "broadcasting"} {
+			var txs []struct{ ID int64 }
+			api("GET", "/v1/transactions?kind=outgoing&state="+state, nil, &txs)
+			queued += len(txs)
+		}
+		testassets.Eventually(t, time.Minute, "status as the API says", func() error {
+			out, code := run("status", "-o", "json")
+			var rows []kubectlplugin.AssetStatus
+			if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil {
+				return fmt.Errorf("exit %d, %v: %s", code, err, out)
+			}
+			if len(rows) != 1 {
+				return fmt.Errorf("%d rows: %s", len(rows), out)
+			}
+			r := rows[0]
+			if r.Name != ca.Name || r.Ready != "True" || r.Backend != "Reachable" || r.Balance != bal.Balance ||
+				r.PendingSends == nil || *r.PendingSends != int64(queued) || r.EventBacklog == nil || r.NeedsReview == nil || r.LastRescan == "" {
+				return fmt.Errorf("status %s; the API says balance %s, %d sends queued", out, bal.Balance, queued)
+			}
+			return nil
+		})
+		if out, code := run("status"); code != 0 || !strings.Contains(out, ca.Name) || !strings.Contains(out, bal.Balance) {
+			t.Errorf("status table (exit %d):\n%s", code, out)
+		}
+
+		out, code := run("rescan", ca.Name, "--from-height", "0", "--wait", "--timeout", "3m")
+		if code != 0 || !strings.Contains(out, "Succeeded") {
+			t.Fatalf("rescan --wait (exit %d):\n%s", code, out)
+		}
+		if r := getCA().Status.Rescan; r == nil || r.Phase != v1alpha1.RescanSucceeded || r.HandledToken != r.RequestedToken {
+			t.Errorf("status.rescan after the plugin's rescan: %+v", r)
+		}
+
+		if out, code := run("ledger-check", ca.Name); code != 0 || !strings.Contains(out, "all invariants hold") {
+			t.Fatalf("ledger-check in the helper pod (exit %d):\n%s", code, out)
+		}
+		// One satoshi appears from nowhere: the check in the pod, and from here, exit 1 and say where.
+		pool, err := pgxpool.New(ctx, hostDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		tamper := func(delta int) {
+			t.Helper()
+			if _, err := pool.Exec(ctx, `UPDATE accounts SET balance = balance + $1 WHERE id = $2`, delta, acct.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tamper(1)
+		defer tamper(-1)
+		for _, args := range [][]string{{"ledger-check", ca.Name}, {"ledger-check", ca.Name, "--database-url", hostDB}} {
+			if out, code := run(args...); code != 1 || !strings.Contains(out, "VIOLATION account balance equals its booked transactions") {
+				t.Errorf("%v on a tampered ledger (exit %d):\n%s", args, code, out)
+			}
+		}
 	})
 
 	t.Run("5 rotating the RPC password rolls the pod, which keeps working", func(t *testing.T) {

@@ -69,3 +69,16 @@ func CommandLog(cmd *cobra.Command, cfg *config.Config) logr.Logger {
 	}
 	return zap.New(zap.WriteTo(io.Discard))
 }
+
+// ReportViolations prints a ledger check's findings and fails when there are any, so the
+// command exits 1.
+func ReportViolations(w io.Writer, violations []ledger.Violation) error {
+	for _, v := range violations {
+		fmt.Fprintln(w, "VIOLATION", v)
+	}
+	if len(violations) > 0 {
+		return fmt.Errorf("%d ledger invariant violations", len(violations))
+	}
+	fmt.Fprintln(w, "ledger check: all invariants hold")
+	return nil
+}

@@ -43,14 +43,7 @@ reorganisation, a backend or wallet replacement, or a restore of the database.`,
 				}
 				violations = append(violations, chain...)
 			}
-			for _, v := range violations {
-				fmt.Fprintln(cmd.OutOrStdout(), "VIOLATION", v)
-			}
-			if len(violations) > 0 {
-				return fmt.Errorf("%d ledger invariant violations", len(violations))
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "ledger check: all invariants hold")
-			return nil
+			return cmdutil.ReportViolations(cmd.OutOrStdout(), violations)
 		},
 	}
 	check.Flags().StringVar(&path, "config", "", "helper config file")
