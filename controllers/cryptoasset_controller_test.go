@@ -544,26 +544,50 @@ func TestReadyNeverPrecedesTheRollout(t *testing.T) {
 	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
 	oldHash := getAsset(t, ns, "btc").Status.ConfigHash
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTime)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*waitTime)
 	defer cancel()
-	w, err := env.k8s.Watch(ctx, &v1alpha1.CryptoAssetList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
+	// The watch may be closed by the server or the client at any time: it is opened again from
+	// the last version seen, so no version of the object goes unseen.
+	var lastVersion string
+	watchFrom := func() watch.Interface {
+		t.Helper()
+		opts := []client.ListOption{client.InNamespace(ns)}
+		if lastVersion != "" {
+			opts = append(opts, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: lastVersion}})
+		}
+		w, err := env.k8s.Watch(ctx, &v1alpha1.CryptoAssetList{}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
 	}
-	defer w.Stop()
+	lastVersion = getAsset(t, ns, "btc").ResourceVersion
+	w := watchFrom()
+	defer func() { w.Stop() }()
 	if err := update(assetRef(ns, "btc"), func(ca *v1alpha1.CryptoAsset) { ca.Spec.Confirmations = ptr.To(int32(5)) }); err != nil {
 		t.Fatal(err)
 	}
 	var rolledOut atomic.Bool // set before the test plays the Deployment controller
 	seenNotReady := false
+	var seen []string // what each version said, for the failure message
 	for {
 		var ev watch.Event
+		var open bool
 		select {
-		case ev = <-w.ResultChan():
+		case ev, open = <-w.ResultChan():
 		case <-ctx.Done():
-			t.Fatalf("Ready never came back for the new config (saw it not ready: %v)", seenNotReady)
+			t.Fatalf("Ready never came back for the new config (saw it not ready: %v); versions seen:\n%s", seenNotReady, strings.Join(seen, "\n"))
+		}
+		if !open {
+			w = watchFrom()
+			continue
 		}
 		ca, ok := ev.Object.(*v1alpha1.CryptoAsset)
+		if ok {
+			lastVersion = ca.ResourceVersion
+			r := meta.FindStatusCondition(ca.Status.Conditions, v1alpha1.ConditionReady)
+			seen = append(seen, fmt.Sprintf("%s generation %d hash %.8s ready %+v", ev.Type, ca.Generation, ca.Status.ConfigHash, r))
+		}
 		if !ok || ca.Status.ConfigHash == oldHash || ca.Status.ConfigHash == "" {
 			continue
 		}
