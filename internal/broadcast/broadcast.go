@@ -146,7 +146,7 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 			r.TxID, r.Sent, r.Sends = txid, true, len(bc.Sends)
 			return r, b.record(ctx, bc, txid)
 		}
-		if errors.Is(err, backend.ErrUnreachable) || errors.Is(err, errNotAsked) {
+		if errors.Is(err, errMaybePaid) || errors.Is(err, errNotAsked) {
 			return r, err
 		}
 		// The backend answered with a refusal: nothing was paid.
@@ -185,8 +185,12 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 	}
 }
 
-// errNotAsked marks a pass that stopped before the backend was asked to pay.
-var errNotAsked = errors.New("the backend was not asked to pay")
+// errNotAsked marks a pass that stopped before the backend was asked to pay; errMaybePaid, one
+// whose request may have been carried out.
+var (
+	errNotAsked  = errors.New("the backend was not asked to pay")
+	errMaybePaid = errors.New("the request may have been carried out")
+)
 
 // pay asks the backend to pay an open broadcast once, having recorded that it is asked.
 func (b *Broadcaster) pay(ctx context.Context, bc *ledger.Broadcast) (string, error) {
@@ -199,10 +203,11 @@ func (b *Broadcaster) pay(ctx context.Context, bc *ledger.Broadcast) (string, er
 		}
 	}
 	txid, err := b.backend.SendMany(ctx, bc.Outputs)
-	if errors.Is(err, backend.ErrUnreachable) {
-		// The request may have been carried out; the broadcast stays open for reconciliation.
+	if err != nil && !errors.Is(err, backend.ErrRejected) && !errors.Is(err, backend.ErrInsufficientFunds) {
+		// Not a refusal the backend answered (no answer, or one that is not a txid): the wallet
+		// may have paid. The broadcast stays open for reconciliation, never paid blindly again.
 		_ = b.ledger.NoteBroadcastAttempt(ctx, bc.ID, err.Error())
-		return "", fmt.Errorf("broadcast %d: no answer from the backend; it stays open and will be reconciled: %w", bc.ID, err)
+		return "", fmt.Errorf("broadcast %d: %w; it stays open and will be reconciled: %w", bc.ID, errMaybePaid, err)
 	}
 	return txid, err
 }

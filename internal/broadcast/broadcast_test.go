@@ -322,3 +322,43 @@ func TestADustSendDoesNotHoldBackTheBatch(t *testing.T) {
 }
 
 const coinUnit ledger.Amount = 100_000_000 // satoshi in a bitcoin
+
+// garbledAnswer is a wallet that pays but whose answer cannot be read as a txid.
+type garbledAnswer struct{ backend.Backend }
+
+func (g garbledAnswer) SendMany(ctx context.Context, outputs map[string]ledger.Amount) (string, error) {
+	if _, err := g.Backend.SendMany(ctx, outputs); err != nil {
+		return "", err
+	}
+	return "", errors.New(`sendmany: the node answered "OK", not a transaction id`)
+}
+
+// TestAnAnswerThatIsNotARefusalIsReconciledNotRepaid: only a refusal the backend answered proves
+// nothing was paid. An unreadable answer leaves the broadcast open; the next pass finds the
+// payment in the wallet's records and records it, and the send is paid once.
+func TestAnAnswerThatIsNotARefusalIsReconciledNotRepaid(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, coinUnit)
+	to := f.address(t)
+	send := f.send(t, to, coinUnit/10)
+
+	first := New(f.ledger, garbledAnswer{f.backend}, time.Minute, testr.New(t))
+	if r, err := first.Run(ctx); err == nil || r.Sent || !strings.Contains(err.Error(), "stays open and will be reconciled") {
+		t.Fatalf("first pass: %+v %v", r, err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, send.ID); tx.State != "broadcasting" {
+		t.Fatalf("after an unreadable answer the send is %s, want broadcasting", tx.State)
+	}
+	second := New(f.ledger, f.backend, time.Minute, testr.New(t))
+	r, err := second.Run(ctx)
+	if err != nil || !r.Reconciled {
+		t.Fatalf("second pass: %+v %v", r, err)
+	}
+	if sends := f.walletSends(t, map[string]ledger.Amount{to: coinUnit / 10}); len(sends) != 1 {
+		t.Errorf("the wallet paid %d times", len(sends))
+	}
+	if tx, _ := f.ledger.Transaction(ctx, send.ID); tx.State != "broadcasted" {
+		t.Errorf("the send is %s, want broadcasted", tx.State)
+	}
+	f.check(t)
+}
