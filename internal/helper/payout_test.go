@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
@@ -101,5 +102,14 @@ func TestPayoutDesk(t *testing.T) {
 	// 2 - 3 × 0.1 paid; the cancelled dust is back.
 	testassets.Eventually(t, 10*time.Second, "balance", balanceIs(t, cfg, desk.ID, "1.70000000"))
 	testassets.Eventually(t, 10*time.Second, "review queue empty", metricIs(t, cfg, 0, "cryptoassets_sends_needs_review"))
-	testassets.Eventually(t, 10*time.Second, "balance gauge", metricIs(t, cfg, 170_000_000, "cryptoassets_wallet_balance_base_units"))
+	// The wallet's balance is the accounts' sum: the desk's 1.7 less the network fees booked.
+	testassets.Eventually(t, 30*time.Second, "the balance gauge says what the API says", func() error {
+		var bal map[string]string
+		call(t, cfg, "GET", "/v1/balance", testassets.APIToken, nil, nil, &bal)
+		want, err := ledger.ParseAmount(bal["balance"], 8)
+		if err != nil {
+			return err
+		}
+		return metricIs(t, cfg, float64(want), "cryptoassets_wallet_balance_base_units")()
+	})
 }
