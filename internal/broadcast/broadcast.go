@@ -100,8 +100,8 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 		}
 		return r, err
 	}
-	r.Sends = len(bc.TransactionIDs)
-	log := b.log.WithValues("broadcast", bc.ID, "sends", len(bc.TransactionIDs))
+	r.Sends = len(bc.Sends)
+	log := b.log.WithValues("broadcast", bc.ID, "sends", len(bc.Sends))
 
 	if bc.Recovered {
 		txid, err := b.findSend(ctx, bc)

@@ -14,8 +14,7 @@ type Broadcast struct {
 	ID       int64
 	OpenedAt time.Time
 	// Outputs are what the network transaction pays: sends to the same address are added up.
-	Outputs        map[string]Amount
-	TransactionIDs []int64
+	Outputs map[string]Amount
 	// Sends are the ledger sends it carries, oldest first.
 	Sends []BroadcastSend
 	// Recovered: the broadcast was already open when this pass began; an earlier attempt may
@@ -38,10 +37,8 @@ func (b *Broadcast) Shrunk(keep []BroadcastSend) *Broadcast {
 	out := *b
 	out.Sends = keep
 	out.Outputs = map[string]Amount{}
-	out.TransactionIDs = nil
 	for _, s := range keep {
 		out.Outputs[s.Address] += s.Amount // each sum was checked when the broadcast opened
-		out.TransactionIDs = append(out.TransactionIDs, s.ID)
 	}
 	return &out
 }
@@ -100,7 +97,6 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 				return fmt.Errorf("sends to %s: %w", addr, err)
 			}
 			b.Outputs[addr] = sum
-			b.TransactionIDs = append(b.TransactionIDs, id)
 			b.Sends = append(b.Sends, BroadcastSend{ID: id, Address: addr, Amount: amount})
 		}
 		return rows.Err()

@@ -42,7 +42,7 @@ func TestBigBroadcastRecordsUnderConcurrentWrites(t *testing.T) {
 		}
 	}
 	bc, err := l.OpenBroadcast(ctx)
-	if err != nil || len(bc.TransactionIDs) != sends {
+	if err != nil || len(bc.Sends) != sends {
 		t.Fatalf("opening: %+v %v", bc, err)
 	}
 

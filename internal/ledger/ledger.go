@@ -183,24 +183,46 @@ func (o Options) mismatch(differs []string) error {
 		ErrAssetMismatch, AssetRef(o.Namespace, o.Asset), strings.Join(differs, "; "))
 }
 
+// assetRecord is the ledger's row for an asset: the one of its namespace, or one from before
+// namespaces (Namespace nil) with its name.
+type assetRecord struct {
+	ID                     int64
+	Namespace              *string
+	Coin, Network, Backend string
+}
+
+// queryRower is what reads an asset record: a connection, a pool or a transaction.
+type queryRower interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
+// readAssetRecord reads the asset's record, locking its row when lock is set; ok=false when the
+// ledger has none yet.
+func (o Options) readAssetRecord(ctx context.Context, q queryRower, lock bool) (r assetRecord, ok bool, err error) {
+	query := `SELECT id, namespace, coin, network, coalesce(backend, '') FROM assets
+		WHERE name = $2 AND (namespace = $1 OR namespace IS NULL) ORDER BY namespace NULLS LAST LIMIT 1`
+	if lock {
+		query += ` FOR UPDATE`
+	}
+	err = q.QueryRow(ctx, query, o.Namespace, o.Asset).Scan(&r.ID, &r.Namespace, &r.Coin, &r.Network, &r.Backend)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return assetRecord{}, false, nil
+	}
+	if err != nil {
+		return assetRecord{}, false, fmt.Errorf("reading the ledger's record of asset %s: %w", AssetRef(o.Namespace, o.Asset), err)
+	}
+	return r, true, nil
+}
+
 // VerifyAsset checks, without writing, that the ledger's record of the asset (if there is one
 // yet) is the asset o describes. A helper runs it before it queues for the asset's lock, so a
 // helper configured for another coin refuses to start rather than wait behind the right one.
-func VerifyAsset(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, o Options) error {
-	var ns *string
-	var coinName, network, be string
-	err := q.QueryRow(ctx, `SELECT namespace, coin, network, coalesce(backend, '') FROM assets
-		WHERE name = $2 AND (namespace = $1 OR namespace IS NULL) ORDER BY namespace NULLS LAST LIMIT 1`,
-		o.Namespace, o.Asset).Scan(&ns, &coinName, &network, &be)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+func VerifyAsset(ctx context.Context, q queryRower, o Options) error {
+	r, ok, err := o.readAssetRecord(ctx, q, false)
+	if err != nil || !ok {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("reading the ledger's record of asset %s: %w", AssetRef(o.Namespace, o.Asset), err)
-	}
-	if differs := o.differences(coinName, network, be); len(differs) > 0 && ns != nil {
+	if differs := o.differences(r.Coin, r.Network, r.Backend); len(differs) > 0 && r.Namespace != nil {
 		return o.mismatch(differs)
 	}
 	return nil
@@ -210,33 +232,28 @@ func VerifyAsset(ctx context.Context, q interface {
 // asset the config describes. A row from before assets had namespaces (namespace NULL) with the
 // same name is adopted once, by the first helper to open it, so an upgrade keeps its ledger.
 func (l *Ledger) claimAsset(ctx context.Context, tx pgx.Tx) (int64, error) {
-	var id int64
-	var coinName, network, be string
-	var ns *string
-	err := tx.QueryRow(ctx, `SELECT id, namespace, coin, network, coalesce(backend, '') FROM assets
-		WHERE name = $2 AND (namespace = $1 OR namespace IS NULL) ORDER BY namespace NULLS LAST LIMIT 1 FOR UPDATE`,
-		l.opts.Namespace, l.opts.Asset).Scan(&id, &ns, &coinName, &network, &be)
-	insert := func() (int64, error) {
-		err := tx.QueryRow(ctx, `INSERT INTO assets (namespace, name, coin, network, backend) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id`,
+	insert := func() (id int64, err error) {
+		err = tx.QueryRow(ctx, `INSERT INTO assets (namespace, name, coin, network, backend) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id`,
 			l.opts.Namespace, l.opts.Asset, l.opts.Coin, l.opts.Network, l.opts.Backend).Scan(&id)
 		return id, err
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return insert()
-	}
+	r, ok, err := l.opts.readAssetRecord(ctx, tx, true)
 	if err != nil {
 		return 0, err
 	}
-	differs := l.opts.differences(coinName, network, be)
-	if len(differs) > 0 && ns == nil {
+	if !ok {
+		return insert()
+	}
+	differs := l.opts.differences(r.Coin, r.Network, r.Backend)
+	if len(differs) > 0 && r.Namespace == nil {
 		return insert() // another coin's ledger from before namespaces: not ours to adopt
 	}
 	if len(differs) > 0 {
 		return 0, l.opts.mismatch(differs)
 	}
 	_, err = tx.Exec(ctx, `UPDATE assets SET namespace = $2, backend = coalesce(backend, nullif($3, '')) WHERE id = $1
-		AND (namespace IS NULL OR backend IS NULL)`, id, l.opts.Namespace, l.opts.Backend)
-	return id, err
+		AND (namespace IS NULL OR backend IS NULL)`, r.ID, l.opts.Namespace, l.opts.Backend)
+	return r.ID, err
 }
 
 // Coin is the coin of the ledger's asset.
