@@ -51,36 +51,53 @@ func New(l *ledger.Ledger, b backend.Backend, log logr.Logger) *Intake {
 	return &Intake{ledger: l, backend: b, log: log}
 }
 
-// book records every output of tx that pays us.
-func (in *Intake) book(ctx context.Context, tx backend.Transaction, r *Result) error {
-	_, _, err := in.bookTx(ctx, tx, r)
-	return err
+// book records every output of txs that pays us, in as few ledger transactions as the ledger
+// allows (see ledger.RecordDeposits). It says, per transaction, whether it pays us and whether
+// the ledger learnt of it now.
+func (in *Intake) book(ctx context.Context, txs []backend.Transaction, r *Result) (ours, fresh []bool, err error) {
+	var obs []ledger.Observation
+	var of []int // the transaction of each observation
+	for i, tx := range txs {
+		for _, o := range observations(tx) {
+			obs, of = append(obs, o), append(of, i)
+		}
+	}
+	return in.record(ctx, obs, of, len(txs), r)
 }
 
-// bookTx is book that also says whether tx pays us and whether the ledger learnt of it now.
-func (in *Intake) bookTx(ctx context.Context, tx backend.Transaction, r *Result) (ours, fresh bool, err error) {
+// observations are what tx says of each output paying the wallet.
+func observations(tx backend.Transaction) []ledger.Observation {
+	obs := make([]ledger.Observation, 0, len(tx.Received))
 	for _, o := range tx.Received {
-		up, err := in.ledger.RecordDeposit(ctx, ledger.Observation{
+		obs = append(obs, ledger.Observation{
 			TxID: tx.TxID, Output: o.Index, Address: o.Address, Amount: o.Amount,
 			Confirmations: tx.Confirmations, BlockHash: tx.BlockHash, BlockHeight: tx.BlockHeight,
 			Conflicted: tx.Conflicted,
 		})
-		if errors.Is(err, ledger.ErrNotOurAddress) {
-			continue // change of our own sends, or an address the ledger does not hand out
+	}
+	return obs
+}
+
+// record books observations, of[j] being the transaction (of n) observation j belongs to.
+func (in *Intake) record(ctx context.Context, obs []ledger.Observation, of []int, n int, r *Result) (ours, fresh []bool, err error) {
+	ours, fresh = make([]bool, n), make([]bool, n)
+	ups, err := in.ledger.RecordDeposits(ctx, obs)
+	// Updates of batches booked before an error are committed: they count either way.
+	for j, up := range ups {
+		if up.Ignored || up.Transaction.ID == 0 {
+			continue // change of our own sends, an address the ledger does not hand out, or not booked
 		}
-		if err != nil {
-			return ours, fresh, err
-		}
-		ours, fresh = true, fresh || up.New
+		o := obs[j]
+		ours[of[j]], fresh[of[j]] = true, fresh[of[j]] || up.New
 		r.add(up)
 		if up.Uncredited {
-			in.log.Info("deposit lost confirmations and was taken back", "txid", tx.TxID, "output", o.Index,
-				"confirmations", tx.Confirmations, "conflicted", tx.Conflicted, "amount", o.Amount)
-		} else if up.Changed && tx.Conflicted {
-			in.log.Info("deposit was double-spent; it will never be credited", "txid", tx.TxID, "output", o.Index, "amount", o.Amount)
+			in.log.Info("deposit lost confirmations and was taken back", "txid", o.TxID, "output", o.Output,
+				"confirmations", o.Confirmations, "conflicted", o.Conflicted, "amount", o.Amount)
+		} else if up.Changed && o.Conflicted {
+			in.log.Info("deposit was double-spent; it will never be credited", "txid", o.TxID, "output", o.Output, "amount", o.Amount)
 		}
 	}
-	return ours, fresh, nil
+	return ours, fresh, err
 }
 
 // Notify handles a wake-up about one transaction id.
@@ -95,7 +112,8 @@ func (in *Intake) Notify(ctx context.Context, txid string) (Result, error) {
 		return r, fmt.Errorf("looking up %s: %w", txid, err)
 	}
 	r.Seen = 1
-	return r, in.book(ctx, tx, &r)
+	_, _, err = in.book(ctx, []backend.Transaction{tx}, &r)
+	return r, err
 }
 
 // CatchUp books what the wallet saw since the cursor, re-checks every deposit still followed, and
@@ -154,11 +172,9 @@ func (in *Intake) list(ctx context.Context, r *Result) error {
 	if err != nil {
 		return fmt.Errorf("listing transactions since %q: %w", from, err)
 	}
-	for _, tx := range txs {
-		r.Seen++
-		if err := in.book(ctx, tx, r); err != nil {
-			return err
-		}
+	r.Seen += len(txs)
+	if _, _, err := in.book(ctx, txs, r); err != nil {
+		return err
 	}
 	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
 		return fmt.Errorf("moving the cursor: %w", err)
@@ -166,12 +182,18 @@ func (in *Intake) list(ctx context.Context, r *Result) error {
 	return nil
 }
 
-// refreshOpen asks the backend about every deposit below the tracking horizon.
+// refreshOpen asks the backend about every deposit below the tracking horizon, and books what
+// it says in one go.
 func (in *Intake) refreshOpen(ctx context.Context, r *Result) error {
 	open, err := in.ledger.OpenDeposits(ctx)
 	if err != nil {
 		return fmt.Errorf("listing open deposits: %w", err)
 	}
+	var (
+		obs []ledger.Observation
+		of  []int
+		n   int
+	)
 	looked := map[string]bool{}
 	for _, o := range open {
 		if looked[o.TxID] {
@@ -184,23 +206,25 @@ func (in *Intake) refreshOpen(ctx context.Context, r *Result) error {
 			for _, gone := range open {
 				if gone.TxID == o.TxID {
 					gone.Confirmations = -1
-					up, err := in.ledger.RecordDeposit(ctx, gone)
-					if err != nil {
-						return err
-					}
-					r.add(up)
+					obs, of = append(obs, gone), append(of, n)
 				}
 			}
+			n++
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("re-checking %s: %w", o.TxID, err)
+			// What was learnt so far is booked: a backend failing half-way through a long
+			// re-check must not lose the answers it gave.
+			_, _, bookErr := in.record(ctx, obs, of, n, r)
+			return errors.Join(fmt.Errorf("re-checking %s: %w", o.TxID, err), bookErr)
 		}
-		if err := in.book(ctx, tx, r); err != nil {
-			return err
+		for _, o := range observations(tx) {
+			obs, of = append(obs, o), append(of, n)
 		}
+		n++
 	}
-	return nil
+	_, _, err = in.record(ctx, obs, of, n, r)
+	return err
 }
 
 // RescanProgress is how far a rescan has come.
@@ -225,21 +249,21 @@ type RescanResult struct {
 func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(RescanProgress)) (RescanResult, error) {
 	var out RescanResult
 	tip, err := in.backend.Scan(ctx, fromHeight, func(b backend.ScanBatch) error {
-		for _, tx := range b.Transactions {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			out.Seen++
-			ours, fresh, err := in.bookTx(ctx, tx, &out.Result)
-			if err != nil {
-				return err
-			}
-			if ours {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		out.Seen += len(b.Transactions)
+		ours, fresh, err := in.book(ctx, b.Transactions, &out.Result)
+		for i := range ours {
+			if ours[i] {
 				out.TxFound++
 			}
-			if fresh {
+			if fresh[i] {
 				out.TxBooked++
 			}
+		}
+		if err != nil {
+			return err
 		}
 		out.Done, out.Total, out.Unit = b.Done, b.Total, b.Unit
 		if progress != nil {

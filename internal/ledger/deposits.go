@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -36,145 +37,451 @@ type DepositUpdate struct {
 	Credited bool
 	// Uncredited: a credited deposit lost confirmations (reorg, double spend) and was taken back.
 	Uncredited bool
+	// Ignored: the output pays an address the ledger did not hand out (RecordDeposits only).
+	Ignored bool
 }
 
 // RecordDeposit books what the backend reports about an output paying one of our receiving
 // addresses. It is idempotent: the same observation twice changes nothing the second time. The
 // deposit is credited once, when confirmations reach the asset's threshold, and taken back if a
 // reorganisation lowers them again. Every change writes a txupdate event to the outbox in the same
-// transaction.
+// transaction. An address the ledger did not hand out is ErrNotOurAddress.
 func (l *Ledger) RecordDeposit(ctx context.Context, o Observation) (DepositUpdate, error) {
-	if o.TxID == "" || o.Output < 0 {
-		return DepositUpdate{}, fmt.Errorf("deposit observation needs a txid and an output index, got %q:%d", o.TxID, o.Output)
+	ups, err := l.RecordDeposits(ctx, []Observation{o})
+	if err != nil {
+		return DepositUpdate{}, err
 	}
-	if o.Amount <= 0 {
-		return DepositUpdate{}, fmt.Errorf("deposit %s:%d: %w", o.TxID, o.Output, ErrInvalidAmount)
+	if ups[0].Ignored {
+		return DepositUpdate{}, fmt.Errorf("booking deposit %s:%d: %s: %w", o.TxID, o.Output, o.Address, ErrNotOurAddress)
 	}
-	var up DepositUpdate
+	return ups[0], nil
+}
+
+// depositBatch bounds the outputs one booking transaction takes. A catch-up after a busy hour
+// books thousands; in transactions of this size a serialization retry repeats a bounded amount of
+// work, and the statements stay a few hundred kilobytes.
+const depositBatch = 1000
+
+// RecordDeposits books many observations as RecordDeposit does, with the same outcome as booking
+// them one by one in order, but in one transaction per depositBatch outputs and a fixed number of
+// statements each, whatever the number of outputs: a catch-up of a thousand deposits costs a few
+// round trips and one commit rather than a thousand commits.
+//
+// It returns one update per observation, in order. An observation of an address the ledger did
+// not hand out (change of our own sends, another wallet's address) is Ignored. When an
+// observation contradicts what the ledger booked (ErrInconsistent), its batch is booked again one
+// observation at a time, so the others are not held back by it, and the error is returned after
+// every batch is booked.
+func (l *Ledger) RecordDeposits(ctx context.Context, obs []Observation) ([]DepositUpdate, error) {
+	for _, o := range obs {
+		if o.TxID == "" || o.Output < 0 {
+			return nil, fmt.Errorf("deposit observation needs a txid and an output index, got %q:%d", o.TxID, o.Output)
+		}
+		if o.Amount <= 0 {
+			return nil, fmt.Errorf("deposit %s:%d: %w", o.TxID, o.Output, ErrInvalidAmount)
+		}
+	}
+	out := make([]DepositUpdate, len(obs))
+	var errs []error
+	for start := 0; start < len(obs); start += depositBatch {
+		end := min(start+depositBatch, len(obs))
+		ups, err := l.recordDeposits(ctx, obs[start:end])
+		if err == nil {
+			copy(out[start:], ups)
+			continue
+		}
+		if !errors.Is(err, ErrInconsistent) || end-start == 1 {
+			return out, errors.Join(append(errs, err)...)
+		}
+		for i := start; i < end; i++ {
+			ups, err := l.recordDeposits(ctx, obs[i:i+1])
+			if errors.Is(err, ErrInconsistent) {
+				errs = append(errs, err)
+				continue
+			}
+			if err != nil {
+				return out, errors.Join(append(errs, err)...)
+			}
+			out[i] = ups[0]
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// booking is one observation on its way through recordDeposits.
+type booking struct {
+	conf     int32 // capped at the tracking horizon; -1 for a conflicted transaction
+	addrID   int64
+	ntID     int64
+	oldConf  int32
+	txID     int64
+	amount   Amount
+	receiver int64
+	credited bool
+	state    string
+	newState string
+	up       DepositUpdate
+}
+
+// outputKey is a deposit output as booked; reportKey as the backend names it.
+type outputKey struct {
+	nt  int64
+	out int32
+}
+
+type reportKey struct {
+	txid string
+	out  int32
+}
+
+// recordDeposits books obs in one transaction (see RecordDeposits).
+func (l *Ledger) recordDeposits(ctx context.Context, obs []Observation) ([]DepositUpdate, error) {
+	var out []DepositUpdate
 	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
-		up = DepositUpdate{}
-		var addrID int64
-		var accountID *int64
-		err := tx.QueryRow(ctx, `SELECT id, account_id FROM addresses WHERE asset_id = $1 AND address = $2`, l.assetID, o.Address).Scan(&addrID, &accountID)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && accountID == nil) {
-			return fmt.Errorf("%s: %w", o.Address, ErrNotOurAddress)
-		}
-		if err != nil {
-			return err
-		}
-
-		conf := o.Confirmations
-		if conf > l.opts.MaxTrackedConfirmations {
-			conf = l.opts.MaxTrackedConfirmations
-		}
-		if o.Conflicted {
-			conf = -1
-		}
-		var ntID int64
-		var oldConf int32
-		err = tx.QueryRow(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations, block_hash, block_height)
-			VALUES ($1, 'deposit', $2, $3, nullif($4, ''), nullif($5, 0))
-			ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid
-			RETURNING id, confirmations`, l.assetID, o.TxID, conf, o.BlockHash, o.BlockHeight).Scan(&ntID, &oldConf)
-		if err != nil {
-			return err
-		}
-		if oldConf != conf {
-			// A conflicted transaction keeps the -1 it was given (see the state check below).
-			if _, err := tx.Exec(ctx, `UPDATE network_transactions SET confirmations = $1, block_hash = nullif($2, ''), block_height = nullif($3, 0), updated_at = now()
-				WHERE id = $4 AND NOT EXISTS (SELECT 1 FROM transactions WHERE network_transaction_id = $4 AND state = 'conflicted')`,
-				conf, o.BlockHash, o.BlockHeight, ntID); err != nil {
-				return err
-			}
-		}
-
-		var (
-			txID     int64
-			amount   Amount
-			receiver int64
-			addrOfTx *int64
-			credited bool
-			state    string
-		)
-		err = tx.QueryRow(ctx, `SELECT id, amount, receiving_account_id, address_id, credited, state FROM transactions
-			WHERE network_transaction_id = $1 AND output_index = $2 AND kind = 'deposit' FOR UPDATE`, ntID, o.Output).
-			Scan(&txID, &amount, &receiver, &addrOfTx, &credited, &state)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			up.New = true
-			credited, state, amount, receiver = false, "incoming", o.Amount, *accountID
-			if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, receiving_account_id, address_id, amount,
-				network_transaction_id, output_index) VALUES ($1, $2, 'deposit', 'incoming', $3, $4, $5, $6, $7) RETURNING id`,
-				l.assetID, l.walletID, receiver, addrID, amount, ntID, o.Output).Scan(&txID); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		case amount != o.Amount || addrOfTx == nil || *addrOfTx != addrID:
-			// An output of a transaction cannot change; a backend saying so is wrong, and the
-			// ledger keeps what it booked until a human looks.
-			return fmt.Errorf("deposit %s:%d was booked as %s to %s, the backend now reports %s to %s: %w",
-				o.TxID, o.Output, amount.Format(l.coin.Decimals), o.Address, o.Amount.Format(l.coin.Decimals), o.Address, ErrInconsistent)
-		}
-
-		if state == "conflicted" {
-			// Final: a double spend on the best chain is not undone by what a wallet says later.
-			return nil
-		}
-		newState := state
-		want := conf >= l.opts.Confirmations && !o.Conflicted
-		switch {
-		case want && !credited:
-			account, err := l.lockAccount(ctx, tx, receiver)
-			if err != nil {
-				return err
-			}
-			if err := l.adjust(ctx, tx, account, amount); err != nil {
-				return err
-			}
-			credited, up.Credited, newState = true, true, "credited"
-		case !want && credited:
-			account, err := l.lockAccount(ctx, tx, receiver)
-			if err != nil {
-				return err
-			}
-			if err := l.adjust(ctx, tx, account, -amount); err != nil {
-				return err
-			}
-			credited, up.Uncredited = false, true
-			newState = "incoming"
-			if conf < 0 {
-				newState = "reverted"
-			}
-			if o.Conflicted {
-				newState = "conflicted"
-			}
-		case o.Conflicted:
-			newState = "conflicted"
-		case !want && conf < 0:
-			newState = "reverted"
-		case !want:
-			newState = "incoming"
-		}
-		up.Changed = up.New || oldConf != conf || newState != state
-		if newState != state || up.Credited || up.Uncredited {
-			if _, err := tx.Exec(ctx, `UPDATE transactions SET state = $1, credited = $2, updated_at = now() WHERE id = $3`, newState, credited, txID); err != nil {
-				return err
-			}
-		}
-		up.Transaction, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, txID))
-		if err != nil {
-			return err
-		}
-		if up.Changed {
-			return l.writeEvent(ctx, tx, "txupdate", l.txUpdatePayload(up.Transaction, ntID, up))
-		}
-		return nil
+		var err error
+		out, err = l.bookDeposits(ctx, tx, obs)
+		return err
 	})
 	if err != nil {
-		return DepositUpdate{}, fmt.Errorf("booking deposit %s:%d: %w", o.TxID, o.Output, err)
+		if len(obs) == 1 {
+			return nil, fmt.Errorf("booking deposit %s:%d: %w", obs[0].TxID, obs[0].Output, err)
+		}
+		return nil, fmt.Errorf("booking %d deposits: %w", len(obs), err)
 	}
-	return up, nil
+	return out, nil
+}
+
+func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation) ([]DepositUpdate, error) {
+	bk := make([]booking, len(obs))
+
+	// Which outputs pay us, and to which account.
+	addrs := make([]string, 0, len(obs))
+	for _, o := range obs {
+		addrs = append(addrs, o.Address)
+	}
+	type addrRow struct {
+		id      int64
+		account *int64
+	}
+	known := map[string]addrRow{}
+	rows, err := tx.Query(ctx, `SELECT address, id, account_id FROM addresses WHERE asset_id = $1 AND address = ANY($2)`, l.assetID, addrs)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		a  string
+		ar addrRow
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&a, &ar.id, &ar.account}, func() error { known[a] = ar; return nil }); err != nil {
+		return nil, err
+	}
+
+	// The last observation of an output and of a transaction wins, as when booked one by one.
+	ours := make([]int, 0, len(obs))
+	lastOfOutput := map[reportKey]int{}
+	lastOfTx := map[string]int{}
+	for i, o := range obs {
+		ar, ok := known[o.Address]
+		if !ok || ar.account == nil {
+			bk[i].up.Ignored = true
+			continue
+		}
+		bk[i].addrID, bk[i].receiver = ar.id, *ar.account
+		bk[i].conf = min(o.Confirmations, l.opts.MaxTrackedConfirmations)
+		if o.Conflicted {
+			bk[i].conf = -1
+		}
+		lastOfOutput[reportKey{o.TxID, o.Output}] = i
+		lastOfTx[o.TxID] = i
+		ours = append(ours, i)
+	}
+	if len(ours) == 0 {
+		return updates(bk), nil
+	}
+
+	// Network transactions, in txid order so concurrent bookings lock them in the same order.
+	txids := make([]string, 0, len(lastOfTx))
+	for txid := range lastOfTx {
+		txids = append(txids, txid)
+	}
+	slices.Sort(txids)
+	confs, hashes, heights := make([]int32, len(txids)), make([]string, len(txids)), make([]int64, len(txids))
+	for j, txid := range txids {
+		i := lastOfTx[txid]
+		confs[j], hashes[j], heights[j] = bk[i].conf, obs[i].BlockHash, obs[i].BlockHeight
+	}
+	type ntRow struct {
+		id      int64
+		oldConf int32
+	}
+	nts := map[string]ntRow{}
+	rows, err = tx.Query(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations, block_hash, block_height)
+		SELECT $1, 'deposit', u.txid, u.conf, nullif(u.hash, ''), nullif(u.height, 0)
+		FROM unnest($2::text[], $3::integer[], $4::text[], $5::bigint[]) AS u(txid, conf, hash, height)
+		ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid
+		RETURNING txid, id, confirmations`, l.assetID, txids, confs, hashes, heights)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		txid string
+		nr   ntRow
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&txid, &nr.id, &nr.oldConf}, func() error { nts[txid] = nr; return nil }); err != nil {
+		return nil, err
+	}
+	var chIDs []int64
+	var chConfs []int32
+	var chHashes []string
+	var chHeights []int64
+	for j, txid := range txids {
+		if nr := nts[txid]; nr.oldConf != confs[j] {
+			chIDs, chConfs, chHashes, chHeights = append(chIDs, nr.id), append(chConfs, confs[j]), append(chHashes, hashes[j]), append(chHeights, heights[j])
+		}
+	}
+	if len(chIDs) > 0 {
+		// A conflicted transaction keeps the -1 it was given (see the state check below).
+		if _, err := tx.Exec(ctx, `UPDATE network_transactions n SET confirmations = u.conf, block_hash = nullif(u.hash, ''),
+				block_height = nullif(u.height, 0), updated_at = now()
+			FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::bigint[]) AS u(id, conf, hash, height)
+			WHERE n.id = u.id AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.network_transaction_id = u.id AND t.state = 'conflicted')`,
+			chIDs, chConfs, chHashes, chHeights); err != nil {
+			return nil, err
+		}
+	}
+
+	// The deposits already booked, locked.
+	keyNT, keyOut := make([]int64, 0, len(ours)), make([]int32, 0, len(ours))
+	for _, i := range ours {
+		nr := nts[obs[i].TxID]
+		bk[i].ntID, bk[i].oldConf = nr.id, nr.oldConf
+		keyNT, keyOut = append(keyNT, nr.id), append(keyOut, obs[i].Output)
+	}
+	type txRow struct {
+		id       int64
+		amount   Amount
+		receiver int64
+		addrID   *int64
+		credited bool
+		state    string
+	}
+	booked := map[outputKey]txRow{}
+	rows, err = tx.Query(ctx, `SELECT t.network_transaction_id, t.output_index, t.id, t.amount, t.receiving_account_id, t.address_id, t.credited, t.state
+		FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
+		WHERE t.kind = 'deposit' ORDER BY t.id FOR UPDATE OF t`, keyNT, keyOut)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		k  outputKey
+		tr txRow
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &tr.id, &tr.amount, &tr.receiver, &tr.addrID, &tr.credited, &tr.state},
+		func() error { booked[k] = tr; return nil }); err != nil {
+		return nil, err
+	}
+
+	// What each output's state becomes, and what that moves between accounts.
+	deltas := map[int64]Amount{}
+	var newIdx []int
+	var chgIDs []int64
+	var chgStates []string
+	var chgCredited []bool
+	for _, i := range ours {
+		o, b := obs[i], &bk[i]
+		if lastOfOutput[reportKey{o.TxID, o.Output}] != i {
+			continue // an earlier report of an output booked again below; it gets the final result
+		}
+		key := outputKey{b.ntID, o.Output}
+		row, ok := booked[key]
+		switch {
+		case !ok:
+			b.up.New = true
+			b.credited, b.state, b.amount = false, "incoming", o.Amount
+		case row.amount != o.Amount || row.addrID == nil || *row.addrID != b.addrID:
+			// An output of a transaction cannot change; a backend saying so is wrong, and the
+			// ledger keeps what it booked until a human looks.
+			return nil, fmt.Errorf("deposit %s:%d was booked as %s to %s, the backend now reports %s to %s: %w",
+				o.TxID, o.Output, row.amount.Format(l.coin.Decimals), o.Address, o.Amount.Format(l.coin.Decimals), o.Address, ErrInconsistent)
+		default:
+			b.txID, b.amount, b.receiver, b.credited, b.state = row.id, row.amount, row.receiver, row.credited, row.state
+		}
+		b.newState = b.state
+		if b.state == "conflicted" {
+			// Final: a double spend on the best chain is not undone by what a wallet says later.
+			continue
+		}
+		want := b.conf >= l.opts.Confirmations && !o.Conflicted
+		switch {
+		case want && !b.credited:
+			deltas[b.receiver] += b.amount
+			b.credited, b.up.Credited, b.newState = true, true, "credited"
+		case !want && b.credited:
+			deltas[b.receiver] -= b.amount
+			b.credited, b.up.Uncredited = false, true
+			b.newState = "incoming"
+			if b.conf < 0 {
+				b.newState = "reverted"
+			}
+			if o.Conflicted {
+				b.newState = "conflicted"
+			}
+		case o.Conflicted:
+			b.newState = "conflicted"
+		case !want && b.conf < 0:
+			b.newState = "reverted"
+		case !want:
+			b.newState = "incoming"
+		}
+		b.up.Changed = b.up.New || b.oldConf != b.conf || b.newState != b.state
+		switch {
+		case b.up.New:
+			newIdx = append(newIdx, i)
+		case b.newState != b.state || b.up.Credited || b.up.Uncredited:
+			chgIDs, chgStates, chgCredited = append(chgIDs, b.txID), append(chgStates, b.newState), append(chgCredited, b.credited)
+		}
+	}
+
+	if len(newIdx) > 0 {
+		n := len(newIdx)
+		states, credited := make([]string, n), make([]bool, n)
+		accts, addrIDs, amounts, ntIDs, outs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int32, n)
+		for j, i := range newIdx {
+			b := bk[i]
+			states[j], credited[j], accts[j], addrIDs[j], amounts[j], ntIDs[j], outs[j] = b.newState, b.credited, b.receiver, b.addrID, int64(b.amount), b.ntID, obs[i].Output
+		}
+		rows, err := tx.Query(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, credited, receiving_account_id, address_id, amount,
+				network_transaction_id, output_index)
+			SELECT $1, $2, 'deposit', u.state, u.credited, u.acct, u.addr, u.amount, u.nt, u.out
+			FROM unnest($3::text[], $4::boolean[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[])
+				WITH ORDINALITY AS u(state, credited, acct, addr, amount, nt, out, n)
+			ORDER BY u.n
+			RETURNING network_transaction_id, output_index, id`, l.assetID, l.walletID, states, credited, accts, addrIDs, amounts, ntIDs, outs)
+		if err != nil {
+			return nil, err
+		}
+		byKey := map[outputKey]int64{}
+		var id int64
+		if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &id}, func() error { byKey[k] = id; return nil }); err != nil {
+			return nil, err
+		}
+		for _, i := range newIdx {
+			if bk[i].txID = byKey[outputKey{bk[i].ntID, obs[i].Output}]; bk[i].txID == 0 {
+				return nil, fmt.Errorf("deposit %s:%d was not booked", obs[i].TxID, obs[i].Output)
+			}
+		}
+	}
+	if len(chgIDs) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE transactions t SET state = u.state, credited = u.credited, updated_at = now()
+			FROM unnest($1::bigint[], $2::text[], $3::boolean[]) AS u(id, state, credited) WHERE t.id = u.id`,
+			chgIDs, chgStates, chgCredited); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.moveDeposits(ctx, tx, deltas); err != nil {
+		return nil, err
+	}
+
+	// Every booked output as the ledger now has it, and an event for each that changed.
+	ids := make([]int64, 0, len(ours))
+	for _, i := range ours {
+		if bk[i].txID != 0 {
+			ids = append(ids, bk[i].txID)
+		}
+	}
+	rows, err = tx.Query(ctx, transactionSelect+` WHERE t.id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	now := map[int64]Transaction{}
+	for rows.Next() {
+		t, err := l.scanTransaction(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		now[t.ID] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var payloads []any
+	for _, i := range ours {
+		o := obs[i]
+		last := lastOfOutput[reportKey{o.TxID, o.Output}]
+		if last != i {
+			continue
+		}
+		bk[i].up.Transaction = now[bk[i].txID]
+		if bk[i].up.Changed {
+			payloads = append(payloads, l.txUpdatePayload(bk[i].up.Transaction, bk[i].ntID, bk[i].up))
+		}
+	}
+	for _, i := range ours {
+		o := obs[i]
+		if last := lastOfOutput[reportKey{o.TxID, o.Output}]; last != i {
+			// An earlier report of an output booked again: the same transaction, nothing more.
+			bk[i].up = DepositUpdate{Transaction: bk[last].up.Transaction}
+		}
+	}
+	if err := l.writeEvents(ctx, tx, "txupdate", payloads); err != nil {
+		return nil, err
+	}
+	return updates(bk), nil
+}
+
+func updates(bk []booking) []DepositUpdate {
+	out := make([]DepositUpdate, len(bk))
+	for i, b := range bk {
+		out[i] = b.up
+	}
+	return out
+}
+
+// moveDeposits credits (or takes back) deposits: each account's sum, and the wallet's total.
+// Accounts are locked in id order, so concurrent bookings and transfers do not deadlock.
+func (l *Ledger) moveDeposits(ctx context.Context, tx pgx.Tx, deltas map[int64]Amount) error {
+	ids := make([]int64, 0, len(deltas))
+	for id, d := range deltas {
+		if d != 0 {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	rows, err := tx.Query(ctx, `SELECT id, name, kind, balance FROM accounts WHERE id = ANY($1) AND wallet_id = $2 ORDER BY id FOR UPDATE`, ids, l.walletID)
+	if err != nil {
+		return err
+	}
+	accounts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Account, error) { return scanAccount(r) })
+	if err != nil {
+		return err
+	}
+	if len(accounts) != len(ids) {
+		return fmt.Errorf("crediting deposits: %d of accounts %v found: %w", len(accounts), ids, ErrNotFound)
+	}
+	var total Amount
+	amounts := make([]int64, len(ids))
+	for j, a := range accounts {
+		d := deltas[a.ID]
+		if _, err := a.Balance.Add(d); err != nil {
+			return fmt.Errorf("account %d: %w", a.ID, err)
+		}
+		if total, err = total.Add(d); err != nil {
+			return fmt.Errorf("wallet: %w", err)
+		}
+		ids[j], amounts[j] = a.ID, int64(d)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE accounts a SET balance = a.balance + u.delta FROM unnest($1::bigint[], $2::bigint[]) AS u(id, delta) WHERE a.id = u.id`,
+		ids, amounts); err != nil {
+		return err
+	}
+	if total == 0 {
+		return nil
+	}
+	return l.adjustWallet(ctx, tx, total)
 }
 
 // TxUpdate is the payload of a txupdate event. Amounts are decimal strings.
@@ -213,20 +520,34 @@ func (l *Ledger) txUpdatePayload(t Transaction, ntID int64, up DepositUpdate) Tx
 
 // writeEvent appends an event to the outbox with one pending delivery per configured target.
 func (l *Ledger) writeEvent(ctx context.Context, tx pgx.Tx, name string, payload any) error {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("encoding %s event: %w", name, err)
+	return l.writeEvents(ctx, tx, name, []any{payload})
+}
+
+// writeEvents appends events to the outbox in order, with one pending delivery each per
+// configured target, in one statement.
+func (l *Ledger) writeEvents(ctx context.Context, tx pgx.Tx, name string, payloads []any) error {
+	if len(payloads) == 0 {
+		return nil
 	}
-	var id int64
-	if err := tx.QueryRow(ctx, `INSERT INTO outbox_events (asset_id, name, payload) VALUES ($1, $2, $3) RETURNING id`, l.assetID, name, b).Scan(&id); err != nil {
-		return err
-	}
-	for _, target := range l.opts.EventTargets {
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox_deliveries (event_id, target) VALUES ($1, $2)`, id, target); err != nil {
-			return err
+	bodies := make([]string, len(payloads))
+	for i, p := range payloads {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("encoding %s event: %w", name, err)
 		}
+		bodies[i] = string(b)
 	}
-	return nil
+	targets := l.opts.EventTargets
+	if targets == nil {
+		targets = []string{}
+	}
+	_, err := tx.Exec(ctx, `WITH e AS (
+			INSERT INTO outbox_events (asset_id, name, payload)
+			SELECT $1, $2, u.p::jsonb FROM unnest($3::text[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n
+			RETURNING id)
+		INSERT INTO outbox_deliveries (event_id, target) SELECT e.id, t.target FROM e CROSS JOIN unnest($4::text[]) AS t(target)`,
+		l.assetID, name, bodies, targets)
+	return err
 }
 
 // Cursor is where catch-up resumes.

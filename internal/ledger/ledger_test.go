@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
@@ -527,4 +529,123 @@ func TestConflictedDepositIsFinal(t *testing.T) {
 	if err != nil || len(followed) != 0 {
 		t.Fatalf("a conflicted deposit is still followed: %+v %v", followed, err)
 	}
+}
+
+// TestDepositBatchBooksAsOneByOne books the same reports into two ledgers, in one batch and one
+// at a time, and compares what they hold: states, balances, and the events' payloads. The batch
+// has outputs of one transaction to two accounts, an address that is not ours, a credit, a
+// reorg's take-back, a double spend and a report that contradicts the ledger; the contradiction
+// is refused and the rest of its batch is booked anyway. An output reported twice in one batch is
+// booked once, as its last report says.
+func TestDepositBatchBooksAsOneByOne(t *testing.T) {
+	ctx := context.Background()
+	setup := func() (*Ledger, *pgxpool.Pool, [2]int64) {
+		pool := newPool(t)
+		l := open(t, pool, "app")
+		var ids [2]int64
+		for i, name := range []string{"alice", "bob"} {
+			a, err := l.CreateAccount(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.AddReceivingAddress(ctx, a.ID, "addr-"+name, ""); err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = a.ID
+		}
+		// Booked before: one credited deposit a reorg takes back, one a double spend ends, one
+		// the backend will misreport.
+		for _, o := range []Observation{
+			{TxID: "old1", Output: 0, Address: "addr-alice", Amount: 7_000, Confirmations: 3},
+			{TxID: "old2", Output: 0, Address: "addr-bob", Amount: 9_000, Confirmations: 4},
+			{TxID: "old3", Output: 2, Address: "addr-bob", Amount: 11_000, Confirmations: 1},
+		} {
+			if _, err := l.RecordDeposit(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return l, pool, ids
+	}
+	reports := []Observation{
+		{TxID: "new1", Output: 0, Address: "addr-alice", Amount: 1_000, Confirmations: 3},
+		{TxID: "new1", Output: 1, Address: "addr-bob", Amount: 2_000, Confirmations: 3},
+		{TxID: "new1", Output: 2, Address: "addr-change", Amount: 3_000, Confirmations: 3},
+		{TxID: "old3", Output: 2, Address: "addr-bob", Amount: 99_000, Confirmations: 2}, // contradicts the ledger
+		{TxID: "new2", Output: 0, Address: "addr-bob", Amount: 4_000, Confirmations: 0},
+		{TxID: "old1", Output: 0, Address: "addr-alice", Amount: 7_000, Confirmations: -1},
+		{TxID: "old2", Output: 0, Address: "addr-bob", Amount: 9_000, Confirmations: -1, Conflicted: true},
+	}
+	state := func(l *Ledger, pool *pgxpool.Pool, ids [2]int64) string {
+		t.Helper()
+		mustCheck(t, pool)
+		rows, err := pool.Query(ctx, `SELECT n.txid || ':' || t.output_index || ' ' || t.state || ' ' || t.credited || ' ' || n.confirmations
+			FROM transactions t JOIN network_transactions n ON n.id = t.network_transaction_id WHERE t.kind = 'deposit' ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err = pool.Query(ctx, `SELECT payload->>'txid' || ':' || (payload->>'output_index') || ' ' || (payload->>'state') || ' ' || (payload->>'confirmations')
+			FROM outbox_events ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("alice %d bob %d\n%s\nevents:\n%s", balance(t, l, ids[0]), balance(t, l, ids[1]),
+			strings.Join(txs, "\n"), strings.Join(events, "\n"))
+	}
+
+	one, onePool, oneIDs := setup()
+	for _, o := range reports {
+		_, err := one.RecordDeposit(ctx, o)
+		if err != nil && !errors.Is(err, ErrNotOurAddress) && !errors.Is(err, ErrInconsistent) {
+			t.Fatal(err)
+		}
+	}
+	batch, batchPool, batchIDs := setup()
+	ups, err := batch.RecordDeposits(ctx, reports)
+	if !errors.Is(err, ErrInconsistent) || !strings.Contains(err.Error(), "old3:2") {
+		t.Errorf("the contradiction: %v", err)
+	}
+	if len(ups) != len(reports) || !ups[0].New || !ups[0].Credited || !ups[1].Credited || !ups[2].Ignored || ups[3].Transaction.ID != 0 ||
+		!ups[4].New || ups[4].Credited || !ups[5].Uncredited || !ups[6].Uncredited {
+		t.Errorf("updates: %+v", ups)
+	}
+	got, want := state(batch, batchPool, batchIDs), state(one, onePool, oneIDs)
+	if got != want {
+		t.Errorf("booked in a batch:\n%s\none by one:\n%s", got, want)
+	}
+	if !strings.Contains(got, "alice 1000 bob 2000") {
+		t.Errorf("balances:\n%s", got)
+	}
+	// The same batch again changes nothing.
+	again, err := batch.RecordDeposits(ctx, slices.Delete(slices.Clone(reports), 3, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, up := range again {
+		if up.Changed || up.Credited || up.Uncredited {
+			t.Errorf("report %d changed something the second time: %+v", i, up)
+		}
+	}
+	if after := state(batch, batchPool, batchIDs); after != got {
+		t.Errorf("a repeated batch changed the ledger:\n%s\nbefore:\n%s", after, got)
+	}
+
+	ups, err = batch.RecordDeposits(ctx, []Observation{
+		{TxID: "twice", Output: 0, Address: "addr-alice", Amount: 500, Confirmations: 0},
+		{TxID: "twice", Output: 0, Address: "addr-alice", Amount: 500, Confirmations: 4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ups[0].Changed || !ups[1].New || !ups[1].Credited || ups[0].Transaction.ID != ups[1].Transaction.ID || balance(t, batch, batchIDs[0]) != 1_500 {
+		t.Errorf("an output reported twice in a batch: %+v", ups)
+	}
+	mustCheck(t, batchPool)
 }
