@@ -26,6 +26,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,10 @@ type Client struct {
 	unlockHTTP    *http.Client
 	unlockMu      sync.Mutex
 	unlockedUntil time.Time
+	// lastTip is the tip the last listing ended at, so a listing that ends at the same block
+	// needs no second call to learn its height: an idle poll is one call.
+	tipMu   sync.Mutex
+	lastTip backend.Tip
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -307,6 +312,8 @@ type walletTx struct {
 	Fee           json.Number `json:"fee"`
 	Details       []detail    `json:"details"`
 	Hex           string      `json:"hex"`
+	// WalletBlockHeight is Bitcoin Core's own word on the block's height (btcwallet has none).
+	WalletBlockHeight int64 `json:"blockheight"`
 	// blockHeight is the block's height on the node's best chain, once onChain has looked.
 	blockHeight int64
 	// listsinceblock entries carry one detail each, flattened into the entry.
@@ -364,6 +371,23 @@ func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transact
 	if !backend.ValidTxID(txid) {
 		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
+	if c.opts.Flavor == BitcoinCore {
+		// Bitcoin Core's wallet runs in the node's process and counts confirmations (negative
+		// for a conflict) on the node's own chain, with the block's height: one call.
+		var t walletTx
+		if err := c.read(ctx, "gettransaction", &t, txid); err != nil {
+			return backend.Transaction{}, err
+		}
+		if t.TxID == "" {
+			t.TxID = txid
+		}
+		if err := c.onChain(ctx, places{}, &t, 0); err != nil {
+			return backend.Transaction{}, err
+		}
+		return c.convert("gettransaction", t, t.Details)
+	}
+	// btcwallet counts confirmations from its own sync state, which can hold a block the node
+	// left: its height is read first, to put the transaction's block where its numbers claim.
 	walletHeight, err := c.walletHeight(ctx)
 	if err != nil {
 		return backend.Transaction{}, err
@@ -401,36 +425,86 @@ func (c *Client) walletHeight(ctx context.Context) (int64, error) {
 	return h, err
 }
 
-// Since lists wallet transactions since a block. The tip is read first, so a block mined during
-// the call is listed again next time rather than skipped: booking is idempotent, a gap is not.
+// Since lists wallet transactions since a block with one listsinceblock, and resumes from the
+// block the wallet says the listing ends at (lastblock): the listing covers at least that block,
+// so nothing mined meanwhile is skipped, and a block listed twice is booked once. The height of
+// that block is asked only when it is not the block the previous listing ended at, so an idle
+// poll costs the backend one call.
 func (c *Client) Since(ctx context.Context, blockHash string) ([]backend.Transaction, backend.Tip, error) {
-	tip, err := c.Tip(ctx)
+	res, err := c.listSince(ctx, blockHash)
 	if err != nil {
 		return nil, backend.Tip{}, err
 	}
-	txs, err := c.since(ctx, blockHash, tip)
+	tip, err := c.tipAt(ctx, res.LastBlock)
+	if err != nil {
+		return nil, backend.Tip{}, err
+	}
+	txs, err := c.collect(ctx, res.Transactions, tip)
 	return txs, tip, err
 }
 
-func (c *Client) since(ctx context.Context, blockHash string, tip backend.Tip) ([]backend.Transaction, error) {
-	var res struct {
-		Transactions []walletTx `json:"transactions"`
-		LastBlock    string     `json:"lastblock"`
+// tipAt is the tip the wallet's listing ended at: its block, with the height from the node.
+func (c *Client) tipAt(ctx context.Context, hash string) (backend.Tip, error) {
+	c.tipMu.Lock()
+	last := c.lastTip
+	c.tipMu.Unlock()
+	if hash != "" && hash == last.Hash {
+		return last, nil
 	}
+	var tip backend.Tip
+	if hash == "" {
+		// A wallet that does not say where its listing ends: the tip, read after the listing,
+		// is the block to resume from.
+		var err error
+		if tip, err = c.Tip(ctx); err != nil {
+			return backend.Tip{}, err
+		}
+	} else {
+		var hdr struct {
+			Height int64 `json:"height"`
+		}
+		if err := c.read(ctx, "getblockheader", &hdr, hash, true); err != nil {
+			return backend.Tip{}, fmt.Errorf("the height of the listing's last block %s: %w", hash, err)
+		}
+		tip = backend.Tip{Height: hdr.Height, Hash: hash}
+	}
+	c.tipMu.Lock()
+	c.lastTip = tip
+	c.tipMu.Unlock()
+	return tip, nil
+}
+
+// listing is listsinceblock's answer.
+type listing struct {
+	Transactions []walletTx `json:"transactions"`
+	LastBlock    string     `json:"lastblock"`
+}
+
+func (c *Client) listSince(ctx context.Context, blockHash string) (listing, error) {
+	var res listing
 	var params []any
 	if blockHash != "" {
 		params = append(params, blockHash)
 	}
-	if err := c.read(ctx, "listsinceblock", &res, params...); err != nil {
+	err := c.read(ctx, "listsinceblock", &res, params...)
+	return res, err
+}
+
+func (c *Client) since(ctx context.Context, blockHash string, tip backend.Tip) ([]backend.Transaction, error) {
+	res, err := c.listSince(ctx, blockHash)
+	if err != nil {
 		return nil, err
 	}
+	return c.collect(ctx, res.Transactions, tip)
+}
+
+// collect turns a listing into Transactions, tip being the block it was listed to.
+func (c *Client) collect(ctx context.Context, entries []walletTx, tip backend.Tip) ([]backend.Transaction, error) {
 	col := newCollector(c, "listsinceblock", tip.Height)
-	for _, e := range res.Transactions {
-		if err := col.add(ctx, e); err != nil {
-			return nil, err
-		}
+	for _, e := range entries {
+		col.add(e)
 	}
-	return col.out, nil
+	return col.finish(ctx)
 }
 
 // collector turns wallet listing entries, one per transaction detail, into Transactions, with
@@ -439,42 +513,52 @@ type collector struct {
 	c         *Client
 	method    string
 	tipHeight int64
-	seen      places
 	byTx      map[string]int
 	details   map[string]bool
-	out       []backend.Transaction
+	txs       []walletTx
+	txDetails [][]detail
 }
 
 func newCollector(c *Client, method string, tipHeight int64) *collector {
-	return &collector{c: c, method: method, tipHeight: tipHeight, seen: places{}, byTx: map[string]int{}, details: map[string]bool{}}
+	return &collector{c: c, method: method, tipHeight: tipHeight, byTx: map[string]int{}, details: map[string]bool{}}
 }
 
-func (col *collector) add(ctx context.Context, e walletTx) error {
+func (col *collector) add(e walletTx) {
 	// A paged listing can show an entry twice when the wallet gains entries between pages.
 	key := fmt.Sprintf("%s/%s/%d", e.TxID, e.Category, e.Vout)
 	if col.details[key] {
-		return nil
+		return
 	}
 	col.details[key] = true
 	i, known := col.byTx[e.TxID]
 	if !known {
-		if err := col.c.onChain(ctx, col.seen, &e, col.tipHeight-int64(e.Confirmations)+1); err != nil {
-			return err
+		col.byTx[e.TxID], i = len(col.txs), len(col.txs)
+		col.txs = append(col.txs, e)
+		col.txDetails = append(col.txDetails, nil)
+	}
+	col.txDetails[i] = append(col.txDetails[i], e.detail)
+}
+
+// finish checks the blocks of the transactions that pay the wallet on the node's chain and
+// converts every transaction. Only received outputs are booked, so the blocks of the wallet's
+// other entries (its own sends, a miner's coinbase outputs: a block each) are not looked up;
+// those transactions keep the wallet's word.
+func (col *collector) finish(ctx context.Context) ([]backend.Transaction, error) {
+	seen := places{}
+	out := make([]backend.Transaction, 0, len(col.txs))
+	for i, t := range col.txs {
+		if slices.ContainsFunc(col.txDetails[i], func(d detail) bool { return d.Category == "receive" }) {
+			if err := col.c.onChain(ctx, seen, &t, col.tipHeight-int64(t.Confirmations)+1); err != nil {
+				return nil, err
+			}
 		}
-		t, err := col.c.convert(col.method, e, nil)
+		tx, err := col.c.convert(col.method, t, col.txDetails[i])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		col.byTx[e.TxID], i = len(col.out), len(col.out)
-		col.out = append(col.out, t)
+		out = append(out, tx)
 	}
-	one, err := col.c.convert(col.method, walletTx{TxID: e.TxID}, []detail{e.detail})
-	if err != nil {
-		return err
-	}
-	col.out[i].Received = append(col.out[i].Received, one.Received...)
-	col.out[i].Sent = col.out[i].Sent || one.Sent
-	return nil
+	return out, nil
 }
 
 // recentPage is how many entries one listtransactions call reads.
@@ -501,12 +585,11 @@ func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Tran
 				older = true
 				continue
 			}
-			if err := col.add(ctx, e); err != nil {
-				return nil, tip, err
-			}
+			col.add(e)
 		}
 		if older || len(entries) < recentPage {
-			return col.out, tip, nil
+			txs, err := col.finish(ctx)
+			return txs, tip, err
 		}
 	}
 }

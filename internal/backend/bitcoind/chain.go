@@ -11,11 +11,13 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 )
 
-// A wallet's word on where a transaction is mined is not the chain's: btcwallet rolls back only
+// A wallet's word on where a transaction is mined is not always the chain's: btcwallet rolls back only
 // the tip block of a reorganisation, and keeps reporting a block hash that left the best chain,
 // with confirmations still rising. So every block a wallet transaction claims is looked up at the
 // node (through the wallet's endpoint: btcwallet passes chain methods on to btcd), and
-// confirmations come from the node's best chain.
+// confirmations come from the node's best chain. Bitcoin Core's wallet lives in the node's process
+// and follows its chain, reorganisations included, so its word (with the height it gives) is
+// taken as the chain's, and a lookup costs one call.
 
 // place is where a block stands on the node's best chain.
 type place struct {
@@ -107,6 +109,11 @@ func (c *Client) nodeHeight(ctx context.Context) (int64, error) {
 // onChain replaces what the wallet says of t's block with what the node says.
 func (c *Client) onChain(ctx context.Context, seen places, t *walletTx, claimedHeight int64) error {
 	if t.BlockHash == "" || t.Confirmations <= 0 {
+		return nil
+	}
+	if c.opts.Flavor == BitcoinCore && t.WalletBlockHeight > 0 {
+		// Bitcoin Core's wallet is the node's: its block and height are the chain's.
+		t.blockHeight = t.WalletBlockHeight
 		return nil
 	}
 	p, err := c.blockPlace(ctx, seen, t.BlockHash, claimedHeight)
