@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -124,6 +125,9 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
+// PoolIdleTime is how long a pool connection stays open unused.
+const PoolIdleTime = 2 * time.Minute
+
 // PoolConfig parses the ledger database's URL and sizes the pool: the one place the helper and
 // the maintenance commands set up their connections. pgx's own parse error can quote the URL,
 // password included, so the error says what is wrong without it.
@@ -135,5 +139,11 @@ func PoolConfig(url string, maxConns int32) (*pgxpool.Config, error) {
 	if maxConns > 0 {
 		pc.MaxConns = maxConns
 	}
+	// maxConns is a ceiling for bursts (API traffic, a catch-up beside a broadcast), not what an
+	// idle helper holds: many helpers share one database, so a connection idle for a poll
+	// interval or two is closed, and nothing is opened in advance.
+	pc.MinConns = 0
+	pc.MaxConnIdleTime = PoolIdleTime
+	pc.HealthCheckPeriod = PoolIdleTime / 2
 	return pc, nil
 }
