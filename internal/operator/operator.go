@@ -29,8 +29,11 @@ import (
 
 // Options configure the operator.
 type Options struct {
-	MetricsAddr             string
-	ProbeAddr               string
+	MetricsAddr string
+	ProbeAddr   string
+	// PprofAddr serves net/http/pprof when set ("" or "0": off), for finding where time and
+	// memory go at scale.
+	PprofAddr               string
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	MaxConcurrentReconciles int
@@ -62,14 +65,17 @@ func ParseNamespaces(s string) []string {
 	return out
 }
 
-// stripForCache drops what the operator never reads from cached objects. Secret metadata goes
-// too: kubectl's last-applied-configuration annotation would otherwise put Secret values in memory.
+// stripForCache drops what the operator never reads from cached objects. Of the Secrets (the
+// only objects cached as metadata) the operator needs the name alone, to map an edit to the
+// assets that reference it; every Secret of the watched namespaces is held, so the rest goes:
+// kubectl's last-applied-configuration annotation would otherwise put Secret values in memory,
+// and labels and owners would make memory grow with what other applications store.
 func stripForCache(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
 	}
 	if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		p.Annotations = nil
+		p.Annotations, p.Labels, p.OwnerReferences, p.Finalizers = nil, nil, nil, nil
 	}
 	return obj, nil
 }
@@ -106,6 +112,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		Cache:                         cacheOpts,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
+		PprofBindAddress:              opts.PprofAddr,
 		LeaderElection:                opts.LeaderElect,
 		LeaderElectionID:              LeaseID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
