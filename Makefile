@@ -86,12 +86,14 @@ test: setup-node verify-generated vet lint-chart ## Run the whole test suite aga
 	REQUIRE_TEST_ASSETS=1 go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench-operator bench-helper bench
+BENCH_RUN = REQUIRE_TEST_ASSETS=1 BENCH_N=$(N) OPERATOR_BINARY=$(BIN)/cryptoassets \
+	go test -count=1 -run '^$$' -benchtime 1x -timeout 90m ./test/bench/ -bench
 bench-operator: setup-test build ## Operator benchmark: N CryptoAssets (N=200) vs writing the same objects directly.
-	REQUIRE_TEST_ASSETS=1 BENCH_N=$(N) OPERATOR_BINARY=$(BIN)/cryptoassets \
-		go test -count=1 -run '^$$' -bench BenchmarkOperatorConvergence -benchtime 1x -timeout 30m ./test/bench/
-bench-helper: setup-test ## Helper benchmarks: transfers vs pgbench, events vs bare HTTP, broadcast, intake and rescan vs bare RPC.
-	REQUIRE_TEST_ASSETS=1 go test -count=1 -run '^$$' -bench 'BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake|BenchmarkRescan' -benchtime 1x -timeout 30m ./test/bench/
-bench: bench-operator bench-helper ## All benchmarks.
+	$(BENCH_RUN) 'BenchmarkOperatorConvergence' 2>&1 | go run ./hack/benchtable
+bench-helper: setup-test build ## Helper benchmarks: footprint of 50 idle helpers, transfers vs pgbench, events vs bare HTTP, broadcast, intake and rescan vs bare RPC.
+	$(BENCH_RUN) 'BenchmarkHelperFootprint|BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake|BenchmarkRescan' 2>&1 | go run ./hack/benchtable
+bench: setup-test build ## All benchmarks, one table: ours, the baseline measured in the same run, ratio, goal. Sizes: N, BENCH_* (see test/bench).
+	$(BENCH_RUN) '.' 2>&1 | go run ./hack/benchtable
 
 .PHONY: dev
 BACKEND ?= bitcoind

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -34,6 +35,28 @@ func envInt(b *testing.B, name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// profiled times f and, when BENCH_PROFILE_DIR is set, writes the CPU profile of just that
+// section to <dir>/<name>.cpu, for `go tool pprof -top`.
+func profiled(b *testing.B, name string, f func() error) (time.Duration, error) {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" {
+		return timeIt(f)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, name+".cpu"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		b.Fatalf("profiling %s: %v (run without -cpuprofile)", name, err)
+	}
+	defer pprof.StopCPUProfile()
+	return timeIt(f)
 }
 
 func startPG(b *testing.B) *pgtest.Server {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -58,14 +59,17 @@ func assetFor(ns, name string) *v1alpha1.CryptoAsset {
 }
 
 // parallel runs f(i) for i in [0,n) on `workers` goroutines and returns the first error.
-func parallel(n int, f func(i int) error) error {
+func parallel(n int, f func(i int) error) error { return parallelOn(workers, n, f) }
+
+// parallelOn is parallel on w goroutines.
+func parallelOn(w, n int, f func(i int) error) error {
 	var (
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
 	)
 	next := make(chan int)
-	for w := 0; w < workers; w++ {
+	for range w {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -87,7 +91,9 @@ func parallel(n int, f func(i int) error) error {
 // BenchmarkOperatorConvergence creates N CryptoAssets (BENCH_N, default 200) for a running operator
 // process and measures the time until every one has all its children and a current
 // observedGeneration; next to it, the time a plain client needs to write the same objects
-// directly. It also reports the operator's peak RSS and the writes it makes in 30 s of idling.
+// directly, with the same client rate limit as the operator's. The watched namespace also holds
+// BENCH_UNRELATED (default 10000) Secrets and ConfigMaps that are none of the operator's business,
+// half each. It also reports the operator's peak RSS and the writes it makes in 30 s of idling.
 func BenchmarkOperatorConvergence(b *testing.B) {
 	bin := os.Getenv("OPERATOR_BINARY")
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" || bin == "" {
@@ -134,6 +140,24 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	unrelated := 10000
+	if s := os.Getenv("BENCH_UNRELATED"); s != "" {
+		if unrelated, err = strconv.Atoi(s); err != nil || unrelated < 0 {
+			b.Fatalf("BENCH_UNRELATED=%q is not a number", s)
+		}
+	}
+	// Unrelated objects the size of typical application config, with labels and annotations.
+	filler := strings.Repeat("x", 1024)
+	if err := parallelOn(16, unrelated, func(i int) error {
+		meta := metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%05d", i), Namespace: "operated",
+			Labels: map[string]string{"app": "shop", "tier": "web"}, Annotations: map[string]string{"note": filler}}
+		if i%2 == 0 {
+			return c.Create(ctx, &corev1.Secret{ObjectMeta: meta, StringData: map[string]string{"key": filler}})
+		}
+		return c.Create(ctx, &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"key": filler}})
+	}); err != nil {
+		b.Fatalf("creating unrelated objects: %v", err)
+	}
 
 	// Baseline: the same Secrets, CryptoAssets and rendered children, written directly, plus the
 	// status patch the operator makes. UIDs come from the created CryptoAsset, as in the operator.
@@ -178,11 +202,17 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 		b.Fatal(err)
 	}
 	probeAddr := "127.0.0.1:" + strconv.Itoa(probePort)
+	pprofPort, err := loopback.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pprofAddr := "127.0.0.1:" + strconv.Itoa(pprofPort)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, bin, "operator", "--kubeconfig", kubeconfig, "--helper-image", "bench:1",
+		"--kube-api-qps", strconv.Itoa(int(fast.QPS)), "--kube-api-burst", strconv.Itoa(fast.Burst),
 		"--max-concurrent-reconciles", strconv.Itoa(workers), "--watch-namespace", "operated",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr, "--zap-log-level", "error")
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr, "--pprof-bind-address", pprofAddr, "--zap-log-level", "error")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("starting the operator: %v", err)
@@ -215,6 +245,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	}
 	converge := time.Since(start)
 
+	saveProfile(b, "http://"+pprofAddr+"/debug/pprof/heap", "operator.heap")
 	writesBefore := apiWrites(b, cfg)
 	time.Sleep(idle)
 	idleWrites := apiWrites(b, cfg) - writesBefore
@@ -225,10 +256,34 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	b.ReportMetric(converge.Seconds()/baseline.Seconds(), "ratio")
 	b.ReportMetric(float64(rss)/1024, "peak-rss-MiB")
 	b.ReportMetric(float64(idleWrites), "idle-writes")
-	b.Logf("N=%d: operator converged in %s, direct writes took %s (ratio %.2f); operator peak RSS %d KiB; %d writes in %s idle",
-		n, converge.Round(time.Millisecond), baseline.Round(time.Millisecond), converge.Seconds()/baseline.Seconds(), rss, idleWrites, idle)
+	b.Logf("N=%d, %d unrelated Secrets and ConfigMaps: operator converged in %s, direct writes took %s (ratio %.2f); operator peak RSS %d KiB; %d writes in %s idle",
+		n, unrelated, converge.Round(time.Millisecond), baseline.Round(time.Millisecond), converge.Seconds()/baseline.Seconds(), rss, idleWrites, idle)
 	if idleWrites != 0 {
 		b.Fatalf("the operator wrote %d times while nothing changed", idleWrites)
+	}
+}
+
+// saveProfile writes a profile the operator serves to BENCH_PROFILE_DIR, when set.
+func saveProfile(b *testing.B, url, name string) {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" {
+		return
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatalf("reading %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		b.Fatal(err)
 	}
 }
 

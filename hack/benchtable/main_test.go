@@ -1,0 +1,54 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestTable(t *testing.T) {
+	in := `goos: linux
+BenchmarkIntake-2   	       1	15173366544 ns/op	         0.09 bare-insert-s	         0.08 bare-rpc-s	         0.2 catchup-s	      4271 deposits/s	         1.346 ratio
+BenchmarkEventDelivery-2   	       1	1 ns/op	  900 events/s	 1000 bare-posts/s
+BenchmarkOperatorConvergence-2   	       1	1 ns/op	  80.5 peak-rss-MiB	 0 idle-writes	 10 operator-s	 5 direct-s
+--- FAIL: BenchmarkRescan
+`
+	metrics, failed, err := parse(strings.NewReader(in), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 1 || failed[0] != "BenchmarkRescan" {
+		t.Errorf("failed = %v", failed)
+	}
+	var out strings.Builder
+	table(&out, metrics)
+	for _, want := range []string{
+		"intake: deposits booked vs bare RPC + bare insert  0.200 s",
+		"0.170 s",
+		"1.18x",
+		"<= 1.30x",
+		"events: delivered vs bare HTTP posts",
+		"0.90x",
+		"operator: converge N assets vs direct writes",
+		"2.00x",
+		"operator: peak RSS",
+		"80.50 MiB",
+		"<= 64.00 MiB",
+		"operator: writes while idle",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	met := map[string]string{}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		met[strings.Join(f[:3], " ")] = f[len(f)-1]
+	}
+	for name, want := range map[string]string{"intake: deposits booked": "yes", "events: delivered vs": "yes", "operator: converge N": "NO", "operator: peak RSS": "NO", "operator: writes while": "yes"} {
+		if met[name] != want {
+			t.Errorf("%s: met = %q, want %q\n%s", name, met[name], want, out.String())
+		}
+	}
+}

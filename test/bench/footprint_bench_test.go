@@ -1,0 +1,278 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
+)
+
+// callCounter is a reverse proxy in front of the wallet that counts the JSON-RPC calls made
+// through it, by method.
+type callCounter struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *callCounter) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.calls))
+	for k, v := range c.calls {
+		out[k] = v
+	}
+	return out
+}
+
+func countingProxy(b *testing.B, target string) (*callCounter, string) {
+	u, err := url.Parse(target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &callCounter{calls: map[string]int{}}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var req struct {
+			Method string `json:"method"`
+		}
+		_ = json.Unmarshal(body, &req)
+		c.mu.Lock()
+		c.calls[req.Method]++
+		c.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		proxy.ServeHTTP(w, r)
+	}))
+	b.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
+// procStat is what /proc says of a process: resident memory and CPU time used.
+type procStat struct {
+	rssKiB int
+	cpu    time.Duration
+}
+
+func readProc(b *testing.B, pid int) procStat {
+	var st procStat
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatalf("reading helper %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			st.rssKiB, _ = strconv.Atoi(f[1])
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatalf("reading helper %d: %v", pid, err)
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	st.cpu = time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+	return st
+}
+
+// BenchmarkHelperFootprint starts BENCH_HELPERS (default 50) helper processes, one asset each,
+// against one PostgreSQL and one btcd/btcwallet, lets them settle for a poll interval and then
+// measures BENCH_IDLE (default 60s) of idling: resident memory and CPU per helper, the
+// PostgreSQL connections they hold, and the backend calls they make, counted by a proxy in front
+// of the wallet. Probes are polled meanwhile as a kubelet would, every 10 s each, so calls they
+// caused would be counted. The baseline of the calls is the number of poll intervals in the
+// window: the goal is at most one call per helper per interval.
+func BenchmarkHelperFootprint(b *testing.B) {
+	bin := os.Getenv("OPERATOR_BINARY")
+	if bin == "" {
+		b.Skip("needs OPERATOR_BINARY (the cryptoassets binary); run `make bench-helper`")
+	}
+	helpers := envInt(b, "BENCH_HELPERS", 50)
+	idle := 60 * time.Second
+	if s := os.Getenv("BENCH_IDLE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatalf("BENCH_IDLE: %v", err)
+		}
+		idle = d
+	}
+	poll := 15 * time.Second
+	srv := startPG(b)
+	node, _ := startNode(b)
+	ctx := context.Background()
+	dbURL, err := srv.NewDatabase(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	counter, proxyURL := countingProxy(b, node.WalletURL())
+
+	cfgs := make([]*config.Config, helpers)
+	paths := make([]string, helpers)
+	for i := range helpers {
+		cfg := testassets.HelperConfig(b, node, dbURL, "")
+		cfg.Asset.Name = fmt.Sprintf("asset-%02d", i)
+		cfg.Backend.Bitcoind.URL = proxyURL
+		cfg.Notify.PollInterval = config.Duration{Duration: poll}
+		cfg.Broadcast.Period = config.Duration{}
+		cfg.Database.MaxConnections = 0
+		cfg.SetDefaults()
+		if err := cfg.Validate(); err != nil {
+			b.Fatal(err)
+		}
+		cfgs[i], paths[i] = cfg, testassets.WriteConfig(b, cfg)
+	}
+	if out, err := exec.Command(bin, "initializedb", "--config", paths[0]).CombinedOutput(); err != nil {
+		b.Fatalf("initializedb: %v\n%s", err, out)
+	}
+	procs := make([]*exec.Cmd, helpers)
+	logs := make([]*lockedWriter, helpers)
+	for i := range helpers {
+		logs[i] = &lockedWriter{}
+		cmd := exec.Command(bin, "helper", "--config", paths[i])
+		cmd.Stdout, cmd.Stderr = logs[i], logs[i]
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		procs[i] = cmd
+	}
+	b.Cleanup(func() {
+		for _, p := range procs {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
+	})
+	for i, cfg := range cfgs {
+		waitHelperReady(b, "http://"+cfg.Server.MetricsListen+"/readyz", 3*time.Minute, logs[i])
+	}
+	// Start-up work (migrations checked, first catch-up, addresses) is not idling.
+	time.Sleep(poll)
+
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	var probes sync.WaitGroup
+	for _, cfg := range cfgs {
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
+			for {
+				for _, p := range []string{"/readyz", "/healthz"} {
+					if resp, err := http.Get("http://" + cfg.Server.MetricsListen + p); err == nil {
+						resp.Body.Close()
+					}
+				}
+				select {
+				case <-probeCtx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	before := counter.snapshot()
+	cpuBefore := make([]time.Duration, helpers)
+	for i, p := range procs {
+		cpuBefore[i] = readProc(b, p.Process.Pid).cpu
+	}
+	time.Sleep(idle)
+	after := counter.snapshot()
+	stopProbes()
+	probes.Wait()
+
+	var cpu time.Duration
+	var rssKiB []int
+	for i, p := range procs {
+		st := readProc(b, p.Process.Pid)
+		rssKiB = append(rssKiB, st.rssKiB)
+		cpu += st.cpu - cpuBefore[i]
+	}
+	conns := 0
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&conns); err != nil {
+		b.Fatal(err)
+	}
+	calls, byMethod := 0, []string{}
+	for m, n := range after {
+		if d := n - before[m]; d > 0 {
+			calls += d
+			byMethod = append(byMethod, fmt.Sprintf("%s=%d", m, d))
+		}
+	}
+	sort.Strings(byMethod)
+	sort.Ints(rssKiB)
+	total := 0
+	for _, k := range rssKiB {
+		total += k
+	}
+	intervals := idle.Seconds() / poll.Seconds()
+	perHelperCalls := float64(calls) / float64(helpers)
+	b.ReportMetric(float64(total)/float64(helpers)/1024, "rss-MiB/helper")
+	b.ReportMetric(float64(rssKiB[len(rssKiB)-1])/1024, "max-rss-MiB")
+	b.ReportMetric(cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), "cpu-ms/helper/min")
+	b.ReportMetric(float64(conns)/float64(helpers), "pg-conns/helper")
+	b.ReportMetric(perHelperCalls/idle.Minutes(), "calls/helper/min")
+	b.ReportMetric(perHelperCalls/intervals, "calls/helper/poll")
+	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s): RSS %.1f MiB per helper (max %.1f); CPU %.1f ms per helper per minute; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
+		helpers, idle, poll, float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
+		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers), calls, perHelperCalls/intervals,
+		strings.Join(byMethod, " "))
+}
+
+// lockedWriter lets a helper's log be read while the process writes it.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  bytes.Buffer
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func waitHelperReady(b *testing.B, url string, within time.Duration, log *lockedWriter) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Fatalf("helper not ready at %s within %s; its log:\n%s", url, within, log)
+}
