@@ -122,7 +122,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	}
 	bc := broadcast.New(l, backend, time.Minute, logr.Discard())
 	var r broadcast.Result
-	took, err := timeIt(func() (err error) { r, err = bc.Run(ctx); return err })
+	took, err := profiled(b, "broadcast", func() (err error) { r, err = bc.Run(ctx); return err })
 	if err != nil || r.Sends != n {
 		b.Fatalf("broadcast: %+v %v", r, err)
 	}
