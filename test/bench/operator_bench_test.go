@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,6 +221,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	defer func() { cancel(); _ = cmd.Wait() }()
 	waitReady(b, "http://"+probeAddr+"/readyz")
 
+	requestsBefore := apiRequests(b, cfg)
 	start = time.Now()
 	if err := parallel(n, func(i int) error {
 		name := fmt.Sprintf("asset-%04d", i)
@@ -244,6 +246,8 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	converge := time.Since(start)
+	// The benchmark's own creates and its polling lists are in these counts too.
+	b.Logf("API requests while converging: %s", requestDelta(requestsBefore, apiRequests(b, cfg)))
 
 	saveProfile(b, "http://"+pprofAddr+"/debug/pprof/heap", "operator.heap")
 	writesBefore := apiWrites(b, cfg)
@@ -328,9 +332,8 @@ func converged(ctx context.Context, c client.Client, n int) (bool, error) {
 	return true, nil
 }
 
-// apiWrites sums the API server's count of mutating requests on the resources the operator
-// manages (not leases or events, which the API server and event recorders write on their own).
-func apiWrites(b *testing.B, cfg *rest.Config) int {
+// apiRequests reads the API server's count of requests by verb and resource.
+func apiRequests(b *testing.B, cfg *rest.Config) map[string]int {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -340,7 +343,15 @@ func apiWrites(b *testing.B, cfg *rest.Config) int {
 		b.Fatalf("reading API server metrics: %v", err)
 	}
 	defer resp.Body.Close()
-	total := 0
+	out := map[string]int{}
+	label := func(line, name string) string {
+		i := strings.Index(line, name+`="`)
+		if i < 0 {
+			return ""
+		}
+		rest := line[i+len(name)+2:]
+		return rest[:strings.IndexByte(rest, '"')]
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -348,26 +359,58 @@ func apiWrites(b *testing.B, cfg *rest.Config) int {
 		if !strings.HasPrefix(line, "apiserver_request_total{") {
 			continue
 		}
-		mutating := false
-		for _, v := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`, `verb="APPLY"`, `verb="CREATE"`, `verb="UPDATE"`} {
-			mutating = mutating || strings.Contains(line, v)
-		}
-		managed := false
-		for _, r := range []string{`resource="cryptoassets"`, `resource="deployments"`, `resource="configmaps"`, `resource="services"`,
-			`resource="serviceaccounts"`, `resource="roles"`, `resource="rolebindings"`, `resource="secrets"`} {
-			managed = managed || strings.Contains(line, r)
-		}
-		if !mutating || !managed {
-			continue
-		}
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err != nil {
 			b.Fatalf("parsing %q: %v", line, err)
 		}
-		total += int(v)
+		resource := label(line, "resource")
+		if sub := label(line, "subresource"); sub != "" {
+			resource += "/" + sub
+		}
+		out[label(line, "verb")+" "+resource] += int(v)
+	}
+	return out
+}
+
+// apiWrites sums the API server's count of mutating requests on the resources the operator
+// manages (not leases or events, which the API server and event recorders write on their own).
+func apiWrites(b *testing.B, cfg *rest.Config) int {
+	total := 0
+	for key, n := range apiRequests(b, cfg) {
+		verb, resource, _ := strings.Cut(key, " ")
+		resource, _, _ = strings.Cut(resource, "/")
+		switch verb {
+		case "POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE":
+		default:
+			continue
+		}
+		switch resource {
+		case "cryptoassets", "deployments", "configmaps", "services", "serviceaccounts", "roles", "rolebindings", "secrets":
+			total += n
+		}
 	}
 	return total
+}
+
+// requestDelta lists the requests made between two readings, most first.
+func requestDelta(before, after map[string]int) string {
+	type kv struct {
+		k string
+		n int
+	}
+	var d []kv
+	for k, n := range after {
+		if n -= before[k]; n > 0 {
+			d = append(d, kv{k, n})
+		}
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i].n > d[j].n })
+	parts := make([]string, 0, len(d))
+	for _, e := range d {
+		parts = append(parts, fmt.Sprintf("%s=%d", e.k, e.n))
+	}
+	return strings.Join(parts, " ")
 }
 
 // peakRSS reads the process's peak resident set size in KiB.

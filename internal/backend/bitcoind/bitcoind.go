@@ -545,9 +545,17 @@ func (col *collector) add(e walletTx) {
 // those transactions keep the wallet's word.
 func (col *collector) finish(ctx context.Context) ([]backend.Transaction, error) {
 	seen := places{}
+	receives := make([]bool, len(col.txs))
+	var paying []walletTx
+	for i, t := range col.txs {
+		if receives[i] = slices.ContainsFunc(col.txDetails[i], func(d detail) bool { return d.Category == "receive" }); receives[i] {
+			paying = append(paying, t)
+		}
+	}
+	col.c.placeOnMainChain(ctx, seen, paying, col.tipHeight)
 	out := make([]backend.Transaction, 0, len(col.txs))
 	for i, t := range col.txs {
-		if slices.ContainsFunc(col.txDetails[i], func(d detail) bool { return d.Category == "receive" }) {
+		if receives[i] {
 			if err := col.c.onChain(ctx, seen, &t, col.tipHeight-int64(t.Confirmations)+1); err != nil {
 				return nil, err
 			}

@@ -305,3 +305,87 @@ func TestWalletUnlockedOncePerWindow(t *testing.T) {
 		t.Fatalf("after a lock: %d payments (was %d), %d unlocks, %v", after, before, counter.count("walletpassphrase"), err)
 	}
 }
+
+// TestListingBlocksCheckedFromTheChainsHeaders pays the wallet in four blocks and lists them:
+// the blocks are placed from the node's headers, read in one getheaders, with the same heights
+// and confirmations as the lookup of each transaction gives, and no block is asked about on its
+// own.
+func TestListingBlocksCheckedFromTheChainsHeaders(t *testing.T) {
+	ctx := context.Background()
+	target, err := url.Parse(node.WalletURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &methodCounter{counts: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
+	srv := httptest.NewServer(counter)
+	defer srv.Close()
+	c := newClient(t, func(o *Options) { o.URL = srv.URL })
+
+	_, start, err := c.Since(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txids []string
+	for range 4 {
+		addr, err := c.NewAddress(ctx, "")
+		for err == nil && btctest.Sb1(addr) {
+			addr, err = c.NewAddress(ctx, "")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		txid, err := node.Pay(addr, 250_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txids = append(txids, txid)
+		if _, err := node.Mine(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	headerLookups := counter.count("getblockheader")
+	txs, tip, err := c.Since(ctx, start.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := counter.count("getblockheader") - headerLookups; n > 1 { // one: the listing's last block, for its height
+		t.Errorf("the listing asked about %d blocks one by one", n)
+	}
+	if counter.count("getheaders") == 0 {
+		t.Errorf("the chain's headers were not read")
+	}
+	listed := map[string]backend.Transaction{}
+	for _, tx := range txs {
+		listed[tx.TxID] = tx
+	}
+	for i, txid := range txids {
+		one, err := c.Transaction(ctx, txid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := listed[txid]
+		if !ok || got.BlockHeight != one.BlockHeight || got.Confirmations != one.Confirmations || got.BlockHash != one.BlockHash || got.BlockHeight == 0 {
+			t.Errorf("payment %d: listed %+v, looked up %+v", i, got, one)
+		}
+		if want := int32(tip.Height - got.BlockHeight + 1); got.Confirmations != want {
+			t.Errorf("payment %d at height %d: %d confirmations, want %d at tip %d", i, got.BlockHeight, got.Confirmations, want, tip.Height)
+		}
+	}
+
+	heights, nodeTip, err := c.mainChain(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodeTip != tip.Height || int64(len(heights)) != tip.Height {
+		t.Errorf("read %d headers to %d, want %d", len(heights), nodeTip, tip.Height)
+	}
+	for _, h := range []int64{1, tip.Height / 2, tip.Height} {
+		var hash string
+		if err := c.read(ctx, "getblockhash", &hash, h); err != nil {
+			t.Fatal(err)
+		}
+		if heights[hash] != h {
+			t.Errorf("block %s: height %d from the headers, %d from the node", hash, heights[hash], h)
+		}
+	}
+}

@@ -86,6 +86,84 @@ func (c *Client) blockPlace(ctx context.Context, seen places, hash string, claim
 	return p, nil
 }
 
+// headersPage is how many headers btcd's getheaders answers at most.
+const headersPage = 2000
+
+// bulkBlocks is from how many distinct blocks on a listing is checked against the node's chain
+// by reading the chain's headers in pages rather than each block on its own.
+const bulkBlocks = 3
+
+// mainChain reads the node's best chain from height from to its tip with btcd's getheaders
+// (btcwallet passes it on to btcd; Bitcoin Core has no such call, and needs none): the hashes by
+// height, and the tip's height. Pages are chained by their previous-block hashes, so a
+// reorganisation while reading is an error, not a mixed chain.
+func (c *Client) mainChain(ctx context.Context, from int64) (map[string]int64, int64, error) {
+	from = max(from, 1)
+	var prev string
+	if err := c.read(ctx, "getblockhash", &prev, from-1); err != nil {
+		return nil, 0, err
+	}
+	heights := map[string]int64{}
+	height := from
+	for {
+		var headers []string
+		if err := c.read(ctx, "getheaders", &headers, []string{prev}, ""); err != nil {
+			return nil, 0, err
+		}
+		for _, h := range headers {
+			raw, err := hex.DecodeString(h)
+			if err != nil {
+				return nil, 0, fmt.Errorf("getheaders: a header that is not hex: %w", err)
+			}
+			var hdr wire.BlockHeader
+			if err := hdr.Deserialize(bytes.NewReader(raw)); err != nil {
+				return nil, 0, fmt.Errorf("getheaders: a header that does not parse: %w", err)
+			}
+			if hdr.PrevBlock.String() != prev {
+				return nil, 0, fmt.Errorf("getheaders: the chain changed while it was read (block %d does not follow %s)", height, prev)
+			}
+			prev = hdr.BlockHash().String()
+			heights[prev] = height
+			height++
+		}
+		if len(headers) < headersPage {
+			return heights, height - 1, nil
+		}
+	}
+}
+
+// placeOnMainChain looks up, in one pass over the node's headers, the blocks of txs (listing
+// entries whose wallet numbers put them at tipHeight-confirmations+1) that are on the node's
+// best chain, and records them in seen. Blocks it does not find are left to blockPlace, which
+// asks about each: a wallet's numbers can put a block below the range read. It is an
+// optimisation only; when the headers cannot be read, every block is asked about on its own.
+func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []walletTx, tipHeight int64) {
+	if c.opts.Flavor != Btcwallet {
+		return
+	}
+	blocks := map[string]bool{}
+	from := tipHeight
+	for _, t := range txs {
+		if t.BlockHash == "" || t.Confirmations <= 0 {
+			continue
+		}
+		blocks[t.BlockHash] = true
+		from = min(from, tipHeight-int64(t.Confirmations)+1)
+	}
+	if len(blocks) < bulkBlocks {
+		return
+	}
+	heights, nodeTip, err := c.mainChain(ctx, from)
+	if err != nil {
+		return
+	}
+	for hash := range blocks {
+		if h, ok := heights[hash]; ok {
+			seen[hash] = place{onChain: true, height: h, confirmations: int32(min(nodeTip-h+1, 1<<30))}
+		}
+	}
+}
+
 // nodeHeight is the node's best height. btcwallet answers getblockcount from its own sync state,
 // which trails the node; getbestblock is btcd's and btcwallet's extension, getblockchaininfo
 // Bitcoin Core's.
