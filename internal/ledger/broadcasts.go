@@ -151,14 +151,13 @@ func (l *Ledger) broadcastEvents(ctx context.Context, tx pgx.Tx, ntID int64) err
 	if err != nil {
 		return err
 	}
+	payloads := make([]any, 0, len(txs))
 	for _, t := range txs {
 		p := l.txUpdatePayload(t, ntID, DepositUpdate{})
 		p.AccountID = t.SendingAccountID
-		if err := l.writeEvent(ctx, tx, "txupdate", p); err != nil {
-			return err
-		}
+		payloads = append(payloads, p)
 	}
-	return nil
+	return l.writeEvents(ctx, tx, "txupdate", payloads)
 }
 
 // MarkSending records that the backend is about to be asked to pay an open broadcast. It is

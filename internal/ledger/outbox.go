@@ -27,7 +27,7 @@ func (l *Ledger) DueDeliveries(ctx context.Context, target string, limit int) ([
 	rows, err := l.pool.Query(ctx, `SELECT e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts
 		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
 		WHERE d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.next_attempt_at <= now()
-		ORDER BY e.id LIMIT $3`, target, l.assetID, limit)
+		ORDER BY d.event_id LIMIT $3`, target, l.assetID, limit)
 	if err != nil {
 		return nil, err
 	}
