@@ -59,11 +59,16 @@ type CryptoAssetReconciler struct {
 	// so the operator never keeps every Secret of the cluster in memory), and a child whose
 	// create found it existing while the cache had not seen it.
 	APIReader client.Reader
-	Recorder  events.EventRecorder
-	Render    render.Options
+	// MetadataCache reads the cached metadata of Secrets (the Secret watch's cache); nil reads
+	// the Secrets every reconcile.
+	MetadataCache client.Reader
+	Recorder      events.EventRecorder
+	Render        render.Options
 
 	// writes tells the operator's own writes of children from other people's edits.
 	writes writes
+	// hashes saves reading the Secrets again while nothing they feed has changed.
+	hashes hashMemo
 }
 
 // configProblem is a problem the user must fix in the CryptoAsset or its Secrets; retrying does not
@@ -88,6 +93,9 @@ func (p *configProblem) Error() string { return p.message }
 func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ca := &v1alpha1.CryptoAsset{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ca); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.hashes.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ca.DeletionTimestamp.IsZero() {
@@ -147,10 +155,6 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // applyChildren reads the referenced Secrets, renders and applies the helper's objects, and
 // returns the Deployment as the cache last saw it.
 func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus) (*appsv1.Deployment, error) {
-	secrets, err := r.readSecrets(ctx, ca)
-	if err != nil {
-		return nil, err
-	}
 	cfg, err := render.Config(ca)
 	if err != nil {
 		return nil, &configProblem{reason: ReasonInvalidConfig, message: "rendering the helper config: " + err.Error()}
@@ -163,9 +167,9 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 	if err != nil {
 		return nil, fmt.Errorf("writing the helper config: %w", err)
 	}
-	hash, err := render.ConfigHash(ca, configData, secrets)
+	hash, err := r.configHash(ctx, ca, configData)
 	if err != nil {
-		return nil, &configProblem{reason: ReasonSecretKeyNotFound, message: err.Error()}
+		return nil, err
 	}
 
 	deploy := render.Deployment(ca, r.Render, hash)
@@ -210,6 +214,34 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 		return nil, nil
 	}
 	return current, nil
+}
+
+// configHash is the hash of the helper's config and the Secrets' values it uses, from the memo
+// when neither has changed since it was last computed, otherwise from the Secrets read afresh.
+func (r *CryptoAssetReconciler) configHash(ctx context.Context, ca *v1alpha1.CryptoAsset, configData []byte) (string, error) {
+	key := client.ObjectKeyFromObject(ca)
+	versions, cached := "", false
+	if r.MetadataCache != nil {
+		versions, cached = secretVersions(ctx, r.MetadataCache, ca)
+	}
+	from := memoFrom(ca, configData, versions)
+	if cached {
+		if hash, ok := r.hashes.lookup(key, from); ok {
+			return hash, nil
+		}
+	}
+	secrets, err := r.readSecrets(ctx, ca)
+	if err != nil {
+		return "", err
+	}
+	hash, err := render.ConfigHash(ca, configData, secrets)
+	if err != nil {
+		return "", &configProblem{reason: ReasonSecretKeyNotFound, message: err.Error()}
+	}
+	if cached {
+		r.hashes.store(key, from, hash)
+	}
+	return hash, nil
 }
 
 // readSecrets fetches every referenced Secret and checks each referenced key is there.

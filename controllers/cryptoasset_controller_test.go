@@ -305,6 +305,7 @@ func TestNoWritesWhenNothingChanged(t *testing.T) {
 	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
 	before := settle(t, ns, time.Second)
 	generation := getAsset(t, ns, "btc").Generation
+	secretReads := env.writes.secretGets(ns)
 
 	// Each of these makes the operator reconcile without anything to change.
 	touches := []func(){
@@ -339,6 +340,10 @@ func TestNoWritesWhenNothingChanged(t *testing.T) {
 	if after != before {
 		_, paths := env.writes.count(ns)
 		t.Fatalf("operator wrote %d times on no-op reconciles: %v", after-before, paths[before:])
+	}
+	// Nor did it read the Secrets again: their versions in the metadata cache had not changed.
+	if n := env.writes.secretGets(ns) - secretReads; n != 0 {
+		t.Errorf("operator read Secrets %d times on no-op reconciles", n)
 	}
 }
 

@@ -48,10 +48,17 @@ type writeCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
 	paths  map[string][]string
+	// secretReads counts the operator's GETs of Secrets (values, from the API server).
+	secretReads map[string]int
 }
 
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/secrets/") {
+			w.mu.Lock()
+			w.secretReads[namespaceOf(req.URL.Path)]++
+			w.mu.Unlock()
+		}
 		switch req.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 			p := req.URL.Path
@@ -65,6 +72,12 @@ func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		}
 		return rt.RoundTrip(req)
 	})
+}
+
+func (w *writeCounter) secretGets(ns string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.secretReads[ns]
 }
 
 func (w *writeCounter) count(ns string) (int, []string) {
@@ -121,7 +134,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env.writes = &writeCounter{counts: map[string]int{}, paths: map[string][]string{}}
+	env.writes = &writeCounter{counts: map[string]int{}, paths: map[string][]string{}, secretReads: map[string]int{}}
 	mgrCfg := rest.CopyConfig(cfg)
 	mgrCfg.Wrap(env.writes.wrap)
 

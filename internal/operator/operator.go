@@ -128,8 +128,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	r := &controllers.CryptoAssetReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("cryptoassets-operator"),
-		Render:    opts.Render,
+		// The client reads Secrets from the API server; their metadata, which the Secret
+		// watch caches, comes from the cache itself.
+		MetadataCache: mgr.GetCache(),
+		Recorder:      mgr.GetEventRecorder("cryptoassets-operator"),
+		Render:        opts.Render,
 	}
 	maxConcurrent := opts.MaxConcurrentReconciles
 	if maxConcurrent < 1 {
