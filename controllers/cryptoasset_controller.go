@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -173,29 +174,21 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 	}
 
 	deploy := render.Deployment(ca, r.Render, hash)
-	children := []struct {
-		obj   client.Object
-		merge mergeFunc
-	}{
+	// What the pods use is applied first, side by side (they do not depend on each other), and
+	// the Deployment after it: a ReplicaSet whose ServiceAccount is not there yet fails to make
+	// pods and backs off. A new asset costs two round trips of writes, not six.
+	stages := [][]child{{
 		{render.ServiceAccount(ca), mergeServiceAccount},
 		{render.Role(ca), mergeRole},
 		{render.RoleBinding(ca), mergeRoleBinding},
 		{render.ConfigMap(ca, configData), mergeConfigMap},
 		{render.Service(ca), mergeService},
+	}, {
 		{deploy, mergeDeployment},
-	}
-	log := logf.FromContext(ctx)
-	for _, child := range children {
-		wrote, err := apply(ctx, r.Client, r.APIReader, &r.writes, child.obj, child.merge)
-		var notOwned *errNotOwned
-		if errors.As(err, &notOwned) {
-			return nil, &configProblem{reason: ReasonChildConflict, message: err.Error()}
-		}
-		if err != nil {
+	}}
+	for _, stage := range stages {
+		if err := r.applyAll(ctx, stage); err != nil {
 			return nil, err
-		}
-		if wrote {
-			log.Info("applied helper object", "object", fmt.Sprintf("%T %s", child.obj, child.obj.GetName()))
 		}
 	}
 	status.ConfigHash = hash
@@ -214,6 +207,40 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 		return nil, nil
 	}
 	return current, nil
+}
+
+// child is a helper object and how to bring the live one in line with it.
+type child struct {
+	obj   client.Object
+	merge mergeFunc
+}
+
+// applyAll applies children concurrently and returns the first failure in their order.
+func (r *CryptoAssetReconciler) applyAll(ctx context.Context, children []child) error {
+	errs := make([]error, len(children))
+	var wg sync.WaitGroup
+	for i, c := range children {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wrote, err := apply(ctx, r.Client, r.APIReader, &r.writes, c.obj, c.merge)
+			if wrote {
+				logf.FromContext(ctx).Info("applied helper object", "object", fmt.Sprintf("%T %s", c.obj, c.obj.GetName()))
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		var notOwned *errNotOwned
+		if errors.As(err, &notOwned) {
+			return &configProblem{reason: ReasonChildConflict, message: err.Error()}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // configHash is the hash of the helper's config and the Secrets' values it uses, from the memo
@@ -413,6 +440,12 @@ func (r *CryptoAssetReconciler) recordTransitions(ca *v1alpha1.CryptoAsset, befo
 		}
 		if t == v1alpha1.ConditionDegraded && cur.Status != metav1.ConditionTrue && (old == nil || old.Status != metav1.ConditionTrue) {
 			continue // "not degraded" is news only after having been degraded
+		}
+		if t == v1alpha1.ConditionReady && cur.Status != metav1.ConditionTrue && !degraded {
+			// A rollout under way (a new asset, a spec change) is not news: becoming Ready is,
+			// and so is every problem, which Degraded reports. Each event is a write to the API
+			// server, and a thousand new assets would make a thousand of these.
+			continue
 		}
 		eventType := corev1.EventTypeNormal
 		if degraded {
