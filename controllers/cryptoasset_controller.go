@@ -196,7 +196,10 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 	current := &appsv1.Deployment{}
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(deploy), current); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, nil // just created; the cache has not seen it yet
+			// Just created, and the cache has not seen it yet: its watch event brings the next
+			// reconcile in a moment, which reports status once, rather than a status now and
+			// another then.
+			return nil, fmt.Errorf("Deployment %s: %w", deploy.Name, errCacheBehind)
 		}
 		return nil, fmt.Errorf("reading Deployment %s: %w", deploy.Name, err)
 	}
