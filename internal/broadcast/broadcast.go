@@ -73,8 +73,12 @@ const clockSkew = 10 * time.Minute
 // most ledger.MaxBroadcastSends sends), or a pass waits or fails, and returns what the passes did.
 func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
 	var total Result
+	// The transactions looked up for their fees in this run: following their confirmations at
+	// its end would ask the backend about each again, a moment later (a 1000-output transaction
+	// is a large answer).
+	fresh := lookups{}
 	for {
-		r, err := b.Pass(ctx)
+		r, err := b.pass(ctx, fresh)
 		total.Sends += r.Sends
 		total.Refused += r.Refused
 		total.Split += r.Split
@@ -91,12 +95,17 @@ func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
 }
 
 // Pass runs one broadcast: reconcile or send, record, book the fee, follow confirmations.
-func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
+func (b *Broadcaster) Pass(ctx context.Context) (Result, error) { return b.pass(ctx, lookups{}) }
+
+// lookups are the backend's answers about transactions already had in this run.
+type lookups map[string]backend.Transaction
+
+func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 	var r Result
 	bc, err := b.ledger.OpenBroadcast(ctx)
 	if err != nil || bc == nil {
 		if err == nil {
-			err = b.followConfirmations(ctx)
+			err = b.followConfirmations(ctx, fresh)
 		}
 		return r, err
 	}
@@ -111,7 +120,7 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 		if txid != "" {
 			log.Info("an interrupted broadcast had gone out; recording it", "txid", txid)
 			r.TxID, r.Reconciled = txid, true
-			return r, b.record(ctx, bc, txid)
+			return r, b.record(ctx, bc, txid, fresh)
 		}
 		// Only a request that may still be carried out is waited for: one the backend was asked
 		// (sending_at) less than the grace period ago. A broadcast interrupted before that never
@@ -144,7 +153,7 @@ func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
 			}
 			log.Info("broadcast sent", "txid", txid, "paid", len(bc.Sends))
 			r.TxID, r.Sent, r.Sends = txid, true, len(bc.Sends)
-			return r, b.record(ctx, bc, txid)
+			return r, b.record(ctx, bc, txid, fresh)
 		}
 		if errors.Is(err, errMaybePaid) || errors.Is(err, errNotAsked) {
 			return r, err
@@ -275,32 +284,35 @@ func pays(sent, want map[string]ledger.Amount) bool {
 
 // record closes the broadcast and books its fee. The fee lookup is a network call outside the
 // ledger transaction; if it fails, the fee is booked by a later pass (BookFee is idempotent).
-func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string) error {
+func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string, fresh lookups) error {
 	if err := b.ledger.MarkBroadcasted(ctx, bc.ID, txid); err != nil {
 		return err
 	}
-	return b.bookFee(ctx, txid)
+	return b.bookFee(ctx, txid, fresh)
 }
 
-func (b *Broadcaster) bookFee(ctx context.Context, txid string) error {
+func (b *Broadcaster) bookFee(ctx context.Context, txid string, fresh lookups) error {
 	tx, err := b.backend.Transaction(ctx, txid)
 	if err != nil {
 		return fmt.Errorf("looking up the fee of %s: %w", txid, err)
 	}
+	fresh[txid] = tx
 	return b.ledger.BookFee(ctx, txid, tx.Fee)
 }
 
 // followConfirmations updates our broadcasts below the tracking horizon and books fees that an
 // earlier pass could not.
-func (b *Broadcaster) followConfirmations(ctx context.Context) error {
+func (b *Broadcaster) followConfirmations(ctx context.Context, fresh lookups) error {
 	txids, err := b.ledger.OpenBroadcastTxIDs(ctx)
 	if err != nil {
 		return err
 	}
 	for _, txid := range txids {
-		tx, err := b.backend.Transaction(ctx, txid)
-		if err != nil {
-			return fmt.Errorf("following %s: %w", txid, err)
+		tx, ok := fresh[txid]
+		if !ok {
+			if tx, err = b.backend.Transaction(ctx, txid); err != nil {
+				return fmt.Errorf("following %s: %w", txid, err)
+			}
 		}
 		changed, err := b.ledger.RecordBroadcastConfirmations(ctx, txid, tx.Confirmations, tx.BlockHash, tx.BlockHeight, tx.Conflicted)
 		if err != nil {

@@ -36,6 +36,7 @@ type Server struct {
 	// What launch needs to start the server again after Down.
 	bin, listen string
 	attr        *syscall.SysProcAttr
+	maxConns    int
 }
 
 const superuser = "cryptoassets"
@@ -82,9 +83,15 @@ func credential(dir string) (*syscall.SysProcAttr, error) {
 // Start initialises and starts a server on 127.0.0.1. Stop it with Stop.
 func Start() (*Server, error) { return StartOn("") }
 
+// StartSized is Start with room for maxConnections clients (Start allows 200), for runs of many
+// helpers on one database.
+func StartSized(maxConnections int) (*Server, error) { return start("", maxConnections) }
+
 // StartOn starts a server that also listens on host and trusts clients of host's subnet: pods on
 // a node's bridge reach it at the bridge's address (they cannot reach 127.0.0.1 on the host).
-func StartOn(host string) (*Server, error) {
+func StartOn(host string) (*Server, error) { return start(host, 200) }
+
+func start(host string, maxConns int) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -123,7 +130,7 @@ func StartOn(host string) (*Server, error) {
 			return nil, fmt.Errorf("pg_hba.conf: %w", err)
 		}
 	}
-	s := &Server{dir: dir, port: port, host: host, bin: bin, attr: attr, listen: listen}
+	s := &Server{dir: dir, port: port, host: host, bin: bin, attr: attr, listen: listen, maxConns: maxConns}
 	if err := s.launch(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -136,7 +143,7 @@ func (s *Server) launch() error {
 	s.exit = make(chan error, 1)
 	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.port), "-k", s.dir,
 		"-c", "listen_addresses="+s.listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "log_min_messages=warning")
+		"-c", "full_page_writes=off", "-c", "max_connections="+strconv.Itoa(s.maxConns), "-c", "log_min_messages=warning")
 	s.cmd.SysProcAttr = s.attr
 	logFile, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
