@@ -126,7 +126,7 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // PoolIdleTime is how long a pool connection stays open unused.
-const PoolIdleTime = 2 * time.Minute
+const PoolIdleTime = time.Minute
 
 // PoolConfig parses the ledger database's URL and sizes the pool: the one place the helper and
 // the maintenance commands set up their connections. pgx's own parse error can quote the URL,

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
@@ -100,7 +101,8 @@ func readProc(b *testing.B, pid int) procStat {
 }
 
 // BenchmarkHelperFootprint starts BENCH_HELPERS (default 50) helper processes, one asset each,
-// against one PostgreSQL and one btcd/btcwallet, lets them settle for a poll interval and then
+// against one PostgreSQL and one btcd/btcwallet, lets them settle (start-up's connections
+// closed, a poll interval) and then
 // measures BENCH_IDLE (default 60s) of idling: resident memory and CPU per helper, the
 // PostgreSQL connections they hold, and the backend calls they make, counted by a proxy in front
 // of the wallet. Probes are polled meanwhile as a kubelet would, every 10 s each, so calls they
@@ -174,8 +176,9 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	for i, cfg := range cfgs {
 		waitHelperReady(b, "http://"+cfg.Server.MetricsListen+"/readyz", 3*time.Minute, logs[i])
 	}
-	// Start-up work (migrations checked, first catch-up, addresses) is not idling.
-	time.Sleep(poll)
+	// Start-up work (migrations checked, first catch-up) is not idling, and the connections it
+	// opened are closed once idle for ledger.PoolIdleTime (checked every half of it).
+	time.Sleep(ledger.PoolIdleTime*3/2 + poll)
 
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	var probes sync.WaitGroup
