@@ -114,14 +114,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		b.Skip("needs OPERATOR_BINARY (the cryptoassets binary); run `make bench-helper`")
 	}
 	helpers := envInt(b, "BENCH_HELPERS", 50)
-	idle := 60 * time.Second
-	if s := os.Getenv("BENCH_IDLE"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			b.Fatalf("BENCH_IDLE: %v", err)
-		}
-		idle = d
-	}
+	idle := envDuration(b, "BENCH_IDLE", time.Minute)
 	poll := 15 * time.Second
 	// Room for every helper's pool at its ceiling, so a start-up burst is not refused: what
 	// they hold once idle is what is measured.
@@ -174,7 +167,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		}
 	})
 	for i, cfg := range cfgs {
-		waitHelperReady(b, "http://"+cfg.Server.MetricsListen+"/readyz", 3*time.Minute, logs[i])
+		waitReady(b, "http://"+cfg.Server.MetricsListen+"/readyz", 3*time.Minute, func() string { return "; the helper's log:\n" + logs[i].String() })
 	}
 	// Start-up work (migrations checked, first catch-up) is not idling, and the connections it
 	// opened are closed once idle for ledger.PoolIdleTime (checked every half of it).
@@ -271,18 +264,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-func waitHelperReady(b *testing.B, url string, within time.Duration, log *lockedWriter) {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	b.Fatalf("helper not ready at %s within %s; its log:\n%s", url, within, log)
 }

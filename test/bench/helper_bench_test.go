@@ -26,6 +26,18 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 )
 
+// envDuration is a duration from the environment, or def.
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	if s := os.Getenv(name); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			b.Fatalf("%s=%q is not a duration", name, s)
+		}
+		return d
+	}
+	return def
+}
+
 func envInt(b *testing.B, name string, def int) int {
 	if s := os.Getenv(name); s != "" {
 		v, err := strconv.Atoi(s)

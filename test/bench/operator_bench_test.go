@@ -100,22 +100,8 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" || bin == "" {
 		b.Skip("needs KUBEBUILDER_ASSETS and OPERATOR_BINARY; run `make bench-operator`")
 	}
-	n := 200
-	if s := os.Getenv("BENCH_N"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			b.Fatalf("BENCH_N=%q is not a positive number", s)
-		}
-		n = v
-	}
-	idle := 30 * time.Second
-	if s := os.Getenv("BENCH_IDLE"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			b.Fatalf("BENCH_IDLE: %v", err)
-		}
-		idle = d
-	}
+	n := envInt(b, "BENCH_N", 200)
+	idle := envDuration(b, "BENCH_IDLE", 30*time.Second)
 
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	// Every asset has a Service, twice over (baseline and operated): envtest's /24 is too small.
@@ -219,7 +205,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 		b.Fatalf("starting the operator: %v", err)
 	}
 	defer func() { cancel(); _ = cmd.Wait() }()
-	waitReady(b, "http://"+probeAddr+"/readyz")
+	waitReady(b, "http://"+probeAddr+"/readyz", time.Minute, func() string { return " (the operator)" })
 
 	wc, err := client.NewWithWatch(fast, client.Options{Scheme: scheme})
 	if err != nil {
@@ -308,8 +294,9 @@ func saveProfile(url, name string) error {
 	return err
 }
 
-func waitReady(b *testing.B, url string) {
-	deadline := time.Now().Add(60 * time.Second)
+// waitReady waits until url answers 200, and fails naming it and what explain says.
+func waitReady(b *testing.B, url string, within time.Duration, explain func() string) {
+	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
@@ -319,7 +306,7 @@ func waitReady(b *testing.B, url string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.Fatalf("operator not ready at %s", url)
+	b.Fatalf("not ready at %s within %s%s", url, within, explain())
 }
 
 // waitCurrent watches the operated namespace's CryptoAssets from resourceVersion rv until n of

@@ -267,16 +267,22 @@ func (m *methodCounter) count(method string) int {
 	return m.counts[method]
 }
 
-func TestWalletUnlockedOncePerWindow(t *testing.T) {
-	ctx := context.Background()
+// countedClient is a client whose calls go through a methodCounter.
+func countedClient(t *testing.T) (*Client, *methodCounter) {
+	t.Helper()
 	target, err := url.Parse(node.WalletURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	counter := &methodCounter{counts: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
 	srv := httptest.NewServer(counter)
-	defer srv.Close()
-	c := newClient(t, func(o *Options) { o.URL = srv.URL })
+	t.Cleanup(srv.Close)
+	return newClient(t, func(o *Options) { o.URL = srv.URL }), counter
+}
+
+func TestWalletUnlockedOncePerWindow(t *testing.T) {
+	ctx := context.Background()
+	c, counter := countedClient(t)
 	payee, err := node.NewAddress()
 	if err != nil {
 		t.Fatal(err)
@@ -312,14 +318,7 @@ func TestWalletUnlockedOncePerWindow(t *testing.T) {
 // own.
 func TestListingBlocksCheckedFromTheChainsHeaders(t *testing.T) {
 	ctx := context.Background()
-	target, err := url.Parse(node.WalletURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter := &methodCounter{counts: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
-	srv := httptest.NewServer(counter)
-	defer srv.Close()
-	c := newClient(t, func(o *Options) { o.URL = srv.URL })
+	c, counter := countedClient(t)
 
 	_, start, err := c.Since(ctx, "")
 	if err != nil {
