@@ -21,7 +21,7 @@ CHART           := charts/cryptoassets-operator
 # One package at a time: each starts its own servers (API server, PostgreSQL, btcd and btcwallet),
 # and two cores running several of those at once make timeouts, not tests, fail.
 GO_TEST_FLAGS   ?= -count=1 -p 1 -timeout 20m
-N               ?= 200
+N               ?= 1000
 
 export KUBEBUILDER_ASSETS
 export HELM
@@ -88,7 +88,7 @@ test: setup-node verify-generated vet lint-chart ## Run the whole test suite aga
 .PHONY: bench-operator bench-helper bench
 BENCH_RUN = REQUIRE_TEST_ASSETS=1 BENCH_N=$(N) OPERATOR_BINARY=$(BIN)/cryptoassets \
 	go test -count=1 -run '^$$' -benchtime 1x -timeout 90m ./test/bench/ -bench
-bench-operator: setup-test build ## Operator benchmark: N CryptoAssets (N=200) vs writing the same objects directly.
+bench-operator: setup-test build ## Operator benchmark: N CryptoAssets (N=1000) among 10000 unrelated objects vs writing the same objects directly.
 	$(BENCH_RUN) 'BenchmarkOperatorConvergence' 2>&1 | go run ./hack/benchtable
 bench-helper: setup-test build ## Helper benchmarks: footprint of 50 idle helpers, transfers vs pgbench, events vs bare HTTP, broadcast, intake and rescan vs bare RPC.
 	$(BENCH_RUN) 'BenchmarkHelperFootprint|BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake|BenchmarkRescan' 2>&1 | go run ./hack/benchtable
