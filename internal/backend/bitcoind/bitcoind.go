@@ -371,26 +371,17 @@ func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transact
 	if !backend.ValidTxID(txid) {
 		return backend.Transaction{}, backend.ErrNotATxID(txid)
 	}
-	if c.opts.Flavor == BitcoinCore {
-		// Bitcoin Core's wallet runs in the node's process and counts confirmations (negative
-		// for a conflict) on the node's own chain, with the block's height: one call.
-		var t walletTx
-		if err := c.read(ctx, "gettransaction", &t, txid); err != nil {
-			return backend.Transaction{}, err
-		}
-		if t.TxID == "" {
-			t.TxID = txid
-		}
-		if err := c.onChain(ctx, places{}, &t, 0); err != nil {
-			return backend.Transaction{}, err
-		}
-		return c.convert("gettransaction", t, t.Details)
-	}
+	// Bitcoin Core's wallet runs in the node's process and counts confirmations (negative for a
+	// conflict) on the node's own chain, with the block's height: one call, taken as it is.
 	// btcwallet counts confirmations from its own sync state, which can hold a block the node
 	// left: its height is read first, to put the transaction's block where its numbers claim.
-	walletHeight, err := c.walletHeight(ctx)
-	if err != nil {
-		return backend.Transaction{}, err
+	core := c.opts.Flavor == BitcoinCore
+	var walletHeight int64
+	if !core {
+		var err error
+		if walletHeight, err = c.walletHeight(ctx); err != nil {
+			return backend.Transaction{}, err
+		}
 	}
 	var t walletTx
 	if err := c.read(ctx, "gettransaction", &t, txid); err != nil {
@@ -403,7 +394,8 @@ func (c *Client) Transaction(ctx context.Context, txid string) (backend.Transact
 		return backend.Transaction{}, err
 	}
 	conflicted := false
-	if t.Confirmations == 0 {
+	if !core && t.Confirmations == 0 {
+		var err error
 		if conflicted, err = c.unmined(ctx, &t); err != nil {
 			return backend.Transaction{}, fmt.Errorf("looking for %s on the node's chain: %w", txid, err)
 		}
