@@ -529,11 +529,33 @@ func (l *Ledger) writeEvents(ctx context.Context, tx pgx.Tx, name string, payloa
 	if len(payloads) == 0 {
 		return nil
 	}
+	args, err := l.eventArgs(name, payloads)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `WITH gate AS (SELECT), `+outboxWrite+` SELECT`, args...)
+	return err
+}
+
+// outboxWrite is the common table expressions that append the events $3 (JSON text, in order)
+// named $2 to asset $1's outbox, each with a pending delivery per target in $4, once
+// per row of a common table expression named gate that the statement defines before them. A
+// ledger change and its events can so be one statement, the events written only if the change
+// was; PostgreSQL runs data-modifying common table expressions whether or not the statement
+// reads them.
+const outboxWrite = `ev AS (INSERT INTO outbox_events (asset_id, name, payload)
+		SELECT $1::bigint, $2::text, u.p::jsonb FROM gate, unnest($3::text[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n
+		RETURNING id),
+	dl AS (INSERT INTO outbox_deliveries (event_id, target) SELECT ev.id, tg.target FROM ev CROSS JOIN unnest($4::text[]) AS tg(target))`
+
+// eventArgs encodes events for outboxWrite: its arguments $1 to $4. (Positional, not named:
+// pgx rewrites a query with named arguments on every call.)
+func (l *Ledger) eventArgs(name string, payloads []any) ([]any, error) {
 	bodies := make([]string, len(payloads))
 	for i, p := range payloads {
 		b, err := json.Marshal(p)
 		if err != nil {
-			return fmt.Errorf("encoding %s event: %w", name, err)
+			return nil, fmt.Errorf("encoding %s event: %w", name, err)
 		}
 		bodies[i] = string(b)
 	}
@@ -541,13 +563,7 @@ func (l *Ledger) writeEvents(ctx context.Context, tx pgx.Tx, name string, payloa
 	if targets == nil {
 		targets = []string{}
 	}
-	_, err := tx.Exec(ctx, `WITH e AS (
-			INSERT INTO outbox_events (asset_id, name, payload)
-			SELECT $1, $2, u.p::jsonb FROM unnest($3::text[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n
-			RETURNING id)
-		INSERT INTO outbox_deliveries (event_id, target) SELECT e.id, t.target FROM e CROSS JOIN unnest($4::text[]) AS t(target)`,
-		l.assetID, name, bodies, targets)
-	return err
+	return []any{l.assetID, name, bodies, targets}, nil
 }
 
 // Cursor is where catch-up resumes.

@@ -1,6 +1,7 @@
 // Package ledger is the helper's PostgreSQL ledger: accounts, addresses, transactions, the chain
-// cursor and the event outbox of one asset. Every write runs in a SERIALIZABLE transaction retried
-// on contention; nothing in here talks to the network, so a retried transaction never repeats a
+// cursor and the event outbox of one asset. Writes run in SERIALIZABLE transactions retried on
+// contention, but for two that lock every row they decide on (an internal transfer, recording a
+// paid broadcast); nothing in here talks to the network, so a retried transaction never repeats a
 // side effect.
 package ledger
 
@@ -418,7 +419,7 @@ func (l *Ledger) adjust(ctx context.Context, tx pgx.Tx, account Account, delta A
 }
 
 // existingByKey returns the transaction an idempotency key already created, if any.
-func (l *Ledger) existingByKey(ctx context.Context, tx pgx.Tx, from int64, key string) (*Transaction, error) {
+func (l *Ledger) existingByKey(ctx context.Context, tx queryRower, from int64, key string) (*Transaction, error) {
 	if key == "" {
 		return nil, nil
 	}
@@ -430,6 +431,11 @@ func (l *Ledger) existingByKey(ctx context.Context, tx pgx.Tx, from int64, key s
 }
 
 // SendInternal moves amount between two accounts of the asset.
+//
+// The transfer is one statement in its own transaction (see transfer), not a SERIALIZABLE
+// transaction of several: under SERIALIZABLE a transfer failed whenever another had touched one
+// of its accounts since it began, and with many accounts in use the retries, not the work, set
+// the rate. Everything it decides on is in the two account rows, which it locks before reading.
 func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount, idempotencyKey string) (Transaction, error) {
 	if amount <= 0 {
 		return Transaction{}, ErrInvalidAmount
@@ -438,8 +444,8 @@ func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount
 		return Transaction{}, ErrSameAccount
 	}
 	var out Transaction
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
-		if prev, err := l.existingByKey(ctx, tx, from, idempotencyKey); err != nil || prev != nil {
+	err := withRetry(ctx, l.opts.Retry, func() error {
+		if prev, err := l.existingByKey(ctx, l.pool, from, idempotencyKey); err != nil || prev != nil {
 			if prev != nil {
 				if prev.Kind != "internal" || prev.Amount != amount || prev.ReceivingAccountID == nil || *prev.ReceivingAccountID != to {
 					return ErrIdempotencyConflict
@@ -449,11 +455,8 @@ func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount
 			}
 			return err
 		}
-		id, err := l.internalTransfer(ctx, tx, from, to, amount, idempotencyKey)
-		if err != nil {
-			return err
-		}
-		out, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
+		var err error
+		out, err = l.transfer(ctx, l.pool, from, to, amount, idempotencyKey)
 		return err
 	})
 	if err != nil {
@@ -462,40 +465,78 @@ func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount
 	return out, nil
 }
 
-func (l *Ledger) internalTransfer(ctx context.Context, tx pgx.Tx, from, to int64, amount Amount, key string) (int64, error) {
-	// Lock in id order so two opposite transfers cannot deadlock.
-	first, second := from, to
-	if second < first {
-		first, second = second, first
+// transfer books an internal transfer, with its txupdate event, in one statement: on a pool
+// that is a transaction of its own, at the server's isolation level (READ COMMITTED unless the
+// database says otherwise).
+//
+// The statement locks both account rows in id order (two opposite transfers cannot deadlock) and
+// moves money only if the locked rows, which are their latest committed versions, allow it. A
+// retry of the same request that ran meanwhile is not visible to the statement's snapshot, but
+// the unique idempotency index refuses the second row; that and a refusal the accounts no longer
+// explain come back as errRaced, to be tried again from the idempotency lookup.
+func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amount Amount, key string) (Transaction, error) {
+	// The event carries the transaction's id, so the id is drawn first.
+	var id int64
+	if err := q.QueryRow(ctx, `SELECT nextval('transactions_id_seq')`).Scan(&id); err != nil {
+		return Transaction{}, err
 	}
-	locked := map[int64]Account{}
-	for _, id := range []int64{first, second} {
-		a, err := l.lockAccount(ctx, tx, id)
+	// What transactionSelect reads back for a new internal transfer; only created_at comes from
+	// the database.
+	t := Transaction{ID: id, Kind: "internal", State: "done", SendingAccountID: &from, ReceivingAccountID: &to,
+		Amount: amount, Confirmations: -1, IdempotencyKey: key}
+	payload := l.txUpdatePayload(t, 0, DepositUpdate{})
+	payload.FromAccountID = t.SendingAccountID
+	args, err := l.eventArgs("txupdate", []any{payload})
+	if err != nil {
+		return Transaction{}, err
+	}
+	// $1 to $4 are the event's (outboxWrite).
+	args = append(args, id, l.walletID, from, to, amount, key)
+	// ok has a row only when the transfer is allowed; every write reads it, so none runs before
+	// both rows are locked, and none runs at all when it is refused.
+	err = q.QueryRow(ctx, `WITH locked AS MATERIALIZED (
+			SELECT id, kind, balance FROM accounts WHERE id IN ($7, $8) AND wallet_id = $6 ORDER BY id FOR UPDATE),
+		ok AS MATERIALIZED (
+			SELECT FROM locked s, locked r WHERE s.id = $7 AND r.id = $8 AND s.kind <> 'network_fees'
+				AND s.balance >= $9 AND r.balance <= 9223372036854775807 - $9),
+		debit AS (UPDATE accounts SET balance = balance - $9 FROM ok WHERE accounts.id = $7),
+		credit AS (UPDATE accounts SET balance = balance + $9 FROM ok WHERE accounts.id = $8),
+		t AS (INSERT INTO transactions (id, asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
+			SELECT $5, $1, $6, 'internal', 'done', $7, $8, $9, nullif($10, '') FROM ok RETURNING created_at),
+		gate AS (SELECT FROM t),
+		`+outboxWrite+`
+		SELECT created_at FROM t`, args...).Scan(&t.CreatedAt)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Transaction{}, l.transferRefused(ctx, q, from, to, amount)
+	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "transactions_idempotency":
+		return Transaction{}, fmt.Errorf("idempotency key %q used meanwhile: %w", key, errRaced)
+	}
+	return t, err
+}
+
+// transferRefused says why transfer moved nothing.
+func (l *Ledger) transferRefused(ctx context.Context, q queryRower, from, to int64, amount Amount) error {
+	accounts := map[int64]Account{}
+	for _, id := range []int64{from, to} {
+		a, err := scanAccount(q.QueryRow(ctx, `SELECT id, name, kind, balance FROM accounts WHERE id = $1 AND wallet_id = $2`, id, l.walletID))
 		if err != nil {
-			return 0, err
+			return fmt.Errorf("account %d: %w", id, err)
 		}
-		locked[id] = a
+		accounts[id] = a
 	}
-	sender, receiver := locked[from], locked[to]
+	sender, receiver := accounts[from], accounts[to]
 	if sender.Kind == "network_fees" {
-		return 0, l.feeAccountError(from)
+		return l.feeAccountError(from)
 	}
 	if sender.Balance < amount {
-		return 0, fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
+		return fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
 	}
-	if err := l.adjustAccount(ctx, tx, sender, -amount); err != nil {
-		return 0, err
+	if _, err := receiver.Balance.Add(amount); err != nil {
+		return fmt.Errorf("account %d: %w", to, err)
 	}
-	if err := l.adjustAccount(ctx, tx, receiver, amount); err != nil {
-		return 0, err
-	}
-	var id int64
-	if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
-		VALUES ($1, $2, 'internal', 'done', $3, $4, $5, nullif($6, '')) RETURNING id`,
-		l.assetID, l.walletID, from, to, amount, key).Scan(&id); err != nil {
-		return 0, err
-	}
-	return id, l.transactionEvent(ctx, tx, id)
+	return fmt.Errorf("accounts %d and %d changed while the transfer was refused: %w", from, to, errRaced)
 }
 
 // transactionEvent writes the txupdate event of a ledger transaction that has no network side
@@ -551,9 +592,11 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 			if *owner == from {
 				return ErrSameAccount
 			}
-			if id, err = l.internalTransfer(ctx, tx, from, *owner, amount, idempotencyKey); err != nil {
+			t, err := l.transfer(ctx, tx, from, *owner, amount, idempotencyKey)
+			if err != nil {
 				return err
 			}
+			id = t.ID
 		} else {
 			sender, err := l.lockAccount(ctx, tx, from)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -199,6 +200,10 @@ func TestInternalSend(t *testing.T) {
 	}
 	if balance(t, l, alice.ID) != 70_000 || balance(t, l, bob.ID) != 30_000 {
 		t.Errorf("balances %d/%d", balance(t, l, alice.ID), balance(t, l, bob.ID))
+	}
+	// The transfer is returned as it is stored, though it is not read back.
+	if stored, err := l.Transaction(ctx, tx.ID); err != nil || !reflect.DeepEqual(stored, tx) {
+		t.Errorf("returned %+v, stored %+v (%v)", tx, stored, err)
 	}
 	// The same idempotency key returns the same transaction and moves nothing.
 	again, err := l.SendInternal(ctx, alice.ID, bob.ID, 30_000, "order-1")
@@ -442,8 +447,8 @@ func TestCheckFindsTampering(t *testing.T) {
 	}
 }
 
-// TestConcurrentTransfers runs transfers from 8 clients over a few accounts: serialization
-// failures are retried, no money is created or lost, and the invariants hold.
+// TestConcurrentTransfers runs transfers from 8 clients over a few accounts: they wait for each
+// other's row locks, no money is created or lost, and the invariants hold.
 func TestConcurrentTransfers(t *testing.T) {
 	ctx := context.Background()
 	pool := newPool(t)
@@ -488,6 +493,55 @@ func TestConcurrentTransfers(t *testing.T) {
 	}
 	if total != 4_000_000 {
 		t.Errorf("money created or lost: total %d", total)
+	}
+	mustCheck(t, pool)
+}
+
+// TestConcurrentRepeatsOfOneTransfer sends one transfer, under one idempotency key, from 8
+// clients at once: transfers run at READ COMMITTED, and the key must still book it exactly once.
+func TestConcurrentRepeatsOfOneTransfer(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool)
+	alice, _ := l.CreateAccount(ctx, "alice")
+	bob, _ := l.CreateAccount(ctx, "bob")
+	fund(t, l, alice.ID, 100_000)
+	for round := range 5 {
+		key := fmt.Sprintf("order-%d", round)
+		var wg sync.WaitGroup
+		results := make(chan Transaction, 8)
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tx, err := l.SendInternal(ctx, alice.ID, bob.ID, 1_000, key)
+				if err != nil {
+					errs <- err
+					return
+				}
+				results <- tx
+			}()
+		}
+		wg.Wait()
+		close(results)
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		ids, fresh := map[int64]bool{}, 0
+		for tx := range results {
+			ids[tx.ID] = true
+			if !tx.Replayed {
+				fresh++
+			}
+		}
+		if len(ids) != 1 || fresh != 1 {
+			t.Fatalf("round %d: transactions %v, %d not replayed; want one, booked once", round, ids, fresh)
+		}
+	}
+	if a, b := balance(t, l, alice.ID), balance(t, l, bob.ID); a != 95_000 || b != 5_000 {
+		t.Errorf("balances %d/%d, want 95000/5000", a, b)
 	}
 	mustCheck(t, pool)
 }

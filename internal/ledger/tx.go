@@ -27,11 +27,14 @@ func DefaultRetry() RetryPolicy {
 	return RetryPolicy{Attempts: 25, Base: 2 * time.Millisecond, Max: 250 * time.Millisecond}
 }
 
-// retryable reports PostgreSQL's serialization failure and deadlock: the transaction did nothing
-// and running it again is correct.
+// errRaced: what a statement decided on changed before it could act; running it again is correct.
+var errRaced = errors.New("changed meanwhile")
+
+// retryable reports PostgreSQL's serialization failure and deadlock, and errRaced: the
+// transaction did nothing and running it again is correct.
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+	return errors.Is(err, errRaced) || errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
 // inTx runs fn in a SERIALIZABLE transaction, retrying it from the start on serialization failures
@@ -49,9 +52,17 @@ func untilDone(p RetryPolicy) RetryPolicy {
 
 // inTxAt is inTx at a given isolation level.
 func inTxAt(ctx context.Context, pool *pgxpool.Pool, iso pgx.TxIsoLevel, policy RetryPolicy, fn func(pgx.Tx) error) error {
+	return withRetry(ctx, policy, func() error {
+		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: iso}, fn)
+	})
+}
+
+// withRetry runs op until it succeeds, fails for good, or has been tried policy.Attempts times;
+// op must be safe to repeat after a retryable error.
+func withRetry(ctx context.Context, policy RetryPolicy, op func() error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: iso}, fn)
+		err = op()
 		if err == nil || !retryable(err) || attempt >= policy.Attempts {
 			break
 		}
