@@ -110,10 +110,18 @@ type RecentLister interface {
 	Recent(ctx context.Context, downToHeight int64) ([]Transaction, Tip, error)
 }
 
+// ScanBatchOutputs is about how many outputs paying the wallet one rescan batch carries: each
+// batch is booked in one ledger transaction.
+const ScanBatchOutputs = 1000
+
 // ScanInWindows hands txs (all from heights fromHeight..tipHeight, or unconfirmed) to visit in
-// height order, window blocks per batch, with the unconfirmed and conflicted ones in the last
-// batch. A backend whose history comes in one piece uses it to give a rescan its progress.
-func ScanInWindows(txs []Transaction, fromHeight, tipHeight, window int64, visit func(ScanBatch) error) error {
+// height order, in batches of whole blocks that carry about perBatch outputs paying the wallet,
+// with the unconfirmed and conflicted ones in the last batch. A backend whose history comes in one
+// piece uses it to give a rescan its progress (each batch reports the blocks it covers) and the
+// ledger transactions a size: a batch per block range would book an empty or nearly empty range
+// in a transaction of its own, and most of a rescan's time would be their round trips.
+func ScanInWindows(txs []Transaction, fromHeight, tipHeight int64, perBatch int, visit func(ScanBatch) error) error {
+	perBatch = max(perBatch, 1)
 	confirmed := make([]Transaction, 0, len(txs))
 	var pending []Transaction
 	for _, t := range txs {
@@ -125,26 +133,30 @@ func ScanInWindows(txs []Transaction, fromHeight, tipHeight, window int64, visit
 	}
 	slices.SortStableFunc(confirmed, func(a, b Transaction) int { return cmp.Compare(a.BlockHeight, b.BlockHeight) })
 	total := tipHeight - fromHeight + 1
-	i := 0
-	for start := fromHeight; start <= tipHeight; start += window {
-		end := min(start+window-1, tipHeight)
-		j := i
-		for j < len(confirmed) && confirmed[j].BlockHeight <= end {
+	for i := 0; ; {
+		j, outputs := i, 0
+		for j < len(confirmed) && (outputs < perBatch || confirmed[j].BlockHeight == confirmed[j-1].BlockHeight) {
+			outputs += len(confirmed[j].Received)
 			j++
 		}
-		batch := ScanBatch{Transactions: confirmed[i:j], Done: end - fromHeight + 1, Total: total, Unit: "blocks"}
-		i = j
-		if end == tipHeight {
-			// Anything the tip-relative heights put past the tip (a block mined meanwhile) goes
-			// with the last window rather than being dropped.
-			batch.Transactions = append(batch.Transactions, confirmed[i:]...)
+		batch := ScanBatch{Transactions: confirmed[i:j], Total: total, Unit: "blocks"}
+		end := tipHeight
+		if j < len(confirmed) {
+			// Up to the block before the next batch's first; anything the tip-relative heights
+			// put past the tip (a block mined meanwhile) goes with the last batch.
+			end = min(confirmed[j].BlockHeight-1, tipHeight)
+		} else {
 			batch.Transactions = append(batch.Transactions, pending...)
 		}
+		batch.Done = end - fromHeight + 1
 		if err := visit(batch); err != nil {
 			return err
 		}
+		if j == len(confirmed) {
+			return nil
+		}
+		i = j
 	}
-	return nil
 }
 
 // ValidTxID says whether s is a transaction id: 64 hex digits.

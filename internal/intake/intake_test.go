@@ -250,8 +250,9 @@ func TestRescanFindsWhatNotificationsMissed(t *testing.T) {
 	if r.TxFound != 1 || r.TxBooked != 1 || r.Credited != 1 || f.balance(t, alice.ID) != 30_000_000 {
 		t.Fatalf("rescan: %+v, balance %v", r, f.balance(t, alice.ID))
 	}
-	if len(seen) < 2 {
-		t.Fatalf("progress reported %d times for %d blocks", len(seen), r.Total)
+	// One payment is one batch (how the blocks are cut into batches: backend.TestScanInWindows).
+	if len(seen) == 0 {
+		t.Fatalf("no progress reported for %d blocks", r.Total)
 	}
 	for i, p := range seen {
 		if p.Unit != "blocks" || p.Total != r.Tip.Height+1 || (i > 0 && p.Done <= seen[i-1].Done) {

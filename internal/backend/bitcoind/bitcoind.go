@@ -594,9 +594,6 @@ func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Tran
 	}
 }
 
-// scanWindow is how many blocks one rescan batch covers.
-const scanWindow = 100
-
 // Scan lists the wallet's transactions in blocks from fromHeight on with one listsinceblock (the
 // wallet's own index; a node has no cheaper way to ask) and hands them over in height order, a
 // window of blocks at a time, then the unconfirmed ones.
@@ -621,7 +618,7 @@ func (c *Client) Scan(ctx context.Context, fromHeight int64, visit func(backend.
 	if err != nil {
 		return tip, err
 	}
-	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, scanWindow, visit)
+	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, backend.ScanBatchOutputs, visit)
 }
 
 // Tip is the wallet's best block.

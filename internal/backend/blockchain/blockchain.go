@@ -30,7 +30,6 @@ const (
 	txsPerPage = 100
 	// addressCacheTTL is how long the wallet's address list is reused before it is read again.
 	addressCacheTTL = 30 * time.Second
-	scanWindow      = 100
 )
 
 // Options configure a Client. Credentials are values here; the caller reads them from files.
@@ -500,7 +499,7 @@ func (c *Client) Scan(ctx context.Context, fromHeight int64, visit func(backend.
 	if err != nil {
 		return tip, err
 	}
-	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, scanWindow, visit)
+	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, backend.ScanBatchOutputs, visit)
 }
 
 // SendMany pays through the wallet service once: payment for one recipient, sendmany for more.

@@ -26,9 +26,6 @@ import (
 // Fee is what every simulated send pays.
 const Fee amount.Amount = 1000
 
-// scanWindow is how many blocks one rescan batch covers.
-const scanWindow = 100
-
 // Store keeps the simulator's state between runs. nil keeps it in memory only.
 type Store interface {
 	Load(ctx context.Context) ([]byte, error) // nil, nil when there is none yet
@@ -296,7 +293,7 @@ func (b *Backend) Scan(_ context.Context, fromHeight int64, visit func(backend.S
 	}
 	txs := b.after(fromHeight - 1)
 	b.mu.Unlock()
-	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, scanWindow, visit)
+	return tip, backend.ScanInWindows(txs, fromHeight, tip.Height, backend.ScanBatchOutputs, visit)
 }
 
 // Tip is the simulated best block.
