@@ -84,8 +84,8 @@ func renderedHash(obj client.Object) (string, error) {
 
 // apply creates desired or brings the existing object in line with it, writing only when the
 // rendered content changed since the last write or someone else changed the object. It reports
-// whether it wrote. uncached reads straight from the API server, for the one question the cache
-// cannot answer: whose is an object that exists but the cache has not seen?
+// whether it wrote. uncached reads straight from the API server: for whose an object is that
+// exists but the cache has not seen, and for the whole object before an update.
 func apply(ctx context.Context, c client.Client, uncached client.Reader, w *writes, desired client.Object, merge mergeFunc) (bool, error) {
 	hash, err := renderedHash(desired)
 	if err != nil {
@@ -121,10 +121,18 @@ func apply(ctx context.Context, c client.Client, uncached client.Reader, w *writ
 	if !controlledBySame(existing, desired) {
 		return false, &errNotOwned{kind: kind, name: desired.GetName()}
 	}
-	rendered := existing.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == hash
-	if rendered && !w.editedByOthers(existing) {
+	if existing.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == hash && !w.editedByOthers(existing) {
 		return false, nil
 	}
+	// The cache holds children without what the operator renders into them (to keep its memory
+	// small): merge into the object as the API server has it.
+	if err := uncached.Get(ctx, client.ObjectKeyFromObject(desired), existing); err != nil {
+		return false, fmt.Errorf("reading %s %s: %w", kind, desired.GetName(), err)
+	}
+	if !controlledBySame(existing, desired) {
+		return false, &errNotOwned{kind: kind, name: desired.GetName()}
+	}
+	rendered := existing.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == hash
 	updated := existing.DeepCopyObject().(client.Object)
 	merge(updated, desired)
 	labels := updated.GetLabels()

@@ -80,26 +80,72 @@ func stripForCache(obj any) (any, error) {
 	return obj, nil
 }
 
+// Children are cached without what the operator renders into them, which it never reads from
+// the cache: whether a child is current is told by its rendered-hash annotation and version, and
+// an update first reads the whole object from the API server (controllers.apply). A Deployment
+// keeps its replicas and status, a Pod its status. At 1,000 assets the pod templates alone were
+// a fifth of the operator's heap.
+func stripChild(strip func(obj any)) func(any) (any, error) {
+	return func(obj any) (any, error) {
+		obj, err := stripForCache(obj)
+		if err == nil {
+			strip(obj)
+		}
+		return obj, err
+	}
+}
+
+func childTransforms() map[client.Object]func(any) (any, error) {
+	return map[client.Object]func(any) (any, error){
+		&corev1.ConfigMap{}: stripChild(func(o any) {
+			if c, ok := o.(*corev1.ConfigMap); ok {
+				c.Data, c.BinaryData = nil, nil
+			}
+		}),
+		&corev1.Service{}: stripChild(func(o any) {
+			if s, ok := o.(*corev1.Service); ok {
+				s.Spec = corev1.ServiceSpec{}
+			}
+		}),
+		&corev1.ServiceAccount{}: stripChild(func(any) {}),
+		&rbacv1.Role{}: stripChild(func(o any) {
+			if r, ok := o.(*rbacv1.Role); ok {
+				r.Rules = nil
+			}
+		}),
+		&rbacv1.RoleBinding{}: stripChild(func(o any) {
+			if r, ok := o.(*rbacv1.RoleBinding); ok {
+				r.Subjects = nil
+			}
+		}),
+		&appsv1.Deployment{}: stripChild(func(o any) {
+			if d, ok := o.(*appsv1.Deployment); ok {
+				d.Spec = appsv1.DeploymentSpec{Replicas: d.Spec.Replicas}
+			}
+		}),
+		&corev1.Pod{}: stripChild(func(o any) {
+			if p, ok := o.(*corev1.Pod); ok {
+				p.Spec = corev1.PodSpec{}
+			}
+		}),
+	}
+}
+
 // NewManager builds the controller manager with the CryptoAsset reconciler registered.
 func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	scheme, err := Scheme()
 	if err != nil {
 		return nil, fmt.Errorf("building scheme: %w", err)
 	}
-	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedBy})}
+	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedBy})
 	cacheOpts := cache.Options{
 		DefaultTransform: stripForCache,
-		// Children are cached only when they carry the operator's label, so the operator does not
-		// hold every ConfigMap and Deployment of the cluster.
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.ConfigMap{}:      managed,
-			&corev1.Service{}:        managed,
-			&corev1.ServiceAccount{}: managed,
-			&rbacv1.Role{}:           managed,
-			&rbacv1.RoleBinding{}:    managed,
-			&appsv1.Deployment{}:     managed,
-			&corev1.Pod{}:            managed,
-		},
+		ByObject:         map[client.Object]cache.ByObject{},
+	}
+	// Children are cached only when they carry the operator's label, so the operator does not
+	// hold every ConfigMap and Deployment of the cluster.
+	for obj, transform := range childTransforms() {
+		cacheOpts.ByObject[obj] = cache.ByObject{Label: managed, Transform: transform}
 	}
 	if len(opts.WatchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
