@@ -41,8 +41,10 @@ const (
 	DefaultEventRetention = 30 * 24 * time.Hour
 	// MinEventRetention outlasts the push delivery's retry window (seven days), so no event is
 	// deleted while a target is still being retried.
-	MinEventRetention       = 8 * 24 * time.Hour
-	DefaultEventTimeout     = 10 * time.Second
+	MinEventRetention   = 8 * 24 * time.Hour
+	DefaultEventTimeout = 10 * time.Second
+	// DefaultEventsInFlight is how many posts to one HTTP target may be under way at once.
+	DefaultEventsInFlight   = 4
 	DefaultScriptTimeout    = 30 * time.Second
 	DefaultMaxTracked       = 15
 	DefaultMaxConnections   = 10
@@ -190,7 +192,13 @@ type HTTPEventTarget struct {
 	URL            string   `json:"url"`
 	SigningKeyFile string   `json:"signingKeyFile"`
 	Timeout        Duration `json:"timeout"`
+	// MaxInFlight is how many posts may be under way at once (DefaultEventsInFlight; 1 posts
+	// in order).
+	MaxInFlight int `json:"maxInFlight,omitempty"`
 }
+
+// MaxEventsInFlight bounds an HTTP target's maxInFlight.
+const MaxEventsInFlight = 64
 
 // RedisEventTarget publishes on a channel.
 type RedisEventTarget struct {
@@ -367,6 +375,9 @@ func (c *Config) SetDefaults() {
 		if e.HTTP != nil && e.HTTP.Timeout.Duration == 0 {
 			e.HTTP.Timeout.Duration = DefaultEventTimeout
 		}
+		if e.HTTP != nil && e.HTTP.MaxInFlight == 0 {
+			e.HTTP.MaxInFlight = DefaultEventsInFlight
+		}
 		if e.Redis != nil && e.Redis.Channel == "" {
 			e.Redis.Channel = DefaultEventChannel
 		}
@@ -526,6 +537,9 @@ func (c *Config) Validate() error {
 			v.url(field+".http.url", e.HTTP.URL, "http", "https")
 			v.file(field+".http.signingKeyFile", e.HTTP.SigningKeyFile)
 			v.duration(field+".http.timeout", e.HTTP.Timeout, time.Second, 5*time.Minute)
+			if e.HTTP.MaxInFlight < 1 || e.HTTP.MaxInFlight > MaxEventsInFlight {
+				v.fail(field+".http.maxInFlight", "must be between 1 and %d, got %d", MaxEventsInFlight, e.HTTP.MaxInFlight)
+			}
 		}
 		if e.Redis != nil {
 			v.hostPort(field+".redis.address", e.Redis.Address)

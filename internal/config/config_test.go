@@ -87,6 +87,10 @@ api: {tokenFile: /s/api}
 		{"event block mismatch", minimal + `events:
 - {name: a, type: http, script: {command: [x]}}
 `, []string{"the http block is required with type http", "the script block is required with type script and only allowed there"}},
+		{"too many posts in flight", minimal + `events:
+- {name: a, type: http, http: {url: "https://app/ev", signingKeyFile: /s/k, maxInFlight: 65}}
+- {name: b, type: http, http: {url: "https://app/ev", signingKeyFile: /s/k, maxInFlight: -1}}
+`, []string{"events[0].http.maxInFlight: must be between 1 and 64, got 65", "events[1].http.maxInFlight: must be between 1 and 64, got -1"}},
 		{"poll too fast", strings.Replace(minimal, "notify: {method: http, http: {tokenFile: /s/hook}}", "notify: {method: http, http: {tokenFile: /s/hook}, pollInterval: 1s}", 1),
 			[]string{"notify.pollInterval: must be between 5s and 24h0m0s"}},
 	}

@@ -123,17 +123,28 @@ type Target interface {
 
 // HTTPTarget posts signed events.
 type HTTPTarget struct {
-	name   string
-	url    string
-	key    []byte
-	client *http.Client
-	now    func() time.Time
+	name        string
+	url         string
+	key         []byte
+	client      *http.Client
+	now         func() time.Time
+	maxInFlight int
 }
 
-// NewHTTPTarget returns a target posting to url, signing with key.
-func NewHTTPTarget(name, url string, key []byte, timeout time.Duration) *HTTPTarget {
-	return &HTTPTarget{name: name, url: url, key: key, client: &http.Client{Timeout: timeout}, now: time.Now}
+// NewHTTPTarget returns a target posting to url, signing with key, with at most maxInFlight posts
+// under way at once (1, or less, posts one event at a time, in order).
+func NewHTTPTarget(name, url string, key []byte, timeout time.Duration, maxInFlight int) *HTTPTarget {
+	maxInFlight = max(maxInFlight, 1)
+	// Keep a connection per post in flight: the default transport keeps two per host, and a
+	// third post would open and close a connection every time.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = maxInFlight
+	return &HTTPTarget{name: name, url: url, key: key, client: &http.Client{Timeout: timeout, Transport: transport},
+		now: time.Now, maxInFlight: maxInFlight}
 }
+
+// MaxInFlight is how many posts may be under way at once.
+func (h *HTTPTarget) MaxInFlight() int { return h.maxInFlight }
 
 // Name is the target's name from the config.
 func (h *HTTPTarget) Name() string { return h.name }

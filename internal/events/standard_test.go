@@ -27,7 +27,7 @@ func TestStandardWebhooksVerifierAcceptsDeliveries(t *testing.T) {
 		gotHeaders = r.Header.Clone()
 	}))
 	defer srv.Close()
-	target := NewHTTPTarget("app", srv.URL, key, 5*time.Second)
+	target := NewHTTPTarget("app", srv.URL, key, 5*time.Second, 1)
 	d := ledger.Delivery{Seq: 7, EventID: "3f1c7a9e-0000-4000-8000-000000000007", Name: "txupdate",
 		Payload: json.RawMessage(`{"amount":"0.5"}`), CreatedAt: time.Now()}
 	if err := target.Deliver(context.Background(), d); err != nil {

@@ -127,7 +127,7 @@ func newTargets(cfg *config.Config, l *ledger.Ledger) ([]events.Target, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, events.NewHTTPTarget(e.Name, e.HTTP.URL, []byte(key), e.HTTP.Timeout.Duration))
+			out = append(out, events.NewHTTPTarget(e.Name, e.HTTP.URL, []byte(key), e.HTTP.Timeout.Duration, e.HTTP.MaxInFlight))
 		case v1alpha1.EventPGNotify:
 			out = append(out, events.NewPGNotifyTarget(e.Name, e.PGNotify.Channel, l))
 		case v1alpha1.EventRedis:

@@ -153,6 +153,9 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 				SigningKeyFile: files[prefix+".http.signingSecretRef"],
 				Timeout:        duration(e.HTTP.Timeout),
 			}
+			if e.HTTP.MaxInFlight != nil {
+				t.HTTP.MaxInFlight = int(*e.HTTP.MaxInFlight)
+			}
 		}
 		if e.Redis != nil {
 			t.Redis = &config.RedisEventTarget{

@@ -113,7 +113,8 @@ func TestConfigForEveryBackendAndMethod(t *testing.T) {
 			ca.Spec.Notify = v1alpha1.NotifySpec{Method: v1alpha1.NotifyRedis, Redis: &v1alpha1.RedisNotify{
 				Address: "redis:6379", Channel: "wn", PasswordSecretRef: ptr.To(sref("r", "pw"))}}
 			ca.Spec.Events = []v1alpha1.EventTarget{
-				{Name: "web", Type: v1alpha1.EventHTTP, HTTP: &v1alpha1.HTTPEventTarget{URL: "https://app/ev", SigningSecretRef: sref("app", "sign")}},
+				{Name: "web", Type: v1alpha1.EventHTTP, HTTP: &v1alpha1.HTTPEventTarget{URL: "https://app/ev", SigningSecretRef: sref("app", "sign"),
+					MaxInFlight: ptr.To[int32](1)}},
 				{Name: "bus", Type: v1alpha1.EventRedis, Redis: &v1alpha1.RedisEventTarget{Address: "redis:6379"}},
 				{Name: "pg", Type: v1alpha1.EventPGNotify},
 				{Name: "sh", Type: v1alpha1.EventScript, Script: &v1alpha1.ScriptEventTarget{Command: []string{"/hooks/on-event", "--json"}}},
@@ -123,7 +124,8 @@ func TestConfigForEveryBackendAndMethod(t *testing.T) {
 				t.Errorf("redis %+v", c.Notify.Redis)
 			}
 			if len(c.Events) != 4 || c.Events[0].HTTP.SigningKeyFile != SecretsDir+"/event-web-signing-key" ||
-				c.Events[0].HTTP.Timeout.Duration != config.DefaultEventTimeout || c.Events[1].Redis.Channel != config.DefaultEventChannel ||
+				c.Events[0].HTTP.Timeout.Duration != config.DefaultEventTimeout || c.Events[0].HTTP.MaxInFlight != 1 ||
+				c.Events[1].Redis.Channel != config.DefaultEventChannel ||
 				c.Events[2].PGNotify.Channel != config.DefaultEventChannel || c.Events[3].Script.Command[0] != "/hooks/on-event" {
 				t.Errorf("events %+v", c.Events)
 			}

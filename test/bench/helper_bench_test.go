@@ -15,12 +15,14 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
@@ -249,19 +251,41 @@ func BenchmarkEventDelivery(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
+	// The bare posts go out as many at once as the dispatcher's (config.DefaultEventsInFlight),
+	// on as many kept-alive connections: the ratio is the dispatcher's own cost, not its
+	// concurrency.
+	inFlight := config.DefaultEventsInFlight
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = inFlight
+	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
+	var (
+		next   atomic.Int64
+		posts  sync.WaitGroup
+		failed atomic.Pointer[error]
+	)
 	start := time.Now()
-	for _, body := range bodies {
-		resp, err := client.Post(receiver.URL, "application/json", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp.Body.Close()
+	for range inFlight {
+		posts.Add(1)
+		go func() {
+			defer posts.Done()
+			for i := next.Add(1) - 1; i < int64(len(bodies)); i = next.Add(1) - 1 {
+				resp, err := client.Post(receiver.URL, "application/json", bytes.NewReader(bodies[i]))
+				if err != nil {
+					failed.Store(&err)
+					return
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	posts.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
 	}
 	bare := time.Since(start)
 
 	d := events.NewDispatcher(l, nil, events.DefaultBackoff(), logr.Discard())
-	target := events.NewHTTPTarget("app", receiver.URL, []byte("key"), 10*time.Second)
+	target := events.NewHTTPTarget("app", receiver.URL, []byte("key"), 10*time.Second, config.DefaultEventsInFlight)
 	took, err := profiled(b, "events", func() error {
 		for {
 			k, err := d.DeliverDue(ctx, target)
