@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
@@ -41,8 +42,9 @@ var errCacheBehind = errors.New("a helper object exists but the cache has not se
 // resourceVersion of the others. A child whose version is not among them was changed by someone
 // else (`kubectl scale deploy btc-helper --replicas=0`) and is brought back, although its
 // rendered-hash annotation still matches. A child edited while the operator was not running is
-// taken as it is found until the next change.
-type writes struct{ m sync.Map }
+// taken as it is found until the next change. Children are grouped by their CryptoAsset, so a
+// deleted asset's are forgotten with it and the record does not grow with every asset ever made.
+type writes struct{ owners sync.Map } // owner (types.NamespacedName) -> *sync.Map (child UID -> []string)
 
 func version(obj client.Object) string {
 	if _, ok := obj.(*appsv1.Deployment); ok {
@@ -51,9 +53,19 @@ func version(obj client.Object) string {
 	return "rv" + obj.GetResourceVersion()
 }
 
+// children is the record of obj's CryptoAsset (its controller).
+func (w *writes) children(obj client.Object) *sync.Map {
+	owner := types.NamespacedName{Namespace: obj.GetNamespace()}
+	if ref := metav1.GetControllerOf(obj); ref != nil {
+		owner.Name = ref.Name
+	}
+	m, _ := w.owners.LoadOrStore(owner, &sync.Map{})
+	return m.(*sync.Map)
+}
+
 func (w *writes) remember(obj client.Object, versions ...string) {
 	if w != nil {
-		w.m.Store(obj.GetUID(), versions)
+		w.children(obj).Store(obj.GetUID(), versions)
 	}
 }
 
@@ -62,13 +74,16 @@ func (w *writes) editedByOthers(obj client.Object) bool {
 	if w == nil {
 		return false
 	}
-	known, ok := w.m.Load(obj.GetUID())
+	known, ok := w.children(obj).Load(obj.GetUID())
 	if !ok {
 		w.remember(obj, version(obj))
 		return false
 	}
 	return !slices.Contains(known.([]string), version(obj))
 }
+
+// forget drops the record of a CryptoAsset's children.
+func (w *writes) forget(owner types.NamespacedName) { w.owners.Delete(owner) }
 
 // mergeFunc copies the fields the operator owns from desired into existing.
 type mergeFunc func(existing, desired client.Object)

@@ -55,3 +55,31 @@ func TestApplyTellsACacheBehindFromSomeoneElsesObject(t *testing.T) {
 		})
 	}
 }
+
+// The record of the operator's own writes is kept per CryptoAsset and goes with it: a deleted
+// asset's children are forgotten (their next version is taken as found), another asset's are not.
+func TestWritesOfADeletedAssetAreForgotten(t *testing.T) {
+	child := func(owner, uid, rv string) *corev1.ConfigMap {
+		ref := metav1.OwnerReference{APIVersion: "cryptoassets.io/v1alpha1", Kind: "CryptoAsset", Name: owner, UID: types.UID("ca-" + owner), Controller: ptr.To(true)}
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: owner + "-helper", Namespace: "shop", UID: types.UID(uid),
+			ResourceVersion: rv, OwnerReferences: []metav1.OwnerReference{ref}}}
+	}
+	var w writes
+	w.remember(child("btc", "c1", "10"), "rv10")
+	w.remember(child("ltc", "c2", "20"), "rv20")
+	if !w.editedByOthers(child("btc", "c1", "11")) || !w.editedByOthers(child("ltc", "c2", "21")) {
+		t.Fatal("an edit by someone else was not noticed")
+	}
+	w.forget(types.NamespacedName{Namespace: "shop", Name: "btc"})
+	if w.editedByOthers(child("btc", "c1", "12")) {
+		t.Error("a deleted asset's child is still on record")
+	}
+	if !w.editedByOthers(child("ltc", "c2", "22")) {
+		t.Error("forgetting one asset forgot another's children")
+	}
+	n := 0
+	w.owners.Range(func(any, any) bool { n++; return true })
+	if n != 2 { // ltc, and btc again: editedByOthers above took c1 as found
+		t.Errorf("%d assets on record, want 2", n)
+	}
+}

@@ -96,6 +96,7 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, ca); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.hashes.forget(req.NamespacedName)
+			r.writes.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
