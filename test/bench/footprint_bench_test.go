@@ -3,13 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"sort"
@@ -23,53 +18,10 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/btctest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
-
-// callCounter is a reverse proxy in front of the wallet that counts the JSON-RPC calls made
-// through it, by method.
-type callCounter struct {
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (c *callCounter) snapshot() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.calls))
-	for k, v := range c.calls {
-		out[k] = v
-	}
-	return out
-}
-
-func countingProxy(b *testing.B, target string) (*callCounter, string) {
-	u, err := url.Parse(target)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &callCounter{calls: map[string]int{}}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var req struct {
-			Method string `json:"method"`
-		}
-		_ = json.Unmarshal(body, &req)
-		c.mu.Lock()
-		c.calls[req.Method]++
-		c.mu.Unlock()
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		proxy.ServeHTTP(w, r)
-	}))
-	b.Cleanup(srv.Close)
-	return c, srv.URL
-}
 
 // procStat is what /proc says of a process: resident memory and CPU time used.
 type procStat struct {
@@ -129,7 +81,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	counter, proxyURL := countingProxy(b, node.WalletURL())
+	counter, proxyURL := btctest.CountingProxy(b, node.WalletURL())
 
 	cfgs := make([]*config.Config, helpers)
 	paths := make([]string, helpers)
@@ -195,13 +147,13 @@ func BenchmarkHelperFootprint(b *testing.B) {
 			}
 		}()
 	}
-	before := counter.snapshot()
+	before := counter.Snapshot()
 	cpuBefore := make([]time.Duration, helpers)
 	for i, p := range procs {
 		cpuBefore[i] = readProc(b, p.Process.Pid).cpu
 	}
 	time.Sleep(idle)
-	after := counter.snapshot()
+	after := counter.Snapshot()
 	stopProbes()
 	probes.Wait()
 

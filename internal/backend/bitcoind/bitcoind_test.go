@@ -1,18 +1,10 @@
 package bitcoind
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -243,41 +235,11 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 }
 
-// methodCounter is a reverse proxy in front of the wallet that counts the RPC methods it carries.
-type methodCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-	proxy  *httputil.ReverseProxy
-}
-
-func (m *methodCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var req struct{ Method string }
-	_ = json.Unmarshal(body, &req)
-	m.mu.Lock()
-	m.counts[req.Method]++
-	m.mu.Unlock()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	m.proxy.ServeHTTP(w, r)
-}
-
-func (m *methodCounter) count(method string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.counts[method]
-}
-
-// countedClient is a client whose calls go through a methodCounter.
-func countedClient(t *testing.T) (*Client, *methodCounter) {
+// countedClient is a client whose calls are counted.
+func countedClient(t *testing.T) (*Client, *btctest.RPCCounter) {
 	t.Helper()
-	target, err := url.Parse(node.WalletURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter := &methodCounter{counts: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
-	srv := httptest.NewServer(counter)
-	t.Cleanup(srv.Close)
-	return newClient(t, func(o *Options) { o.URL = srv.URL }), counter
+	counter, proxyURL := btctest.CountingProxy(t, node.WalletURL())
+	return newClient(t, func(o *Options) { o.URL = proxyURL }), counter
 }
 
 func TestWalletUnlockedOncePerWindow(t *testing.T) {
@@ -292,7 +254,7 @@ func TestWalletUnlockedOncePerWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, locks := counter.count("walletpassphrase"), counter.count("walletlock"); n != 1 || locks != 0 {
+	if n, locks := counter.Count("walletpassphrase"), counter.Count("walletlock"); n != 1 || locks != 0 {
 		t.Fatalf("three sends unlocked %d times and locked %d times, want one unlock for the window", n, locks)
 	}
 	// Locked behind our back: the refusal paid nothing, so the send unlocks again and pays once.
@@ -307,8 +269,8 @@ func TestWalletUnlockedOncePerWindow(t *testing.T) {
 		t.Fatalf("send after the wallet was locked: %v", err)
 	}
 	after, err := node.PaymentsTo(payee.EncodeAddress())
-	if err != nil || after != before+1 || counter.count("walletpassphrase") != 2 {
-		t.Fatalf("after a lock: %d payments (was %d), %d unlocks, %v", after, before, counter.count("walletpassphrase"), err)
+	if err != nil || after != before+1 || counter.Count("walletpassphrase") != 2 {
+		t.Fatalf("after a lock: %d payments (was %d), %d unlocks, %v", after, before, counter.Count("walletpassphrase"), err)
 	}
 }
 
@@ -342,15 +304,15 @@ func TestListingBlocksCheckedFromTheChainsHeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	headerLookups := counter.count("getblockheader")
+	headerLookups := counter.Count("getblockheader")
 	txs, tip, err := c.Since(ctx, start.Hash)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := counter.count("getblockheader") - headerLookups; n > 1 { // one: the listing's last block, for its height
+	if n := counter.Count("getblockheader") - headerLookups; n > 1 { // one: the listing's last block, for its height
 		t.Errorf("the listing asked about %d blocks one by one", n)
 	}
-	if counter.count("getheaders") == 0 {
+	if counter.Count("getheaders") == 0 {
 		t.Errorf("the chain's headers were not read")
 	}
 	listed := map[string]backend.Transaction{}
