@@ -217,6 +217,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	// What the process costs before any asset: the runtime, the binary's touched pages, and the
 	// caches of the unrelated objects.
 	readyRSS := procStatusKiB(b, cmd.Process.Pid, "VmRSS:")
+	readyAnon, readyFile := rssParts(b, cmd.Process.Pid)
 
 	wc, err := client.NewWithWatch(fast, client.Options{Scheme: scheme})
 	if err != nil {
@@ -268,6 +269,11 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	time.Sleep(idle)
 	idleWrites := apiWrites(b, cfg) - writesBefore
 	rss := peakRSS(b, cmd.Process.Pid)
+	endAnon, endFile := rssParts(b, cmd.Process.Pid)
+	// Resident memory is the binary's pages read from its file (the one binary carries the
+	// operator, the helper and every backend client) and the process's own (heap, stacks).
+	b.Logf("operator resident memory, anonymous + file-backed: %d + %d KiB when ready, %d + %d KiB after converging and idling",
+		readyAnon, readyFile, endAnon, endFile)
 
 	b.ReportMetric(converge.Seconds(), "operator-s")
 	b.ReportMetric(baseline.Seconds(), "direct-s")
@@ -466,6 +472,27 @@ func requestDelta(before, after map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", e.k, e.n))
 	}
 	return strings.Join(parts, " ")
+}
+
+// rssParts reads the process's resident memory in KiB: anonymous, and backed by files.
+func rssParts(b *testing.B, pid int) (anon, file int) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		b.Fatalf("reading the operator's memory: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "Pss_Anon:":
+			anon, _ = strconv.Atoi(f[1])
+		case "Pss_File:":
+			file, _ = strconv.Atoi(f[1])
+		}
+	}
+	return anon, file
 }
 
 // peakRSS reads the process's peak resident set size in KiB.
