@@ -46,7 +46,8 @@ type Dispatcher struct {
 	poll    time.Duration
 	wake    chan struct{}
 	now     func() time.Time
-	// OnResult, if set, sees every attempt (for metrics).
+	// OnResult, if set, sees every attempt (for metrics). Posts to one target can be under way
+	// at once, so it may be called from several goroutines at a time.
 	OnResult func(target string, err error)
 }
 
