@@ -59,6 +59,11 @@ func (w *writes) children(obj client.Object) *sync.Map {
 	if ref := metav1.GetControllerOf(obj); ref != nil {
 		owner.Name = ref.Name
 	}
+	// Load first: LoadOrStore would allocate a map on every call, and this runs for every child
+	// of every reconcile.
+	if m, ok := w.owners.Load(owner); ok {
+		return m.(*sync.Map)
+	}
 	m, _ := w.owners.LoadOrStore(owner, &sync.Map{})
 	return m.(*sync.Map)
 }
