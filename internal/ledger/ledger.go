@@ -516,6 +516,17 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 	return t, err
 }
 
+// cannotPay says why an account cannot send amount, or nil when it can.
+func (l *Ledger) cannotPay(sender Account, amount Amount) error {
+	if sender.Kind == "network_fees" {
+		return l.feeAccountError(sender.ID)
+	}
+	if sender.Balance < amount {
+		return fmt.Errorf("account %d has %s: %w", sender.ID, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
+	}
+	return nil
+}
+
 // transferRefused says why transfer moved nothing.
 func (l *Ledger) transferRefused(ctx context.Context, q queryRower, from, to int64, amount Amount) error {
 	accounts := map[int64]Account{}
@@ -526,14 +537,10 @@ func (l *Ledger) transferRefused(ctx context.Context, q queryRower, from, to int
 		}
 		accounts[id] = a
 	}
-	sender, receiver := accounts[from], accounts[to]
-	if sender.Kind == "network_fees" {
-		return l.feeAccountError(from)
+	if err := l.cannotPay(accounts[from], amount); err != nil {
+		return err
 	}
-	if sender.Balance < amount {
-		return fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
-	}
-	if _, err := receiver.Balance.Add(amount); err != nil {
+	if _, err := accounts[to].Balance.Add(amount); err != nil {
 		return fmt.Errorf("account %d: %w", to, err)
 	}
 	return fmt.Errorf("accounts %d and %d changed while the transfer was refused: %w", from, to, errRaced)
@@ -587,35 +594,29 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 		if err != nil {
 			return err
 		}
-		var id int64
 		if owner != nil && !forceExternal {
 			if *owner == from {
 				return ErrSameAccount
 			}
-			t, err := l.transfer(ctx, tx, from, *owner, amount, idempotencyKey)
-			if err != nil {
-				return err
-			}
-			id = t.ID
-		} else {
-			sender, err := l.lockAccount(ctx, tx, from)
-			if err != nil {
-				return err
-			}
-			if sender.Kind == "network_fees" {
-				return l.feeAccountError(from)
-			}
-			if sender.Balance < amount {
-				return fmt.Errorf("account %d has %s: %w", from, sender.Balance.Format(l.coin.Decimals), ErrInsufficientBalance)
-			}
-			if err := l.adjust(ctx, tx, sender, -amount); err != nil {
-				return err
-			}
-			if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount, idempotency_key)
-				VALUES ($1, $2, 'outgoing', 'pending', $3, $4, $5, nullif($6, '')) RETURNING id`,
-				l.assetID, l.walletID, from, addrID, amount, idempotencyKey).Scan(&id); err != nil {
-				return err
-			}
+			// transfer returns the transaction as transactionSelect would read it back.
+			out, err = l.transfer(ctx, tx, from, *owner, amount, idempotencyKey)
+			return err
+		}
+		sender, err := l.lockAccount(ctx, tx, from)
+		if err != nil {
+			return err
+		}
+		if err := l.cannotPay(sender, amount); err != nil {
+			return err
+		}
+		if err := l.adjust(ctx, tx, sender, -amount); err != nil {
+			return err
+		}
+		var id int64
+		if err := tx.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount, idempotency_key)
+			VALUES ($1, $2, 'outgoing', 'pending', $3, $4, $5, nullif($6, '')) RETURNING id`,
+			l.assetID, l.walletID, from, addrID, amount, idempotencyKey).Scan(&id); err != nil {
+			return err
 		}
 		out, err = l.scanTransaction(tx.QueryRow(ctx, transactionSelect+` WHERE t.id = $1`, id))
 		return err

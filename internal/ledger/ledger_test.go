@@ -264,6 +264,9 @@ func TestSendExternal(t *testing.T) {
 	if err != nil || in.Kind != "internal" || balance(t, l, bob.ID) != 5_000 {
 		t.Errorf("send to own address: %+v %v bob %d", in, err, balance(t, l, bob.ID))
 	}
+	if stored, err := l.Transaction(ctx, in.ID); err != nil || !reflect.DeepEqual(stored, in) {
+		t.Errorf("returned %+v, stored %+v (%v)", in, stored, err)
+	}
 	forced, err := l.SendExternal(ctx, alice.ID, "addr-bob", 5_000, "", true)
 	if err != nil || forced.Kind != "outgoing" || forced.State != "pending" || balance(t, l, bob.ID) != 5_000 {
 		t.Errorf("forced external: %+v %v bob %d", forced, err, balance(t, l, bob.ID))
