@@ -46,6 +46,8 @@ type Dispatcher struct {
 	poll    time.Duration
 	wake    chan struct{}
 	now     func() time.Time
+	// page overrides defaultPage (tests page through a few events).
+	page int
 	// OnResult, if set, sees every attempt (for metrics). Posts to one target can be under way
 	// at once, so it may be called from several goroutines at a time.
 	OnResult func(target string, err error)
@@ -122,69 +124,113 @@ type concurrent interface {
 	MaxInFlight() int
 }
 
-// DeliverDue makes one attempt at every due event of a target and returns how many it tried.
-// Successes are recorded together at the end of the batch: a crash in between only means those
-// events are delivered again, which at-least-once allows and receivers deduplicate.
+// DeliverDue makes one attempt at every event due at a target and returns how many it tried.
 //
-// A target that takes several deliveries at once gets up to that many, taken in event order; a
-// receiver then sees them slightly out of order, as it may after any retry (the README tells
-// receivers to deduplicate and trust the payload's state over arrival order). Posting one at a
-// time, a backlog drains at one round trip per event: with a receiver 50 ms away, 20 events a
-// second.
+// It is a pipeline, so that the outbox's round trips overlap the posts instead of standing
+// between them: one goroutine reads the due events a page ahead of the posts, paging on past
+// the events it took; up to the target's MaxInFlight workers deliver them in event order; and
+// successes are recorded a page at a time while later posts go on. A crash before a success is
+// recorded only means that event is delivered again, which at-least-once allows and receivers
+// deduplicate.
+//
+// With several workers a receiver sees events slightly out of order, as it may after any retry
+// (the README tells receivers to deduplicate and trust the payload's state over arrival order).
+// Posting one at a time, a backlog drains at one round trip per event: with a receiver 50 ms
+// away, 20 events a second.
 func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
-	due, err := d.ledger.DueDeliveries(ctx, t.Name(), 500)
-	if err != nil {
-		return 0, err
-	}
 	workers := 1
 	if c, ok := t.(concurrent); ok {
-		workers = max(1, min(c.MaxInFlight(), len(due)))
+		workers = max(1, c.MaxInFlight())
 	}
-	var (
-		mu        sync.Mutex
-		delivered []int64
-		failed    error
-		next      int
-		wg        sync.WaitGroup
-	)
-	defer func() {
-		if len(delivered) > 0 {
-			if err := d.ledger.MarkDelivered(context.WithoutCancel(ctx), t.Name(), delivered...); err != nil {
-				d.log.Error(err, "recording deliveries; they will be repeated", "target", t.Name(), "events", len(delivered))
+	page := cmp.Or(d.page, defaultPage)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+
+	due := make(chan ledger.Delivery, page)
+	var read int
+	go func() {
+		defer close(due)
+		var after int64
+		for {
+			evs, err := d.ledger.DueDeliveries(ctx, t.Name(), after, page)
+			if err != nil {
+				stop(err)
+				return
 			}
+			read += len(evs)
+			for _, ev := range evs {
+				select {
+				case due <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if len(evs) < page {
+				return
+			}
+			after = evs[len(evs)-1].Seq
 		}
 	}()
+
+	delivered := make(chan int64, page)
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		d.recordDeliveries(context.WithoutCancel(ctx), t.Name(), delivered, page)
+	}()
+
+	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				mu.Lock()
-				if next == len(due) || failed != nil {
-					mu.Unlock()
-					return
+			for ev := range due {
+				if ctx.Err() != nil {
+					continue // drain: the reader stops at ctx's end
 				}
-				ev := due[next]
-				next++
-				mu.Unlock()
-				err := d.attempt(ctx, t, ev)
-				mu.Lock()
-				switch {
+				switch err := d.attempt(ctx, t, ev); {
 				case err == nil:
-					delivered = append(delivered, ev.Seq)
+					delivered <- ev.Seq
 				case !errors.Is(err, errAttemptFailed):
-					// The ledger could not record the failure, or ctx ended: stop the batch.
-					failed = cmp.Or(failed, err)
+					// The ledger could not record the failure, or ctx ended: stop here.
+					stop(err)
 				}
-				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	if failed != nil {
-		return 0, failed
+	close(delivered)
+	<-recorded
+	if err := context.Cause(ctx); err != nil {
+		return 0, err
 	}
-	return len(due), nil
+	// The reader has closed due, so read is its last word.
+	return read, nil
+}
+
+// defaultPage is how many events the dispatcher reads, and records as delivered, at a time.
+const defaultPage = 500
+
+// recordDeliveries marks the delivered events a page at a time until delivered is closed. A
+// page that cannot be recorded is logged and will be delivered again.
+func (d *Dispatcher) recordDeliveries(ctx context.Context, target string, delivered <-chan int64, page int) {
+	seqs := make([]int64, 0, page)
+	flush := func() {
+		if len(seqs) == 0 {
+			return
+		}
+		if err := d.ledger.MarkDelivered(ctx, target, seqs...); err != nil {
+			d.log.Error(err, "recording deliveries; they will be repeated", "target", target, "events", len(seqs))
+		}
+		seqs = seqs[:0]
+	}
+	for seq := range delivered {
+		seqs = append(seqs, seq)
+		if len(seqs) == page {
+			flush()
+		}
+	}
+	flush()
 }
 
 // errAttemptFailed: the target refused an event or did not answer, and the retry is recorded.

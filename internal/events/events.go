@@ -55,9 +55,34 @@ type Envelope struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// Body encodes a delivery as the JSON every target sends.
+// Body encodes a delivery as the JSON every target sends. The payload is the ledger's jsonb, so
+// valid JSON, and goes in as PostgreSQL wrote it; the rest is appended by hand when no character
+// needs escaping (ids and names always), which costs a fraction of encoding/json's reflection
+// on the dispatcher's hot path.
 func Body(d ledger.Delivery) ([]byte, error) {
-	return json.Marshal(Envelope{ID: d.EventID, Event: d.Name, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload})
+	if !plain(d.EventID) || !plain(d.Name) || len(d.Payload) == 0 {
+		return json.Marshal(Envelope{ID: d.EventID, Event: d.Name, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload})
+	}
+	b := make([]byte, 0, 96+len(d.Payload))
+	b = append(b, `{"id":"`...)
+	b = append(b, d.EventID...)
+	b = append(b, `","event":"`...)
+	b = append(b, d.Name...)
+	b = append(b, `","created_at":"`...)
+	b = d.CreatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","data":`...)
+	b = append(b, d.Payload...)
+	return append(b, '}'), nil
+}
+
+// plain: s goes into a JSON string as it is, with nothing encoding/json would escape.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // Headers of signed deliveries.
@@ -149,24 +174,36 @@ func (h *HTTPTarget) MaxInFlight() int { return h.maxInFlight }
 // Name is the target's name from the config.
 func (h *HTTPTarget) Name() string { return h.name }
 
-// Deliver posts one event; only a 2xx answer counts as delivered.
-func (h *HTTPTarget) Deliver(ctx context.Context, d ledger.Delivery) error {
+// Request is the signed POST of one event.
+func (h *HTTPTarget) Request(ctx context.Context, d ledger.Delivery) (*http.Request, error) {
 	body, err := Body(d)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
+		return nil, err
+	}
+	now := h.now()
+	// Keys in canonical form, set directly: Header.Set would canonicalise each on every post.
+	req.Header = http.Header{
+		"Content-Type":             {"application/json"},
+		"User-Agent":               {"cryptoassets-helper"},
+		"X-Cryptoassets-Event-Id":  {d.EventID},
+		"X-Cryptoassets-Signature": {Sign(h.key, now, body)},
+		"Webhook-Id":               {d.EventID},
+		"Webhook-Timestamp":        {strconv.FormatInt(now.Unix(), 10)},
+		"Webhook-Signature":        {StandardSignature(h.key, d.EventID, now, body)},
+	}
+	return req, nil
+}
+
+// Deliver posts one event; only a 2xx answer counts as delivered.
+func (h *HTTPTarget) Deliver(ctx context.Context, d ledger.Delivery) error {
+	req, err := h.Request(ctx, d)
+	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "cryptoassets-helper")
-	now := h.now()
-	req.Header.Set(EventIDHeader, d.EventID)
-	req.Header.Set(SignatureHeader, Sign(h.key, now, body))
-	req.Header.Set(StandardIDHeader, d.EventID)
-	req.Header.Set(StandardTimestampHeader, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(StandardSignatureHeader, StandardSignature(h.key, d.EventID, now, body))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return err

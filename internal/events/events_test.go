@@ -206,6 +206,54 @@ func TestPostsUnderWayAtOnceAreBounded(t *testing.T) {
 	}
 }
 
+// TestDeliveriesPageThroughTheOutbox: a backlog longer than a page is read, posted and
+// recorded page by page in one DeliverDue call, every event once, and in event order when the
+// target takes one post at a time.
+func TestDeliveriesPageThroughTheOutbox(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		inFlight, page int
+	}{
+		{"one at a time", 1, 7},
+		{"four at once", 4, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l, pool, _ := ledgerWithEvents(t, []string{"web"}, 20)
+			rec := &receiver{key: []byte("k")}
+			srv := httptest.NewServer(rec)
+			defer srv.Close()
+			d := NewDispatcher(l, nil, DefaultBackoff(), testr.New(t))
+			d.page = tc.page
+			target := NewHTTPTarget("web", srv.URL, rec.key, 2*time.Minute, tc.inFlight)
+			if n, err := d.DeliverDue(ctx, target); err != nil || n != 20 {
+				t.Fatalf("tried %d: %v", n, err)
+			}
+			if len(rec.ids) != 20 || rec.unique() != 20 || rec.bad != 0 {
+				t.Errorf("received %d posts of %d events, %d bad", len(rec.ids), rec.unique(), rec.bad)
+			}
+			var left int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox_deliveries WHERE delivered_at IS NULL`).Scan(&left); err != nil || left != 0 {
+				t.Errorf("%d deliveries not recorded (%v)", left, err)
+			}
+			if n, err := d.DeliverDue(ctx, target); err != nil || n != 0 {
+				t.Errorf("a second pass tried %d: %v", n, err)
+			}
+			if tc.inFlight > 1 {
+				return
+			}
+			rows, _ := pool.Query(ctx, `SELECT event_id::text FROM outbox_events ORDER BY id`)
+			order, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(order, ",") != strings.Join(rec.ids, ",") {
+				t.Errorf("received out of order:\n got %v\nwant %v", rec.ids, order)
+			}
+		})
+	}
+}
+
 func TestGivingUp(t *testing.T) {
 	ctx := context.Background()
 	l, pool, _ := ledgerWithEvents(t, []string{"dead"}, 1)

@@ -56,3 +56,39 @@ func TestStandardWebhooksVerifierAcceptsDeliveries(t *testing.T) {
 		t.Errorf("X-Cryptoassets-Signature: %v", err)
 	}
 }
+
+// TestBodyMatchesEncodingJSON: the hand-appended body is what encoding/json writes for the
+// envelope (for a compact payload, as the ledger's events are built), and names that need
+// escaping go through encoding/json itself.
+func TestBodyMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 11, 30, 16, 40, 5, 123456789, time.FixedZone("CET", 3600))
+	for name, d := range map[string]ledger.Delivery{
+		"event":          {EventID: "3f1c7a9e-0000-4000-8000-000000000007", Name: "txupdate", Payload: json.RawMessage(`{"amount":"0.5","confirmations":3}`), CreatedAt: at},
+		"needs escaping": {EventID: "id\"<&>\\\n", Name: "tx\u00e9update", Payload: json.RawMessage(`{"label":"a"}`), CreatedAt: at},
+		"no payload":     {EventID: "x", Name: "txupdate", CreatedAt: at},
+		"whole second":   {EventID: "x", Name: "txupdate", Payload: json.RawMessage(`[1,2]`), CreatedAt: at.Truncate(time.Second)},
+	} {
+		want, err := json.Marshal(Envelope{ID: d.EventID, Event: d.Name, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload})
+		if err != nil {
+			want = nil // encoding/json refuses an empty RawMessage; so must Body
+		}
+		got, err := Body(d)
+		if (err != nil) != (want == nil) || string(got) != string(want) {
+			t.Errorf("%s:\n got %s (%v)\nwant %s", name, got, err, want)
+		}
+	}
+}
+
+// TestRequestHeaders: every header a receiver reads is found under its documented name.
+func TestRequestHeaders(t *testing.T) {
+	target := NewHTTPTarget("app", "http://127.0.0.1:1/", []byte("k"), time.Second, 1)
+	req, err := target.Request(context.Background(), ledger.Delivery{EventID: "e1", Name: "txupdate", Payload: json.RawMessage(`{}`), CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"Content-Type", EventIDHeader, SignatureHeader, StandardIDHeader, StandardTimestampHeader, StandardSignatureHeader} {
+		if req.Header.Get(h) == "" {
+			t.Errorf("no %s header in %v", h, req.Header)
+		}
+	}
+}

@@ -22,18 +22,21 @@ type Delivery struct {
 }
 
 // DueDeliveries returns up to limit undelivered events of a target whose next attempt is due,
-// oldest first.
-func (l *Ledger) DueDeliveries(ctx context.Context, target string, limit int) ([]Delivery, error) {
+// oldest first, after the event with sequence number after (0 for the oldest): a reader that
+// has not yet recorded the events it took pages on past them.
+func (l *Ledger) DueDeliveries(ctx context.Context, target string, after int64, limit int) ([]Delivery, error) {
 	rows, err := l.pool.Query(ctx, `SELECT e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts
 		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
 		WHERE d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.next_attempt_at <= now()
-		ORDER BY d.event_id LIMIT $3`, target, l.assetID, limit)
+			AND d.event_id > $3
+		ORDER BY d.event_id LIMIT $4`, target, l.assetID, after, limit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the events due at %s: %w", target, err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
 		var d Delivery
-		err := r.Scan(&d.Seq, &d.EventID, &d.Name, &d.Payload, &d.CreatedAt, &d.Attempts)
+		// As bytes: scanned as a json.RawMessage, pgx would run it through json.Unmarshal.
+		err := r.Scan(&d.Seq, &d.EventID, &d.Name, (*[]byte)(&d.Payload), &d.CreatedAt, &d.Attempts)
 		return d, err
 	})
 }
