@@ -135,11 +135,22 @@ type reportKey struct {
 }
 
 // recordDeposits books obs in one transaction (see RecordDeposits).
+//
+// It first reads, without writing or locking anything, whether booking obs would change the
+// ledger, by the same rules as the booking itself; when every output is already booked as
+// reported (a rescan going over what it booked before, a poll repeating a notification), the
+// transaction commits having only read. Otherwise it books, locking what it changes.
 func (l *Ledger) recordDeposits(ctx context.Context, obs []Observation) ([]DepositUpdate, error) {
 	var out []DepositUpdate
 	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
-		var err error
-		out, err = l.bookDeposits(ctx, tx, obs)
+		known, err := l.depositAddresses(ctx, tx, obs)
+		if err != nil {
+			return err
+		}
+		out, err = l.bookDeposits(ctx, tx, obs, known, false)
+		if errors.Is(err, errWouldWrite) {
+			out, err = l.bookDeposits(ctx, tx, obs, known, true)
+		}
 		return err
 	})
 	if err != nil {
@@ -151,17 +162,17 @@ func (l *Ledger) recordDeposits(ctx context.Context, obs []Observation) ([]Depos
 	return out, nil
 }
 
-func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation) ([]DepositUpdate, error) {
-	bk := make([]booking, len(obs))
+// addrRow is an address the ledger handed out, and its account.
+type addrRow struct {
+	id      int64
+	account *int64
+}
 
-	// Which outputs pay us, and to which account.
+// depositAddresses reads which of the observed addresses are the ledger's.
+func (l *Ledger) depositAddresses(ctx context.Context, tx pgx.Tx, obs []Observation) (map[string]addrRow, error) {
 	addrs := make([]string, 0, len(obs))
 	for _, o := range obs {
 		addrs = append(addrs, o.Address)
-	}
-	type addrRow struct {
-		id      int64
-		account *int64
 	}
 	known := map[string]addrRow{}
 	rows, err := tx.Query(ctx, `SELECT address, id, account_id FROM addresses WHERE asset_id = $1 AND address = ANY($2)`, l.assetID, addrs)
@@ -175,6 +186,17 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation)
 	if _, err := pgx.ForEachRow(rows, []any{&a, &ar.id, &ar.account}, func() error { known[a] = ar; return nil }); err != nil {
 		return nil, err
 	}
+	return known, nil
+}
+
+// errWouldWrite: a read-only bookDeposits found that booking would change the ledger.
+var errWouldWrite = errors.New("booking would change the ledger")
+
+// bookDeposits books obs, whose addresses the ledger knows as known. With write false it only
+// reads and returns errWouldWrite as soon as booking would change anything; the rules that
+// decide are the same code either way.
+func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation, known map[string]addrRow, write bool) ([]DepositUpdate, error) {
+	bk := make([]booking, len(obs))
 
 	// The last observation of an output and of a transaction wins, as when booked one by one.
 	ours := make([]int, 0, len(obs))
@@ -215,11 +237,21 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation)
 		oldConf int32
 	}
 	nts := map[string]ntRow{}
-	rows, err = tx.Query(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations, block_hash, block_height)
-		SELECT $1, 'deposit', u.txid, u.conf, nullif(u.hash, ''), nullif(u.height, 0)
-		FROM unnest($2::text[], $3::integer[], $4::text[], $5::bigint[]) AS u(txid, conf, hash, height)
-		ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid
-		RETURNING txid, id, confirmations`, l.assetID, txids, confs, hashes, heights)
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if write {
+		// The upsert also locks the rows it finds (a no-op update), in txid order.
+		rows, err = tx.Query(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations, block_hash, block_height)
+			SELECT $1, 'deposit', u.txid, u.conf, nullif(u.hash, ''), nullif(u.height, 0)
+			FROM unnest($2::text[], $3::integer[], $4::text[], $5::bigint[]) AS u(txid, conf, hash, height)
+			ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid
+			RETURNING txid, id, confirmations`, l.assetID, txids, confs, hashes, heights)
+	} else {
+		rows, err = tx.Query(ctx, `SELECT txid, id, confirmations FROM network_transactions
+			WHERE asset_id = $1 AND kind = 'deposit' AND txid = ANY($2)`, l.assetID, txids)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +262,9 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation)
 	if _, err := pgx.ForEachRow(rows, []any{&txid, &nr.id, &nr.oldConf}, func() error { nts[txid] = nr; return nil }); err != nil {
 		return nil, err
 	}
+	if !write && len(nts) < len(txids) {
+		return nil, errWouldWrite
+	}
 	var chIDs []int64
 	var chConfs []int32
 	var chHashes []string
@@ -238,6 +273,9 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation)
 		if nr := nts[txid]; nr.oldConf != confs[j] {
 			chIDs, chConfs, chHashes, chHeights = append(chIDs, nr.id), append(chConfs, confs[j]), append(chHashes, hashes[j]), append(chHeights, heights[j])
 		}
+	}
+	if len(chIDs) > 0 && !write {
+		return nil, errWouldWrite
 	}
 	if len(chIDs) > 0 {
 		// A conflicted transaction keeps the -1 it was given (see the state check below).
@@ -266,9 +304,13 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation)
 		state    string
 	}
 	booked := map[outputKey]txRow{}
+	lock := ""
+	if write {
+		lock = " FOR UPDATE OF t"
+	}
 	rows, err = tx.Query(ctx, `SELECT t.network_transaction_id, t.output_index, t.id, t.amount, t.receiving_account_id, t.address_id, t.credited, t.state
 		FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
-		WHERE t.kind = 'deposit' ORDER BY t.id FOR UPDATE OF t`, keyNT, keyOut)
+		WHERE t.kind = 'deposit' ORDER BY t.id`+lock, keyNT, keyOut)
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +384,16 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation)
 		}
 	}
 
+	if !write {
+		for _, i := range ours {
+			if bk[i].up.Changed {
+				return nil, errWouldWrite
+			}
+		}
+		if len(newIdx) > 0 || len(chgIDs) > 0 || len(deltas) > 0 {
+			return nil, errWouldWrite
+		}
+	}
 	if len(newIdx) > 0 {
 		n := len(newIdx)
 		states, credited := make([]string, n), make([]bool, n)
