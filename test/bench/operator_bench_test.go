@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
@@ -105,6 +107,9 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	n := envInt(b, "BENCH_N", 200)
 	idle := envDuration(b, "BENCH_IDLE", 30*time.Second)
 
+	// envtest logs through controller-runtime's logger; without one it prints a stack trace
+	// into the benchmark output saying so.
+	logf.SetLogger(logr.Discard())
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	// Every asset has a Service, twice over (baseline and operated): envtest's /24 is too small.
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/12")
