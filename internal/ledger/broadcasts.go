@@ -55,15 +55,19 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 		b = &Broadcast{Outputs: map[string]Amount{}}
 		err := tx.QueryRow(ctx, `SELECT id, opened_at, attempts, sending_at FROM broadcasts WHERE wallet_id = $1 AND state = 'opened'`, l.walletID).
 			Scan(&b.ID, &b.OpenedAt, &b.Attempts, &b.SendingAt)
+		var rows pgx.Rows
 		switch {
 		case err == nil:
 			b.Recovered = true
+			rows, err = tx.Query(ctx, `SELECT t.id, a.address, t.amount FROM transactions t JOIN addresses a ON a.id = t.address_id
+				WHERE t.broadcast_id = $1 ORDER BY t.id`, b.ID)
 		case errors.Is(err, pgx.ErrNoRows):
-			var pending int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE wallet_id = $1 AND kind = 'outgoing' AND state = 'pending'`, l.walletID).Scan(&pending); err != nil {
+			var pending bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM transactions WHERE wallet_id = $1 AND kind = 'outgoing' AND state = 'pending')`,
+				l.walletID).Scan(&pending); err != nil {
 				return err
 			}
-			if pending == 0 {
+			if !pending {
 				b = nil
 				return nil
 			}
@@ -71,16 +75,13 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 				l.assetID, l.walletID).Scan(&b.ID, &b.OpenedAt); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `UPDATE transactions SET state = 'broadcasting', broadcast_id = $1, updated_at = now()
-				WHERE id IN (SELECT id FROM transactions WHERE wallet_id = $2 AND kind = 'outgoing' AND state = 'pending'
-				             ORDER BY id LIMIT $3)`, b.ID, l.walletID, MaxBroadcastSends); err != nil {
-				return err
-			}
-		default:
-			return err
+			// The sends taken, as they are updated: one statement, not an update and a read.
+			rows, err = tx.Query(ctx, `WITH t AS (UPDATE transactions SET state = 'broadcasting', broadcast_id = $1, updated_at = now()
+					WHERE id IN (SELECT id FROM transactions WHERE wallet_id = $2 AND kind = 'outgoing' AND state = 'pending'
+					             ORDER BY id LIMIT $3)
+					RETURNING id, address_id, amount)
+				SELECT t.id, a.address, t.amount FROM t JOIN addresses a ON a.id = t.address_id ORDER BY t.id`, b.ID, l.walletID, MaxBroadcastSends)
 		}
-		rows, err := tx.Query(ctx, `SELECT t.id, a.address, t.amount FROM transactions t JOIN addresses a ON a.id = t.address_id
-			WHERE t.broadcast_id = $1 ORDER BY t.id`, b.ID)
 		if err != nil {
 			return err
 		}
@@ -130,11 +131,12 @@ func (l *Ledger) MarkBroadcasted(ctx context.Context, broadcastID int64, txid st
 			ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid RETURNING id`, l.assetID, txid).Scan(&ntID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = 'broadcasted', network_transaction_id = $1, updated_at = now()
-			WHERE broadcast_id = $2`, ntID, broadcastID); err != nil {
+		txs, err := l.updateTransactions(ctx, tx, `state = 'broadcasted', network_transaction_id = $1, updated_at = now()`,
+			`broadcast_id = $2`, ntID, broadcastID)
+		if err != nil {
 			return err
 		}
-		return l.broadcastEvents(ctx, tx, ntID)
+		return l.broadcastEvents(ctx, tx, ntID, txs)
 	})
 	if err != nil {
 		return fmt.Errorf("recording broadcast %d as %s: %w", broadcastID, txid, err)
@@ -142,15 +144,21 @@ func (l *Ledger) MarkBroadcasted(ctx context.Context, broadcastID int64, txid st
 	return nil
 }
 
-func (l *Ledger) broadcastEvents(ctx context.Context, tx pgx.Tx, ntID int64) error {
-	rows, err := tx.Query(ctx, transactionSelect+` WHERE t.network_transaction_id = $1 AND t.kind = 'outgoing' ORDER BY t.id`, ntID)
+// updateTransactions updates the transactions that where (a condition on their columns) picks,
+// as set says, and returns them as transactionSelect reads them, in id order: one statement
+// where an update and a read-back of up to MaxBroadcastSends rows were two. The joined tables
+// are read as the transaction saw them before this statement.
+func (l *Ledger) updateTransactions(ctx context.Context, tx pgx.Tx, set, where string, args ...any) ([]Transaction, error) {
+	rows, err := tx.Query(ctx, `WITH t AS (UPDATE transactions SET `+set+` WHERE `+where+` RETURNING *) `+
+		transactionColumns+` FROM t `+transactionJoins+` ORDER BY t.id`, args...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	txs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
-	if err != nil {
-		return err
-	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+}
+
+// broadcastEvents reports the sends txs of network transaction ntID to the application.
+func (l *Ledger) broadcastEvents(ctx context.Context, tx pgx.Tx, ntID int64, txs []Transaction) error {
 	payloads := make([]any, 0, len(txs))
 	for _, t := range txs {
 		p := l.txUpdatePayload(t, ntID, DepositUpdate{})
@@ -402,10 +410,11 @@ func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, 
 		case confirmations >= l.opts.Confirmations:
 			state = "confirmed"
 		}
-		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = $1, updated_at = now() WHERE network_transaction_id = $2 AND kind = 'outgoing'`, state, ntID); err != nil {
+		txs, err := l.updateTransactions(ctx, tx, `state = $1, updated_at = now()`, `network_transaction_id = $2 AND kind = 'outgoing'`, state, ntID)
+		if err != nil {
 			return err
 		}
-		return l.broadcastEvents(ctx, tx, ntID)
+		return l.broadcastEvents(ctx, tx, ntID, txs)
 	})
 	return changed, err
 }

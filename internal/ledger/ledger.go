@@ -627,13 +627,18 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 	return out, nil
 }
 
-const transactionSelect = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
+const transactionSelect = transactionColumns + ` FROM transactions t ` + transactionJoins
+
+// transactionColumns and transactionJoins are transactionSelect around its FROM, for reading
+// rows named t that come from elsewhere (an UPDATE's RETURNING).
+const (
+	transactionColumns = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
 	t.amount, coalesce(n.txid, ''), t.output_index, coalesce(n.confirmations, -1), t.credited, t.processed_at,
-	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, ''), coalesce(t.reason, '')
-	FROM transactions t
-	LEFT JOIN addresses a ON a.id = t.address_id
+	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, ''), coalesce(t.reason, '')`
+	transactionJoins = `LEFT JOIN addresses a ON a.id = t.address_id
 	LEFT JOIN network_transactions n ON n.id = t.network_transaction_id
 	LEFT JOIN broadcasts b ON b.id = t.broadcast_id AND b.state = 'opened'`
+)
 
 func (l *Ledger) scanTransaction(row pgx.Row) (Transaction, error) {
 	var t Transaction
