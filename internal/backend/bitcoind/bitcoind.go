@@ -145,7 +145,7 @@ func classify(method string, err error) error {
 	if errors.As(err, &rpcErr) {
 		switch {
 		case method == "sendmany" && outputRefusal(rpcErr):
-			return fmt.Errorf("%s: %w: %s (code %d)", method, backend.ErrOutputRefused, rpcErr.Message, rpcErr.Code)
+			return &refusedOutput{method: method, rpc: rpcErr}
 		case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(strings.ToLower(rpcErr.Message), "insufficient funds"):
 			return fmt.Errorf("%s: %w: %s", method, backend.ErrInsufficientFunds, rpcErr.Message)
 		case method == "gettransaction" && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey:
@@ -184,6 +184,19 @@ func (r *refusal) Error() string {
 }
 
 func (r *refusal) Unwrap() []error { return []error{backend.ErrRejected, r.rpc} }
+
+// refusedOutput is a refusal of one of a payment's outputs: backend.ErrOutputRefused, with the
+// node's error kept for refusedOwnChange.
+type refusedOutput struct {
+	method string
+	rpc    *btcjson.RPCError
+}
+
+func (r *refusedOutput) Error() string {
+	return fmt.Sprintf("%s: %v: %s (code %d)", r.method, backend.ErrOutputRefused, r.rpc.Message, r.rpc.Code)
+}
+
+func (r *refusedOutput) Unwrap() []error { return []error{backend.ErrOutputRefused, r.rpc} }
 
 // read calls a read-only method through rpcclient, which may retry it; the caller's context and
 // the configured timeout bound the wait.
@@ -667,6 +680,14 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount)
 		}
 		err = c.post(ctx, "sendmany", &txid, from, amounts, 1)
 	}
+	if c.refusedOwnChange(err, outputs) {
+		// The refusal paid nothing, and the wallet would draw the same change address on every
+		// attempt: move it past that address and ask once more.
+		if err := c.skipChangeAddress(ctx); err != nil {
+			return "", err
+		}
+		err = c.post(ctx, "sendmany", &txid, from, amounts, 1)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -674,6 +695,36 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount)
 		return "", fmt.Errorf("sendmany: the node answered %q, not a transaction id", txid)
 	}
 	return txid, nil
+}
+
+// refusedOwnChange reports btcwallet v0.15 refusing its own change address: on simnet it reads
+// base58 addresses that start "Sb1" as bech32 and answers "Invalid address or key: <address>"
+// (code -5) for a change address it drew itself. Such a refusal says nothing about the outputs,
+// and must not be taken for an output refusal (the broadcaster would set sends aside for
+// review); an output that is itself such an address is refused as usual.
+func (c *Client) refusedOwnChange(err error, outputs map[string]amount.Amount) bool {
+	var rpcErr *btcjson.RPCError
+	if c.opts.Flavor != Btcwallet || c.opts.Network != "simnet" || !errors.As(err, &rpcErr) || rpcErr.Code != btcjson.ErrRPCInvalidAddressOrKey {
+		return false
+	}
+	_, addr, ok := strings.Cut(rpcErr.Message, "Invalid address or key: ")
+	if !ok || !strings.HasPrefix(strings.ToLower(addr), "sb1") {
+		return false
+	}
+	_, isOutput := outputs[addr]
+	return !isOutput
+}
+
+// skipChangeAddress moves btcwallet past a change address it refused. A refused payment does not
+// keep the change address it drew; getrawchangeaddress does, even though it then fails to
+// return it for the same reason (seen against btcwallet v0.15, paying until the refusal came).
+func (c *Client) skipChangeAddress(ctx context.Context) error {
+	err := c.post(ctx, "getrawchangeaddress", nil, "default")
+	var rpcErr *btcjson.RPCError
+	if err != nil && !(errors.As(err, &rpcErr) && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey) {
+		return fmt.Errorf("sendmany: moving the wallet past a change address it refused: %w", err)
+	}
+	return nil
 }
 
 // unlockWindow is how long one walletpassphrase keeps the wallet unlocked. It covers a broadcast
