@@ -145,7 +145,7 @@ func classify(method string, err error) error {
 	if errors.As(err, &rpcErr) {
 		switch {
 		case method == "sendmany" && outputRefusal(rpcErr):
-			return &refusedOutput{method: method, rpc: rpcErr}
+			return &refusal{method: method, as: backend.ErrOutputRefused, rpc: rpcErr}
 		case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(strings.ToLower(rpcErr.Message), "insufficient funds"):
 			return fmt.Errorf("%s: %w: %s", method, backend.ErrInsufficientFunds, rpcErr.Message)
 		case method == "gettransaction" && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey:
@@ -153,7 +153,7 @@ func classify(method string, err error) error {
 		case rpcErr.Code == btcjson.ErrRPCInWarmup:
 			return fmt.Errorf("%s: %w: node is warming up: %s", method, backend.ErrUnreachable, rpcErr.Message)
 		}
-		return &refusal{method: method, rpc: rpcErr}
+		return &refusal{method: method, as: backend.ErrRejected, rpc: rpcErr}
 	}
 	if strings.Contains(err.Error(), "401") {
 		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
@@ -172,31 +172,21 @@ func outputRefusal(e *btcjson.RPCError) bool {
 		strings.Contains(msg, "invalid amount") || strings.Contains(msg, "invalid address")
 }
 
-// refusal is an RPC error the node answered: ErrRejected, with the node's code kept for callers
-// that tell one refusal from another (a block the node does not know, a transaction it has not).
+// refusal is an RPC error the node answered: backend.ErrRejected, or backend.ErrOutputRefused
+// for a payment refused because of one of its outputs, with the node's error kept for callers
+// that tell one refusal from another (a block the node does not know, a transaction it has not,
+// a change address btcwallet refused).
 type refusal struct {
 	method string
+	as     error
 	rpc    *btcjson.RPCError
 }
 
 func (r *refusal) Error() string {
-	return fmt.Sprintf("%s: %v: %s (code %d)", r.method, backend.ErrRejected, r.rpc.Message, r.rpc.Code)
+	return fmt.Sprintf("%s: %v: %s (code %d)", r.method, r.as, r.rpc.Message, r.rpc.Code)
 }
 
-func (r *refusal) Unwrap() []error { return []error{backend.ErrRejected, r.rpc} }
-
-// refusedOutput is a refusal of one of a payment's outputs: backend.ErrOutputRefused, with the
-// node's error kept for refusedOwnChange.
-type refusedOutput struct {
-	method string
-	rpc    *btcjson.RPCError
-}
-
-func (r *refusedOutput) Error() string {
-	return fmt.Sprintf("%s: %v: %s (code %d)", r.method, backend.ErrOutputRefused, r.rpc.Message, r.rpc.Code)
-}
-
-func (r *refusedOutput) Unwrap() []error { return []error{backend.ErrOutputRefused, r.rpc} }
+func (r *refusal) Unwrap() []error { return []error{r.as, r.rpc} }
 
 // read calls a read-only method through rpcclient, which may retry it; the caller's context and
 // the configured timeout bound the wait.
