@@ -240,15 +240,7 @@ func BenchmarkIntake(b *testing.B) {
 	for round := range rounds {
 		rin, rl, racct, name := in, l, acct, "intake"
 		if round > 0 {
-			rl, _ = openLedger(b, srv)
-			if racct, err = rl.CreateAccount(ctx, "shop"); err != nil {
-				b.Fatal(err)
-			}
-			for _, addr := range addrs {
-				if _, err := rl.AddReceivingAddress(ctx, racct.ID, addr, ""); err != nil {
-					b.Fatal(err)
-				}
-			}
+			rl, racct = shopLedger(b, srv, addrs)
 			if err := rl.SetCursor(ctx, cursor); err != nil {
 				b.Fatal(err)
 			}
@@ -277,6 +269,23 @@ func BenchmarkIntake(b *testing.B) {
 	b.Logf("%d deposits in %d transactions booked and credited in %s (%.0f/s; median of %d: %s); the bare RPC calls take %s (median of %d: %s) and a bare batched insert of the rows %s (median of %s); ratio %.2f",
 		n, len(txids), took.Round(time.Millisecond), float64(n)/took.Seconds(), rounds, roundMs(catchUps),
 		bareRPC.Round(time.Millisecond), len(bareRPCs), roundMs(bareRPCs), bareInsert.Round(time.Millisecond), roundMs(bareInserts), took.Seconds()/bare.Seconds())
+}
+
+// shopLedger opens a ledger of its own with a "shop" account that has the receiving addresses
+// addrs: a fresh ledger for a benchmark round that books the same payments again.
+func shopLedger(b *testing.B, srv *pgtest.Server, addrs []string) (*ledger.Ledger, ledger.Account) {
+	ctx := context.Background()
+	l, _ := openLedger(b, srv)
+	acct, err := l.CreateAccount(ctx, "shop")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, addr := range addrs {
+		if _, err := l.AddReceivingAddress(ctx, acct.ID, addr, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return l, acct
 }
 
 func mustJSON(b *testing.B, v any) json.RawMessage {
@@ -451,16 +460,7 @@ func BenchmarkRescan(b *testing.B) {
 	for r := range rounds {
 		rin, name := in, "rescan"
 		if r > 0 {
-			rl, _ := openLedger(b, srv)
-			ra, err := rl.CreateAccount(ctx, "shop")
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, addr := range addrs {
-				if _, err := rl.AddReceivingAddress(ctx, ra.ID, addr, ""); err != nil {
-					b.Fatal(err)
-				}
-			}
+			rl, _ := shopLedger(b, srv, addrs)
 			rin, name = intake.New(rl, be, logr.Discard()), "" // one profile is enough
 		}
 		bareCall()

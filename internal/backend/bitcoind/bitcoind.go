@@ -290,7 +290,7 @@ func (c *Client) NewAddress(ctx context.Context, label string) (string, error) {
 	// btcwallet v0.15 takes simnet base58 addresses that start "Sb1" for bech32 and refuses to
 	// pay them, so a customer paying from such a wallet could not pay this one. Simnet only (no
 	// other network's base58 prefix collides with its bech32 one): hand out the next address.
-	for attempt := 0; c.opts.Network == "simnet" && strings.HasPrefix(strings.ToLower(addr), "sb1") && attempt < 10; attempt++ {
+	for attempt := 0; c.opts.Network == "simnet" && sb1(addr) && attempt < 10; attempt++ {
 		if err := c.read(ctx, "getnewaddress", &addr, arg); err != nil {
 			return "", err
 		}
@@ -698,12 +698,15 @@ func (c *Client) refusedOwnChange(err error, outputs map[string]amount.Amount) b
 		return false
 	}
 	_, addr, ok := strings.Cut(rpcErr.Message, "Invalid address or key: ")
-	if !ok || !strings.HasPrefix(strings.ToLower(addr), "sb1") {
+	if !ok || !sb1(addr) {
 		return false
 	}
 	_, isOutput := outputs[addr]
 	return !isOutput
 }
+
+// sb1 says whether a simnet address has the prefix btcwallet v0.15 takes for bech32.
+func sb1(addr string) bool { return strings.HasPrefix(strings.ToLower(addr), "sb1") }
 
 // skipChangeAddress moves btcwallet past a change address it refused. A refused payment does not
 // keep the change address it drew; getrawchangeaddress does, even though it then fails to
