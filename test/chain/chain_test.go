@@ -425,3 +425,50 @@ func TestLedgerCheckAgainstTheChain(t *testing.T) {
 		t.Fatalf("audit after the catch-up: %v %v", v, err)
 	}
 }
+
+// TestRescansAcrossAReorganisation: deposits in five blocks are credited by a rescan, and left
+// as they are by a second one from the same backend (which reads the chain from where the first
+// left off). After a reorganisation takes their blocks off the chain, a rescan takes them back;
+// once they are mined again, a rescan credits them again.
+func TestRescansAcrossAReorganisation(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	rescan := func() {
+		t.Helper()
+		if r, err := f.intake.Rescan(ctx, 0, nil); err != nil {
+			t.Fatalf("rescan: %+v %v", r, err)
+		}
+	}
+	expect := func(when string, credited bool, balance ledger.Amount, txids []string) {
+		t.Helper()
+		for _, txid := range txids {
+			if d := f.deposit(txid); d.Credited != credited || (!credited && (d.State != "incoming" || d.Confirmations != 0)) {
+				t.Fatalf("%s: deposit %s %+v, want credited %v", when, txid, d, credited)
+			}
+		}
+		if f.balance() != balance {
+			t.Fatalf("%s: balance %d, want %d", when, f.balance(), balance)
+		}
+	}
+	if err := f.peer.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	var txids []string
+	for i := range 5 {
+		txids = append(txids, node.MustPay(t, f.addr, int64(10_000_000*(i+1))))
+		node.MustMine(t, 1)
+	}
+	rescan()
+	expect("rescanned", true, 150_000_000, txids)
+	rescan() // from the remembered chain
+	expect("rescanned again", true, 150_000_000, txids)
+
+	f.peerWins(6)
+	rescan()
+	expect("after the reorganisation", false, 0, txids)
+
+	node.MustMine(t, 1)
+	rescan()
+	expect("mined again", true, 150_000_000, txids)
+	f.check()
+}

@@ -2,7 +2,8 @@
 // (labels, named wallets), btcwallet (accounts, always encrypted), and the litecoin and dogecoin
 // daemons that speak the same RPC.
 //
-// Reads go through btcd's rpcclient in HTTP POST mode. Sends do not: rpcclient retries a failed
+// Reads go through btcd's rpcclient in HTTP POST mode, except the wallet's listings, which are
+// decoded as they arrive (see list). Sends do not: rpcclient retries a failed
 // POST up to ten times on its own, and a sendmany whose reply was lost may already have paid, so a
 // retry could pay twice. Sends are one POST with the caller's context and no retry; the helper's
 // broadcaster reconciles an unanswered send against the wallet before trying again.
@@ -73,6 +74,8 @@ type Client struct {
 	// needs no second call to learn its height: an idle poll is one call.
 	tipMu   sync.Mutex
 	lastTip backend.Tip
+	// chain is what earlier listings learned of the node's best chain (btcwallet only).
+	chain chainMemo
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -236,30 +239,14 @@ func (c *Client) post(ctx context.Context, method string, result any, params ...
 
 // postWith is post through a given HTTP client (the unlock has its own timeout).
 func (c *Client) postWith(ctx context.Context, hc *http.Client, method string, result any, params ...any) error {
-	if params == nil {
-		params = []any{}
-	}
-	body, err := json.Marshal(map[string]any{"jsonrpc": "1.0", "id": c.ids.Add(1), "method": method, "params": params})
+	resp, err := c.request(ctx, hc, method, params)
 	if err != nil {
 		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.postURL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth(c.opts.User, c.opts.Password)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
-	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
 	}
 	var reply struct {
 		Result json.RawMessage   `json:"result"`
@@ -274,6 +261,70 @@ func (c *Client) postWith(ctx context.Context, hc *http.Client, method string, r
 		return classify(method, reply.Error)
 	}
 	return decode(method, reply.Result, result)
+}
+
+// list calls a read-only method whose reply runs to megabytes (the wallet's listings), decoding
+// the reply as it arrives. Through rpcclient a reply is parsed whole to hand the result back as
+// raw JSON, which is then parsed again into result: for a rescan's listing that second parse
+// took more of the client's time than the rest of the scan. One attempt: the caller's next poll
+// is the retry, as for any read that fails.
+func (c *Client) list(ctx context.Context, method string, result any, params ...any) error {
+	resp, err := c.request(ctx, c.http, method, params)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// What follows the reply (a newline) is read, so the connection is kept for the next.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}()
+	reply := struct {
+		Result any               `json:"result"` // decoded into what result points at
+		Error  *btcjson.RPCError `json:"error"`
+	}{Result: result}
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	err = dec.Decode(&reply)
+	var syntax *json.SyntaxError
+	var mistyped *json.UnmarshalTypeError
+	switch {
+	case err == nil && reply.Error != nil:
+		return classify(method, reply.Error)
+	case err == nil:
+		return nil
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%s: %w: HTTP %d", method, backend.ErrUnreachable, resp.StatusCode)
+	case errors.As(err, &syntax), errors.As(err, &mistyped):
+		return fmt.Errorf("%s: the node's reply does not parse: %w", method, err)
+	default:
+		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
+	}
+}
+
+// request posts one JSON-RPC request; the caller reads and closes the reply.
+func (c *Client) request(ctx context.Context, hc *http.Client, method string, params []any) (*http.Response, error) {
+	if params == nil {
+		params = []any{}
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": "1.0", "id": c.ids.Add(1), "method": method, "params": params})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.postURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(c.opts.User, c.opts.Password)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
+	}
+	return resp, nil
 }
 
 // NewAddress creates a receiving address. Bitcoin Core records the label; btcwallet has accounts,
@@ -481,7 +532,7 @@ func (c *Client) listSince(ctx context.Context, blockHash string) (listing, erro
 	if blockHash != "" {
 		params = append(params, blockHash)
 	}
-	err := c.read(ctx, "listsinceblock", &res, params...)
+	err := c.list(ctx, "listsinceblock", &res, params...)
 	return res, err
 }
 
@@ -579,7 +630,7 @@ func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Tran
 	col := newCollector(c, "listtransactions", tip.Height)
 	for skip := 0; ; skip += recentPage {
 		var entries []walletTx
-		if err := c.read(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
+		if err := c.list(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
 			return nil, tip, err
 		}
 		older := false
@@ -762,7 +813,7 @@ func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Se
 		TxID string `json:"txid"`
 		Time int64  `json:"time"`
 	}
-	if err := c.read(ctx, "listtransactions", &entries, "*", recentSendsWindow, 0); err != nil {
+	if err := c.list(ctx, "listtransactions", &entries, "*", recentSendsWindow, 0); err != nil {
 		return nil, err
 	}
 	byTx := map[string]*backend.Send{}

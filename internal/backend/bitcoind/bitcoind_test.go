@@ -333,20 +333,46 @@ func TestListingBlocksCheckedFromTheChainsHeaders(t *testing.T) {
 		}
 	}
 
-	heights, nodeTip, err := c.mainChain(ctx, 1)
+	// Listing the same blocks again reads the headers only from where the first listing's read
+	// ended, and places every block the same.
+	headerPages, hashLookups := counter.Count("getheaders"), counter.Count("getblockhash")
+	again, _, err := c.Since(ctx, start.Hash)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nodeTip != tip.Height || int64(len(heights)) != tip.Height {
-		t.Errorf("read %d headers to %d, want %d", len(heights), nodeTip, tip.Height)
+	if n, m := counter.Count("getheaders")-headerPages, counter.Count("getblockhash")-hashLookups; n != 1 || m != 0 {
+		t.Errorf("listing again read %d header pages and looked up %d block hashes, want 1 and 0", n, m)
 	}
+	for _, tx := range again {
+		if got := listed[tx.TxID]; got.BlockHeight != tx.BlockHeight || got.Confirmations != tx.Confirmations {
+			t.Errorf("%s listed again at height %d with %d confirmations, first at %d with %d", tx.TxID, tx.BlockHeight, tx.Confirmations, got.BlockHeight, got.Confirmations)
+		}
+	}
+
+	var genesis string
+	if err := c.read(ctx, "getblockhash", &genesis, 0); err != nil {
+		t.Fatal(err)
+	}
+	want, byHeight := map[string]bool{}, map[string]int64{}
 	for _, h := range []int64{1, tip.Height / 2, tip.Height} {
 		var hash string
 		if err := c.read(ctx, "getblockhash", &hash, h); err != nil {
 			t.Fatal(err)
 		}
-		if heights[hash] != h {
-			t.Errorf("block %s: height %d from the headers, %d from the node", hash, heights[hash], h)
+		want[hash], byHeight[hash] = true, h
+	}
+	found := map[string]int64{}
+	last, height, follows, err := c.readChain(ctx, genesis, 0, want, found)
+	if err != nil || !follows || height != tip.Height || found[last] != tip.Height {
+		t.Fatalf("read from genesis to %s at %d (follows %v, %v), want the tip %d", last, height, follows, err, tip.Height)
+	}
+	for hash, h := range byHeight {
+		if found[hash] != h {
+			t.Errorf("block %s: height %d from the headers, %d from the node", hash, found[hash], h)
 		}
+	}
+	// A block the node does not have on its chain: btcd answers from the genesis block.
+	if _, _, follows, err := c.readChain(ctx, strings.Repeat("11", 32), 5, want, map[string]int64{}); err != nil || follows {
+		t.Errorf("reading after a block not on the chain: follows %v, %v", follows, err)
 	}
 }

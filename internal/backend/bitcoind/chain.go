@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/btcsuite/btcd/btcjson"
 	"github.com/btcsuite/btcd/wire/v2"
@@ -93,74 +94,164 @@ const headersPage = 2000
 // by reading the chain's headers in pages rather than each block on its own.
 const bulkBlocks = 3
 
-// mainChain reads the node's best chain from height from to its tip with btcd's getheaders
-// (btcwallet passes it on to btcd; Bitcoin Core has no such call, and needs none): the hashes by
-// height, and the tip's height. Pages are chained by their previous-block hashes, so a
-// reorganisation while reading is an error, not a mixed chain.
-func (c *Client) mainChain(ctx context.Context, from int64) (map[string]int64, int64, error) {
-	from = max(from, 1)
-	var prev string
-	if err := c.read(ctx, "getblockhash", &prev, from-1); err != nil {
-		return nil, 0, err
-	}
-	heights := map[string]int64{}
-	height := from
-	for {
+// chainMemo remembers, from one listing to the next, the listed blocks found on the node's best
+// chain and the last header read (the anchor). While the anchor stays on the best chain so do
+// they, at the same heights: each header names its parent, so none of the anchor's ancestors can
+// change without the anchor leaving the chain. A listing whose blocks were checked before then
+// costs one getheaders from the anchor, which also reads whatever was mined since, rather than
+// the whole range again. A reorganisation below the anchor shows as getheaders not following it,
+// and the memo starts over.
+type chainMemo struct {
+	mu      sync.Mutex
+	anchor  string
+	height  int64
+	heights map[string]int64
+}
+
+// memoBlocks bounds how many blocks the memo keeps; past it, it keeps only the last listing's.
+const memoBlocks = 100_000
+
+// readChain reads the node's best chain after block prev (at height prevHeight) to its tip with
+// btcd's getheaders (btcwallet passes it on to btcd; Bitcoin Core has no such call, and needs
+// none). It records in found the heights of the blocks in want, and returns the last block read
+// and its height. follows is false when prev is not on the best chain: btcd then answers from
+// the genesis block. Pages are chained by their previous-block hashes, so a reorganisation while
+// reading is an error, not a mixed chain.
+func (c *Client) readChain(ctx context.Context, prev string, prevHeight int64, want map[string]bool, found map[string]int64) (last string, height int64, follows bool, err error) {
+	height = prevHeight
+	for first := true; ; first = false {
 		var headers []string
 		if err := c.read(ctx, "getheaders", &headers, []string{prev}, ""); err != nil {
-			return nil, 0, err
+			return "", 0, false, err
 		}
 		for _, h := range headers {
 			raw, err := hex.DecodeString(h)
 			if err != nil {
-				return nil, 0, fmt.Errorf("getheaders: a header that is not hex: %w", err)
+				return "", 0, false, fmt.Errorf("getheaders: a header that is not hex: %w", err)
 			}
 			var hdr wire.BlockHeader
 			if err := hdr.Deserialize(bytes.NewReader(raw)); err != nil {
-				return nil, 0, fmt.Errorf("getheaders: a header that does not parse: %w", err)
+				return "", 0, false, fmt.Errorf("getheaders: a header that does not parse: %w", err)
 			}
 			if hdr.PrevBlock.String() != prev {
-				return nil, 0, fmt.Errorf("getheaders: the chain changed while it was read (block %d does not follow %s)", height, prev)
+				if first && height == prevHeight {
+					return "", 0, false, nil
+				}
+				return "", 0, false, fmt.Errorf("getheaders: the chain changed while it was read (block %d does not follow %s)", height+1, prev)
 			}
 			prev = hdr.BlockHash().String()
-			heights[prev] = height
 			height++
+			if want[prev] {
+				found[prev] = height
+			}
 		}
 		if len(headers) < headersPage {
-			return heights, height - 1, nil
+			return prev, height, true, nil
 		}
 	}
 }
 
 // placeOnMainChain looks up, in one pass over the node's headers, the blocks of txs (listing
 // entries whose wallet numbers put them at tipHeight-confirmations+1) that are on the node's
-// best chain, and records them in seen. Blocks it does not find are left to blockPlace, which
-// asks about each: a wallet's numbers can put a block below the range read. It is an
-// optimisation only; when the headers cannot be read, every block is asked about on its own.
+// best chain, and records them in seen. Blocks the memo holds cost only the read from its anchor
+// on; the others are searched for from the lowest height the wallet's numbers give them. Blocks it
+// does not find are left to blockPlace, which asks about each: a wallet's numbers can put a block
+// below the range read. It is an optimisation only; when the headers cannot be read, every block
+// is asked about on its own.
 func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []walletTx, tipHeight int64) {
 	if c.opts.Flavor != Btcwallet {
 		return
 	}
-	blocks := map[string]bool{}
+	want := map[string]bool{}
 	from := tipHeight
 	for _, t := range txs {
-		if t.BlockHash == "" || t.Confirmations <= 0 {
+		if t.BlockHash == "" || t.Confirmations <= 0 || want[t.BlockHash] {
 			continue
 		}
-		blocks[t.BlockHash] = true
+		want[t.BlockHash] = true
 		from = min(from, tipHeight-int64(t.Confirmations)+1)
 	}
-	if len(blocks) < bulkBlocks {
+	if len(want) < bulkBlocks {
 		return
 	}
-	heights, nodeTip, err := c.mainChain(ctx, from)
-	if err != nil {
-		return
-	}
-	for hash := range blocks {
-		if h, ok := heights[hash]; ok {
-			seen[hash] = place{onChain: true, height: h, confirmations: int32(min(nodeTip-h+1, 1<<30))}
+	// One reader at a time: a second listing in flight waits and finds the memo extended.
+	m := &c.chain
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	found := map[string]int64{}
+	if m.anchor != "" {
+		for hash := range want {
+			if h, ok := m.heights[hash]; ok {
+				found[hash] = h
+			}
 		}
+		last, height, follows, err := c.readChain(ctx, m.anchor, m.height, want, found)
+		if err != nil {
+			return
+		}
+		if follows {
+			// Blocks still missing can only be on the chain below the anchor, where this read
+			// did not look.
+			below := from <= m.height
+			c.remember(found, last, height)
+			if len(found) == len(want) || !below {
+				c.placeFound(seen, found, height)
+				return
+			}
+		} else {
+			m.anchor, m.heights = "", nil
+		}
+	}
+	// Blocks not seen before, or a chain that moved under the anchor: read from the lowest. The
+	// memo's blocks stay only if its anchor is on the chain this read finds.
+	from = max(from, 1)
+	var prev string
+	if err := c.read(ctx, "getblockhash", &prev, from-1); err != nil {
+		return
+	}
+	keep, anchorWanted := m.anchor != "", want[m.anchor]
+	if keep {
+		want[m.anchor] = true
+	}
+	read := map[string]int64{}
+	last, height, follows, err := c.readChain(ctx, prev, from-1, want, read)
+	if err != nil || !follows {
+		return
+	}
+	if keep {
+		keep = read[m.anchor] == m.height
+		if !anchorWanted {
+			delete(read, m.anchor)
+		}
+	}
+	if keep {
+		for hash, h := range found {
+			read[hash] = h
+		}
+	}
+	if !keep || len(m.heights)+len(read) > memoBlocks {
+		m.heights = nil
+	}
+	c.remember(read, last, height)
+	c.placeFound(seen, read, height)
+}
+
+// remember adds found to the memo, anchored at last (at height). The caller holds the lock.
+func (c *Client) remember(found map[string]int64, last string, height int64) {
+	m := &c.chain
+	if m.heights == nil {
+		m.heights = make(map[string]int64, len(found))
+	}
+	for hash, h := range found {
+		m.heights[hash] = h
+	}
+	m.anchor, m.height = last, height
+}
+
+// placeFound records the blocks found on the best chain, nodeTip being its height.
+func (c *Client) placeFound(seen places, found map[string]int64, nodeTip int64) {
+	for hash, h := range found {
+		seen[hash] = place{onChain: true, height: h, confirmations: int32(min(nodeTip-h+1, 1<<30))}
 	}
 }
 
