@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -81,14 +82,34 @@ func TestBodyMatchesEncodingJSON(t *testing.T) {
 
 // TestRequestHeaders: every header a receiver reads is found under its documented name.
 func TestRequestHeaders(t *testing.T) {
-	target := NewHTTPTarget("app", "http://127.0.0.1:1/", []byte("k"), time.Second, 1)
-	req, err := target.Request(context.Background(), ledger.Delivery{EventID: "e1", Name: "txupdate", Payload: json.RawMessage(`{}`), CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"Content-Type", EventIDHeader, SignatureHeader, StandardIDHeader, StandardTimestampHeader, StandardSignatureHeader} {
-		if req.Header.Get(h) == "" {
-			t.Errorf("no %s header in %v", h, req.Header)
+	key := []byte("k")
+	target := NewHTTPTarget("app", "http://127.0.0.1:1/", key, time.Second, 1)
+	now := time.Unix(1_800_000_000, 0)
+	target.now = func() time.Time { return now }
+	// Several requests, so the signatures of later ones come from reused HMAC states.
+	for i, payload := range []string{`{}`, `{"n":1}`, `{"n":2,"s":"ü"}`} {
+		d := ledger.Delivery{EventID: fmt.Sprintf("e%d", i), Name: "txupdate", Payload: json.RawMessage(payload), CreatedAt: now}
+		req, err := target.Request(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range []string{"Content-Type", EventIDHeader, SignatureHeader, StandardIDHeader, StandardTimestampHeader, StandardSignatureHeader} {
+			if req.Header.Get(h) == "" {
+				t.Errorf("no %s header in %v", h, req.Header)
+			}
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := req.Header.Get(SignatureHeader), Sign(key, now, body); got != want {
+			t.Errorf("request %d: signature %s, want %s", i, got, want)
+		}
+		if got, want := req.Header.Get(StandardSignatureHeader), StandardSignature(key, d.EventID, now, body); got != want {
+			t.Errorf("request %d: webhook-signature %s, want %s", i, got, want)
+		}
+		if err := Verify(key, req.Header.Get(SignatureHeader), body, time.Minute, now); err != nil {
+			t.Errorf("request %d: %v", i, err)
 		}
 	}
 }
