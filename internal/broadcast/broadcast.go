@@ -283,21 +283,28 @@ func pays(sent, want map[string]ledger.Amount) bool {
 }
 
 // record closes the broadcast and books its fee. The fee lookup is a network call outside the
-// ledger transaction; if it fails, the fee is booked by a later pass (BookFee is idempotent).
+// ledger transaction, made while the ledger records the broadcast (one is the node's work, the
+// other the database's); if it fails, the fee is booked by a later pass (BookFee is idempotent).
 func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string, fresh lookups) error {
-	if err := b.ledger.MarkBroadcasted(ctx, bc.ID, txid); err != nil {
+	type answer struct {
+		tx  backend.Transaction
+		err error
+	}
+	looked := make(chan answer, 1)
+	go func() {
+		tx, err := b.backend.Transaction(ctx, txid)
+		looked <- answer{tx, err}
+	}()
+	err := b.ledger.MarkBroadcasted(ctx, bc.ID, txid)
+	a := <-looked
+	if err != nil {
 		return err
 	}
-	return b.bookFee(ctx, txid, fresh)
-}
-
-func (b *Broadcaster) bookFee(ctx context.Context, txid string, fresh lookups) error {
-	tx, err := b.backend.Transaction(ctx, txid)
-	if err != nil {
-		return fmt.Errorf("looking up the fee of %s: %w", txid, err)
+	if a.err != nil {
+		return fmt.Errorf("looking up the fee of %s: %w", txid, a.err)
 	}
-	fresh[txid] = tx
-	return b.ledger.BookFee(ctx, txid, tx.Fee)
+	fresh[txid] = a.tx
+	return b.ledger.BookFee(ctx, txid, a.tx.Fee)
 }
 
 // followConfirmations updates our broadcasts below the tracking horizon and books fees that an
