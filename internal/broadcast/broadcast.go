@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -286,25 +287,20 @@ func pays(sent, want map[string]ledger.Amount) bool {
 // ledger transaction, made while the ledger records the broadcast (one is the node's work, the
 // other the database's); if it fails, the fee is booked by a later pass (BookFee is idempotent).
 func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string, fresh lookups) error {
-	type answer struct {
-		tx  backend.Transaction
-		err error
-	}
-	looked := make(chan answer, 1)
-	go func() {
-		tx, err := b.backend.Transaction(ctx, txid)
-		looked <- answer{tx, err}
-	}()
+	var lookup errgroup.Group
+	var tx backend.Transaction
+	lookup.Go(func() (err error) {
+		if tx, err = b.backend.Transaction(ctx, txid); err != nil {
+			return fmt.Errorf("looking up the fee of %s: %w", txid, err)
+		}
+		return nil
+	})
 	err := b.ledger.MarkBroadcasted(ctx, bc.ID, txid)
-	a := <-looked
-	if err != nil {
+	if err := errors.Join(err, lookup.Wait()); err != nil {
 		return err
 	}
-	if a.err != nil {
-		return fmt.Errorf("looking up the fee of %s: %w", txid, a.err)
-	}
-	fresh[txid] = a.tx
-	return b.ledger.BookFee(ctx, txid, a.tx.Fee)
+	fresh[txid] = tx
+	return b.ledger.BookFee(ctx, txid, tx.Fee)
 }
 
 // followConfirmations updates our broadcasts below the tracking horizon and books fees that an
