@@ -189,6 +189,24 @@ func (l *Ledger) depositAddresses(ctx context.Context, tx pgx.Tx, obs []Observat
 	return known, nil
 }
 
+// transactionsByID reads transactions as transactionSelect does, by id.
+func (l *Ledger) transactionsByID(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]Transaction, error) {
+	rows, err := tx.Query(ctx, transactionSelect+` WHERE t.id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[int64]Transaction, len(ids))
+	for rows.Next() {
+		t, err := l.scanTransaction(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[t.ID] = t
+	}
+	return out, rows.Err()
+}
+
 // errWouldWrite: a read-only bookDeposits found that booking would change the ledger.
 var errWouldWrite = errors.New("booking would change the ledger")
 
@@ -304,23 +322,49 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		state    string
 	}
 	booked := map[outputKey]txRow{}
-	lock := ""
+	var k outputKey
+	// Read-only, the deposits are read in full: when nothing would change, they are what the
+	// booking returns, and are not read a second time at the end (for a rescan going over what
+	// it booked before, that second read was most of the check's time).
+	var asBooked map[int64]Transaction
 	if write {
-		lock = " FOR UPDATE OF t"
-	}
-	rows, err = tx.Query(ctx, `SELECT t.network_transaction_id, t.output_index, t.id, t.amount, t.receiving_account_id, t.address_id, t.credited, t.state
-		FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
-		WHERE t.kind = 'deposit' ORDER BY t.id`+lock, keyNT, keyOut)
-	if err != nil {
-		return nil, err
-	}
-	var (
-		k  outputKey
-		tr txRow
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &tr.id, &tr.amount, &tr.receiver, &tr.addrID, &tr.credited, &tr.state},
-		func() error { booked[k] = tr; return nil }); err != nil {
-		return nil, err
+		rows, err = tx.Query(ctx, `SELECT t.network_transaction_id, t.output_index, t.id, t.amount, t.receiving_account_id, t.address_id, t.credited, t.state
+			FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
+			WHERE t.kind = 'deposit' ORDER BY t.id FOR UPDATE OF t`, keyNT, keyOut)
+		if err != nil {
+			return nil, err
+		}
+		var tr txRow
+		if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &tr.id, &tr.amount, &tr.receiver, &tr.addrID, &tr.credited, &tr.state},
+			func() error { booked[k] = tr; return nil }); err != nil {
+			return nil, err
+		}
+	} else {
+		rows, err = tx.Query(ctx, transactionColumns+`, t.network_transaction_id, t.address_id
+			FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
+			`+transactionJoins+` WHERE t.kind = 'deposit'`, keyNT, keyOut)
+		if err != nil {
+			return nil, err
+		}
+		asBooked = map[int64]Transaction{}
+		for rows.Next() {
+			var addrID *int64
+			t, err := l.scanTransaction(rows, &k.nt, &addrID)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if t.ReceivingAccountID == nil || t.OutputIndex == nil {
+				rows.Close()
+				return nil, fmt.Errorf("deposit %d has no receiving account or output", t.ID)
+			}
+			k.out = *t.OutputIndex
+			booked[k] = txRow{id: t.ID, amount: t.Amount, receiver: *t.ReceivingAccountID, addrID: addrID, credited: t.Credited, state: t.State}
+			asBooked[t.ID] = t
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 
 	// What each output's state becomes, and what that moves between accounts.
@@ -435,27 +479,17 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 	}
 
 	// Every booked output as the ledger now has it, and an event for each that changed.
-	ids := make([]int64, 0, len(ours))
-	for _, i := range ours {
-		if bk[i].txID != 0 {
-			ids = append(ids, bk[i].txID)
+	now := asBooked // read-only, nothing was written
+	if write {
+		ids := make([]int64, 0, len(ours))
+		for _, i := range ours {
+			if bk[i].txID != 0 {
+				ids = append(ids, bk[i].txID)
+			}
 		}
-	}
-	rows, err = tx.Query(ctx, transactionSelect+` WHERE t.id = ANY($1)`, ids)
-	if err != nil {
-		return nil, err
-	}
-	now := map[int64]Transaction{}
-	for rows.Next() {
-		t, err := l.scanTransaction(rows)
-		if err != nil {
-			rows.Close()
+		if now, err = l.transactionsByID(ctx, tx, ids); err != nil {
 			return nil, err
 		}
-		now[t.ID] = t
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	var payloads []any
 	for _, i := range ours {

@@ -640,10 +640,12 @@ const (
 	LEFT JOIN broadcasts b ON b.id = t.broadcast_id AND b.state = 'opened'`
 )
 
-func (l *Ledger) scanTransaction(row pgx.Row) (Transaction, error) {
+// scanTransaction reads a row of transactionColumns; extra receives the columns a query selects
+// after them.
+func (l *Ledger) scanTransaction(row pgx.Row, extra ...any) (Transaction, error) {
 	var t Transaction
-	err := row.Scan(&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Address, &t.Amount, &t.TxID,
-		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Note, &t.Reason)
+	err := row.Scan(append([]any{&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Address, &t.Amount, &t.TxID,
+		&t.OutputIndex, &t.Confirmations, &t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Note, &t.Reason}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Transaction{}, ErrNotFound
 	}
