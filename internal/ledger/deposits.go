@@ -195,16 +195,12 @@ func (l *Ledger) transactionsByID(ctx context.Context, tx pgx.Tx, ids []int64) (
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := make(map[int64]Transaction, len(ids))
-	for rows.Next() {
-		t, err := l.scanTransaction(rows)
-		if err != nil {
-			return nil, err
-		}
+	txs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+	out := make(map[int64]Transaction, len(txs))
+	for _, t := range txs {
 		out[t.ID] = t
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // errWouldWrite: a read-only bookDeposits found that booking would change the ledger.
@@ -346,24 +342,26 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		if err != nil {
 			return nil, err
 		}
-		asBooked = map[int64]Transaction{}
-		for rows.Next() {
-			var addrID *int64
-			t, err := l.scanTransaction(rows, &k.nt, &addrID)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if t.ReceivingAccountID == nil || t.OutputIndex == nil {
-				rows.Close()
-				return nil, fmt.Errorf("deposit %d has no receiving account or output", t.ID)
-			}
-			k.out = *t.OutputIndex
-			booked[k] = txRow{id: t.ID, amount: t.Amount, receiver: *t.ReceivingAccountID, addrID: addrID, credited: t.Credited, state: t.State}
-			asBooked[t.ID] = t
+		type bookedRow struct {
+			t      Transaction
+			nt     int64
+			addrID *int64
 		}
-		if err := rows.Err(); err != nil {
+		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (b bookedRow, err error) {
+			b.t, err = l.scanTransaction(r, &b.nt, &b.addrID)
+			return b, err
+		})
+		if err != nil {
 			return nil, err
+		}
+		asBooked = make(map[int64]Transaction, len(rs))
+		for _, r := range rs {
+			if r.t.ReceivingAccountID == nil || r.t.OutputIndex == nil {
+				return nil, fmt.Errorf("deposit %d has no receiving account or output", r.t.ID)
+			}
+			booked[outputKey{r.nt, *r.t.OutputIndex}] = txRow{id: r.t.ID, amount: r.t.Amount, receiver: *r.t.ReceivingAccountID,
+				addrID: r.addrID, credited: r.t.Credited, state: r.t.State}
+			asBooked[r.t.ID] = r.t
 		}
 	}
 
