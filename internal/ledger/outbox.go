@@ -41,13 +41,18 @@ func (l *Ledger) DueDeliveries(ctx context.Context, target string, after int64, 
 	})
 }
 
-// MarkDelivered records successful deliveries of events to a target, in one statement.
+// MarkDelivered records successful deliveries of events to a target, in one statement, by
+// deleting them: outbox_deliveries holds the deliveries still to make, and the events stay in
+// outbox_events for the pull API until the retention prunes them. Setting delivered_at instead
+// wrote a new version of every row and an entry in each of its indexes (delivered_at is in the
+// partial indexes' predicates, so the update is never HOT): for 10,000 events, 66-95 ms of
+// updates against 20-25 ms of deletes (a scratch benchmark of 20 pages of 500, not committed).
+// Reads still skip rows with delivered_at set, which a helper of an earlier version leaves.
 func (l *Ledger) MarkDelivered(ctx context.Context, target string, seqs ...int64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	_, err := l.pool.Exec(ctx, `UPDATE outbox_deliveries SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-		WHERE event_id = ANY($1) AND target = $2`, seqs, target)
+	_, err := l.pool.Exec(ctx, `DELETE FROM outbox_deliveries WHERE event_id = ANY($1) AND target = $2`, seqs, target)
 	return err
 }
 
