@@ -199,10 +199,27 @@ func StartOn(host string) (*Node, error) {
 			return nil, fmt.Errorf("listening on %s for the wallet: %w", host, err)
 		}
 	} else if err != nil {
+		// The directory goes with Stop, so what the wallet last logged goes into the error.
+		tail := walletLogTail(dir, 15)
 		n.Stop()
-		return nil, fmt.Errorf("%w (logs were in %s)", err, dir)
+		return nil, fmt.Errorf("%w; btcwallet's last log lines:\n%s", err, tail)
 	}
 	return n, nil
+}
+
+// walletLogTail returns the last lines of btcwallet's log under dir, for a failure that removes
+// the directory.
+func walletLogTail(dir string, lines int) string {
+	logs, _ := filepath.Glob(filepath.Join(dir, "wallet-logs", "*", "btcwallet.log"))
+	if len(logs) == 0 {
+		return "(no btcwallet log)"
+	}
+	b, err := os.ReadFile(logs[0])
+	if err != nil {
+		return err.Error()
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }
 
 func (n *Node) setUp() error {
