@@ -100,32 +100,47 @@ const (
 // StandardSignature is the webhook-signature value of the Standard Webhooks format for an event
 // id, time and body: "v1," and the base64 HMAC-SHA256 of "<id>.<unix seconds>.<body>".
 func StandardSignature(key []byte, id string, t time.Time, body []byte) string {
-	return standardSignature(hmac.New(sha256.New, key), id, strconv.FormatInt(t.Unix(), 10), body)
+	return newSigner(key).standard(id, strconv.FormatInt(t.Unix(), 10), body)
 }
 
 // Sign returns the signature header value for body at time t.
 func Sign(key []byte, t time.Time, body []byte) string {
-	return sign(hmac.New(sha256.New, key), strconv.FormatInt(t.Unix(), 10), body)
+	return newSigner(key).sign(strconv.FormatInt(t.Unix(), 10), body)
 }
 
-// standardSignature and sign sign with mac, an HMAC-SHA256 keyed with the signing key and reset;
-// ts is the time in unix seconds.
-func standardSignature(mac hash.Hash, id, ts string, body []byte) string {
-	var sum [sha256.Size]byte
-	mac.Write([]byte(id))
-	mac.Write([]byte("."))
-	mac.Write([]byte(ts))
-	mac.Write([]byte("."))
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(sum[:0]))
+// signer is an HMAC-SHA256 state keyed with a target's signing key, and room to build what it
+// signs and the header values, so that a post is signed twice with one allocation per header
+// value: keying a new HMAC costs two SHA-256 blocks and seven allocations, and building each
+// signature from strings five more.
+type signer struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+	buf []byte
 }
 
-func sign(mac hash.Hash, ts string, body []byte) string {
-	var sum [sha256.Size]byte
-	mac.Write([]byte(ts))
-	mac.Write([]byte("."))
-	mac.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(sum[:0]))
+func newSigner(key []byte) *signer { return &signer{mac: hmac.New(sha256.New, key)} }
+
+// hmac returns the HMAC of the text in s.buf followed by body.
+func (s *signer) hmac(body []byte) []byte {
+	s.mac.Reset()
+	s.mac.Write(s.buf)
+	s.mac.Write(body)
+	return s.mac.Sum(s.sum[:0])
+}
+
+// sign returns our signature header value for body at ts (unix seconds): "t=<ts>,v1=<hex>".
+func (s *signer) sign(ts string, body []byte) string {
+	s.buf = append(append(s.buf[:0], ts...), '.')
+	mac := s.hmac(body)
+	s.buf = append(append(append(s.buf[:0], "t="...), ts...), ",v1="...)
+	return string(hex.AppendEncode(s.buf, mac))
+}
+
+// standard returns the Standard Webhooks signature of event id's body at ts: "v1,<base64>".
+func (s *signer) standard(id, ts string, body []byte) string {
+	s.buf = append(append(append(append(s.buf[:0], id...), '.'), ts...), '.')
+	mac := s.hmac(body)
+	return string(base64.StdEncoding.AppendEncode(append(s.buf[:0], "v1,"...), mac))
 }
 
 // Verify checks a signature header against body, refusing timestamps further than tolerance from now.
@@ -168,9 +183,8 @@ type HTTPTarget struct {
 	client      *http.Client
 	now         func() time.Time
 	maxInFlight int
-	// macs are HMAC-SHA256 states keyed with key, reused from post to post: keying a new one
-	// costs two SHA-256 blocks and seven allocations, twice per post.
-	macs sync.Pool
+	// signers are reused from post to post.
+	signers sync.Pool
 }
 
 // NewHTTPTarget returns a target posting to url, signing with key, with at most maxInFlight posts
@@ -183,7 +197,7 @@ func NewHTTPTarget(name, url string, key []byte, timeout time.Duration, maxInFli
 	transport.MaxIdleConnsPerHost = maxInFlight
 	h := &HTTPTarget{name: name, url: url, key: key, client: &http.Client{Timeout: timeout, Transport: transport},
 		now: time.Now, maxInFlight: maxInFlight}
-	h.macs.New = func() any { return hmac.New(sha256.New, key) }
+	h.signers.New = func() any { return newSigner(key) }
 	return h
 }
 
@@ -204,21 +218,20 @@ func (h *HTTPTarget) Request(ctx context.Context, d ledger.Delivery) (*http.Requ
 		return nil, err
 	}
 	ts := strconv.FormatInt(h.now().Unix(), 10)
-	mac := h.macs.Get().(hash.Hash)
-	defer h.macs.Put(mac)
-	mac.Reset()
-	signature := sign(mac, ts, body)
-	mac.Reset()
-	standard := standardSignature(mac, d.EventID, ts, body)
-	// Keys in canonical form, set directly: Header.Set would canonicalise each on every post.
+	s := h.signers.Get().(*signer)
+	signature, standard := s.sign(ts, body), s.standard(d.EventID, ts, body)
+	h.signers.Put(s)
+	// Keys in canonical form, set directly: Header.Set would canonicalise each on every post. The
+	// values share one array: one allocation, not seven.
+	v := [...]string{"application/json", "cryptoassets-helper", d.EventID, signature, ts, standard}
 	req.Header = http.Header{
-		"Content-Type":             {"application/json"},
-		"User-Agent":               {"cryptoassets-helper"},
-		"X-Cryptoassets-Event-Id":  {d.EventID},
-		"X-Cryptoassets-Signature": {signature},
-		"Webhook-Id":               {d.EventID},
-		"Webhook-Timestamp":        {ts},
-		"Webhook-Signature":        {standard},
+		"Content-Type":             v[0:1:1],
+		"User-Agent":               v[1:2:2],
+		"X-Cryptoassets-Event-Id":  v[2:3:3],
+		"X-Cryptoassets-Signature": v[3:4:4],
+		"Webhook-Id":               v[2:3:3],
+		"Webhook-Timestamp":        v[4:5:5],
+		"Webhook-Signature":        v[5:6:6],
 	}
 	return req, nil
 }
