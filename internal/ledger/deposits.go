@@ -182,7 +182,7 @@ func (l *Ledger) depositAddresses(ctx context.Context, tx pgx.Tx, obs []Observat
 	for _, o := range obs {
 		addrs = append(addrs, o.Address)
 	}
-	known := map[string]addrRow{}
+	known := make(map[string]addrRow, len(obs))
 	rows, err := tx.Query(ctx, `SELECT address, id, account_id FROM addresses WHERE asset_id = $1 AND address = ANY($2)`, customPlan, l.assetID, addrs)
 	if err != nil {
 		return nil, err
@@ -222,8 +222,8 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 
 	// The last observation of an output and of a transaction wins, as when booked one by one.
 	ours := make([]int, 0, len(obs))
-	lastOfOutput := map[reportKey]int{}
-	lastOfTx := map[string]int{}
+	lastOfOutput := make(map[reportKey]int, len(obs))
+	lastOfTx := make(map[string]int, len(obs))
 	for i, o := range obs {
 		ar, ok := known[o.Address]
 		if !ok || ar.account == nil {
@@ -258,7 +258,7 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		id      int64
 		oldConf int32
 	}
-	nts := map[string]ntRow{}
+	nts := make(map[string]ntRow, len(txids))
 	var (
 		rows pgx.Rows
 		err  error
@@ -325,7 +325,7 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		credited bool
 		state    string
 	}
-	booked := map[outputKey]txRow{}
+	booked := make(map[outputKey]txRow, len(ours))
 	var k outputKey
 	// Read-only, the deposits are read in full: when nothing would change, they are what the
 	// booking returns, and are not read a second time at the end (for a rescan going over what
@@ -462,7 +462,7 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		if err != nil {
 			return nil, err
 		}
-		byKey := map[outputKey]int64{}
+		byKey := make(map[outputKey]int64, len(newIdx))
 		var id int64
 		if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &id}, func() error { byKey[k] = id; return nil }); err != nil {
 			return nil, err
