@@ -128,7 +128,8 @@ type concurrent interface {
 //
 // It is a pipeline, so that the outbox's round trips overlap the posts instead of standing
 // between them: one goroutine reads the due events a page ahead of the posts, paging on past
-// the events it took; up to the target's MaxInFlight workers deliver them in event order; and
+// the events it took (the retries that are due first, in the order they fell due, then the
+// events never tried); up to the target's MaxInFlight workers deliver them in that order; and
 // successes are recorded a page at a time while later posts go on. A crash before a success is
 // recorded only means that event is delivered again, which at-least-once allows and receivers
 // deduplicate.
@@ -150,9 +151,9 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 	var read int
 	go func() {
 		defer close(due)
-		var after int64
+		var from ledger.DueCursor
 		for {
-			evs, err := d.ledger.DueDeliveries(ctx, t.Name(), after, page)
+			evs, next, err := d.ledger.DueDeliveries(ctx, t.Name(), from, page)
 			if err != nil {
 				stop(err)
 				return
@@ -168,7 +169,7 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 			if len(evs) < page {
 				return
 			}
-			after = evs[len(evs)-1].Seq
+			from = next
 		}
 	}()
 

@@ -21,24 +21,83 @@ type Delivery struct {
 	Attempts  int
 }
 
-// DueDeliveries returns up to limit undelivered events of a target whose next attempt is due,
-// oldest first, after the event with sequence number after (0 for the oldest): a reader that
-// has not yet recorded the events it took pages on past them.
-func (l *Ledger) DueDeliveries(ctx context.Context, target string, after int64, limit int) ([]Delivery, error) {
-	rows, err := l.pool.Query(ctx, `SELECT e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts
+// DueCursor is where a reading of a target's due deliveries goes on from; the zero value reads
+// from the start.
+type DueCursor struct {
+	// New: the due retries are all read; reading on in the events never tried.
+	New bool
+	// Until bounds the retries a reading takes to those due when it began: one that fails again
+	// meanwhile is not read twice. Zero until the first page has been read.
+	Until time.Time
+	// Due and Seq: the last retry read, by when it fell due and its event; with New, Seq is the
+	// last new event read.
+	Due time.Time
+	Seq int64
+}
+
+// dueDeliveriesSQL reads the deliveries due at a target ($1) of asset $2 as two sets, each in the
+// order of its own index, in one round trip: the retries due by $3 (now() when null), in the order
+// they fell due, after ($4, $5), unless $7 says they are read; then the events never tried, in
+// event order, after $8. A target that was down for a day has a day of events backing off, and one
+// index over both in event order made every read walk past all of them: with 100,000 such
+// events and statistics from before the outage, 16-30 ms a read, every poll (a scratch test, not
+// committed).
+const dueDeliveriesSQL = `SELECT * FROM (
+	(SELECT 0 AS part, d.next_attempt_at AS due, e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts, now() AS read_at
 		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
-		WHERE d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.next_attempt_at <= now()
-			AND d.event_id > $3
-		ORDER BY d.event_id LIMIT $4`, target, l.assetID, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading the events due at %s: %w", target, err)
+		WHERE NOT $7 AND d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.attempts > 0
+			AND d.next_attempt_at <= coalesce($3, now()) AND (d.next_attempt_at, d.event_id) > ($4, $5)
+		ORDER BY d.next_attempt_at, d.event_id LIMIT $6)
+	UNION ALL
+	(SELECT 1, NULL, e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts, now()
+		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
+		WHERE d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.attempts = 0
+			AND d.next_attempt_at <= now() AND d.event_id > $8
+		ORDER BY d.event_id LIMIT $6)
+) u ORDER BY part, due, id LIMIT $6`
+
+// DueDeliveries returns up to limit undelivered events of a target whose next attempt is due,
+// from c on, and the cursor to read on from: first the retries that are due, in the order they
+// fell due, then the events never tried, oldest first. A reader that has not yet recorded the
+// events it took pages on past them; fewer than limit means there are no more.
+func (l *Ledger) DueDeliveries(ctx context.Context, target string, c DueCursor, limit int) ([]Delivery, DueCursor, error) {
+	var until *time.Time
+	if !c.Until.IsZero() {
+		until = &c.Until
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
-		var d Delivery
-		// As bytes: scanned as a json.RawMessage, pgx would run it through json.Unmarshal.
-		err := r.Scan(&d.Seq, &d.EventID, &d.Name, (*[]byte)(&d.Payload), &d.CreatedAt, &d.Attempts)
-		return d, err
+	newAfter := int64(0)
+	if c.New {
+		newAfter = c.Seq
+	}
+	rows, err := l.pool.Query(ctx, dueDeliveriesSQL, target, l.assetID, until, c.Due, c.Seq, limit, c.New, newAfter)
+	if err != nil {
+		return nil, c, fmt.Errorf("reading the events due at %s: %w", target, err)
+	}
+	var (
+		out    []Delivery
+		d      Delivery
+		part   int
+		due    *time.Time
+		readAt time.Time
+	)
+	// The payload as bytes: scanned as a json.RawMessage, pgx would run it through json.Unmarshal.
+	_, err = pgx.ForEachRow(rows, []any{&part, &due, &d.Seq, &d.EventID, &d.Name, (*[]byte)(&d.Payload), &d.CreatedAt, &d.Attempts, &readAt}, func() error {
+		if c.Until.IsZero() {
+			c.Until = readAt
+		}
+		if part == 0 {
+			c.Due, c.Seq = *due, d.Seq
+		} else {
+			c.New, c.Seq = true, d.Seq
+		}
+		out = append(out, d)
+		d.Payload = nil
+		return nil
 	})
+	if err != nil {
+		return nil, c, fmt.Errorf("reading the events due at %s: %w", target, err)
+	}
+	return out, c, nil
 }
 
 // MarkDelivered records successful deliveries of events to a target, in one statement, by

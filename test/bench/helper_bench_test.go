@@ -256,7 +256,7 @@ func BenchmarkEventDelivery(b *testing.B) {
 			INSERT INTO outbox_deliveries (event_id, target) SELECT id, 'app' FROM e`, n); err != nil {
 			b.Fatal(err)
 		}
-		due, err := l.DueDeliveries(ctx, "app", 0, n)
+		due, _, err := l.DueDeliveries(ctx, "app", ledger.DueCursor{}, n)
 		if err != nil || len(due) != n {
 			b.Fatalf("%d events due: %v", len(due), err)
 		}
