@@ -21,18 +21,18 @@ type Delivery struct {
 	Attempts  int
 }
 
-// DueCursor is where a reading of a target's due deliveries goes on from; the zero value reads
-// from the start.
+// DueCursor is where a reading of a target's due deliveries goes on from, as DueDeliveries
+// returns it; the zero value reads from the start.
 type DueCursor struct {
-	// New: the due retries are all read; reading on in the events never tried.
-	New bool
-	// Until bounds the retries a reading takes to those due when it began: one that fails again
+	// new: the due retries are all read; reading on in the events never tried.
+	new bool
+	// until bounds the retries a reading takes to those due when it began: one that fails again
 	// meanwhile is not read twice. Zero until the first page has been read.
-	Until time.Time
-	// Due and Seq: the last retry read, by when it fell due and its event; with New, Seq is the
+	until time.Time
+	// due and seq: the last retry read, by when it fell due and its event; with new, seq is the
 	// last new event read.
-	Due time.Time
-	Seq int64
+	due time.Time
+	seq int64
 }
 
 // dueDeliveriesSQL reads the deliveries due at a target ($1) of asset $2 as two sets, each in the
@@ -62,14 +62,14 @@ const dueDeliveriesSQL = `SELECT * FROM (
 // events it took pages on past them; fewer than limit means there are no more.
 func (l *Ledger) DueDeliveries(ctx context.Context, target string, c DueCursor, limit int) ([]Delivery, DueCursor, error) {
 	var until *time.Time
-	if !c.Until.IsZero() {
-		until = &c.Until
+	if !c.until.IsZero() {
+		until = &c.until
 	}
 	newAfter := int64(0)
-	if c.New {
-		newAfter = c.Seq
+	if c.new {
+		newAfter = c.seq
 	}
-	rows, err := l.pool.Query(ctx, dueDeliveriesSQL, target, l.assetID, until, c.Due, c.Seq, limit, c.New, newAfter)
+	rows, err := l.pool.Query(ctx, dueDeliveriesSQL, target, l.assetID, until, c.due, c.seq, limit, c.new, newAfter)
 	if err != nil {
 		return nil, c, fmt.Errorf("reading the events due at %s: %w", target, err)
 	}
@@ -82,16 +82,15 @@ func (l *Ledger) DueDeliveries(ctx context.Context, target string, c DueCursor, 
 	)
 	// The payload as bytes: scanned as a json.RawMessage, pgx would run it through json.Unmarshal.
 	_, err = pgx.ForEachRow(rows, []any{&part, &due, &d.Seq, &d.EventID, &d.Name, (*[]byte)(&d.Payload), &d.CreatedAt, &d.Attempts, &readAt}, func() error {
-		if c.Until.IsZero() {
-			c.Until = readAt
+		if c.until.IsZero() {
+			c.until = readAt
 		}
 		if part == 0 {
-			c.Due, c.Seq = *due, d.Seq
+			c.due, c.seq = *due, d.Seq
 		} else {
-			c.New, c.Seq = true, d.Seq
+			c.new, c.seq = true, d.Seq
 		}
 		out = append(out, d)
-		d.Payload = nil
 		return nil
 	})
 	if err != nil {
