@@ -72,14 +72,32 @@ const clockSkew = 10 * time.Minute
 
 // Run broadcasts until nothing is pending (a long queue goes out in several transactions of at
 // most ledger.MaxBroadcastSends sends), or a pass waits or fails, and returns what the passes did.
+//
+// A paid broadcast's sends are recorded (ledger.SettleBroadcast) while the next broadcast is
+// opened and paid: the payment itself is on record before the next opens (ledger.MarkPaid), so
+// overlapping the two risks nothing. At most one broadcast is being recorded at a time, so their
+// events keep the order they were paid in.
 func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
 	var total Result
+	if err := b.settleLeftovers(ctx); err != nil {
+		return total, err
+	}
 	// The transactions looked up for their fees in this run: following their confirmations at
 	// its end would ask the backend about each again, a moment later (a 1000-output transaction
 	// is a large answer).
 	fresh := lookups{}
+	var settling chan error
+	wait := func() error {
+		if settling == nil {
+			return nil
+		}
+		err := <-settling
+		settling = nil
+		return err
+	}
 	for {
-		r, err := b.pass(ctx, fresh)
+		s, err := b.pass(ctx, fresh)
+		r := s.Result
 		total.Sends += r.Sends
 		total.Refused += r.Refused
 		total.Split += r.Split
@@ -89,26 +107,76 @@ func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
 		if r.TxID != "" {
 			total.TxID = r.TxID
 		}
+		if s.settle != nil {
+			// The one before must be recorded first. If it failed, this one's record is left
+			// for the next run too (both are paid and on record as such).
+			if werr := wait(); werr != nil {
+				return total, errors.Join(err, werr)
+			}
+			settling = make(chan error, 1)
+			go func(settle func(context.Context) error) { settling <- settle(ctx) }(s.settle)
+		}
 		if err != nil || r.Waiting || (!r.Sent && !r.Reconciled && r.Refused == 0) {
-			return total, err
+			werr := wait()
+			if err == nil && werr == nil && s.idle {
+				err = b.followConfirmations(ctx, fresh)
+			}
+			return total, errors.Join(err, werr)
 		}
 	}
 }
 
 // Pass runs one broadcast: reconcile or send, record, book the fee, follow confirmations.
-func (b *Broadcaster) Pass(ctx context.Context) (Result, error) { return b.pass(ctx, lookups{}) }
+func (b *Broadcaster) Pass(ctx context.Context) (Result, error) {
+	if err := b.settleLeftovers(ctx); err != nil {
+		return Result{}, err
+	}
+	fresh := lookups{}
+	s, err := b.pass(ctx, fresh)
+	if s.settle != nil {
+		err = errors.Join(err, s.settle(ctx))
+	}
+	if err == nil && s.idle {
+		err = b.followConfirmations(ctx, fresh)
+	}
+	return s.Result, err
+}
+
+// settleLeftovers records the sends of broadcasts paid before a crash or a failed record; their
+// fees are booked by followConfirmations.
+func (b *Broadcaster) settleLeftovers(ctx context.Context) error {
+	ids, err := b.ledger.UnsettledBroadcasts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		b.log.Info("recording the sends of a broadcast paid before the last stop", "broadcast", id)
+		if err := b.ledger.SettleBroadcast(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // lookups are the backend's answers about transactions already had in this run.
 type lookups map[string]backend.Transaction
 
-func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
-	var r Result
+// step is what one pass did, and what is left of it to do.
+type step struct {
+	Result
+	// settle records the sends of the broadcast the pass paid, and its fee; nil when it paid none.
+	settle func(context.Context) error
+	// idle: nothing was pending, so nothing was opened.
+	idle bool
+}
+
+func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (step, error) {
+	var s step
+	r := &s.Result
 	bc, err := b.ledger.OpenBroadcast(ctx)
 	if err != nil || bc == nil {
-		if err == nil {
-			err = b.followConfirmations(ctx, fresh)
-		}
-		return r, err
+		s.idle = err == nil
+		return s, err
 	}
 	r.Sends = len(bc.Sends)
 	log := b.log.WithValues("broadcast", bc.ID, "sends", len(bc.Sends))
@@ -116,12 +184,13 @@ func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 	if bc.Recovered {
 		txid, err := b.findSend(ctx, bc)
 		if err != nil {
-			return r, fmt.Errorf("reconciling interrupted broadcast %d: %w", bc.ID, err)
+			return s, fmt.Errorf("reconciling interrupted broadcast %d: %w", bc.ID, err)
 		}
 		if txid != "" {
 			log.Info("an interrupted broadcast had gone out; recording it", "txid", txid)
 			r.TxID, r.Reconciled = txid, true
-			return r, b.record(ctx, bc, txid, fresh)
+			s.settle, err = b.record(ctx, bc, txid, fresh)
+			return s, err
 		}
 		// Only a request that may still be carried out is waited for: one the backend was asked
 		// (sending_at) less than the grace period ago. A broadcast interrupted before that never
@@ -131,14 +200,14 @@ func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 				note := fmt.Sprintf("interrupted broadcast %d: the backend was asked to pay it at %s and the wallet has no record of it yet; "+
 					"paying it after %s unless the record appears", bc.ID, bc.SendingAt.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339))
 				if err := b.ledger.NoteBroadcast(ctx, bc.ID, note); err != nil {
-					return r, err
+					return s, err
 				}
 				if b.now().Sub(b.waitLogged) >= waitLogEvery {
 					b.waitLogged = b.now()
 					log.Info("interrupted broadcast not found in the wallet yet; waiting before paying again", "asked", bc.SendingAt, "until", until)
 				}
 				r.Waiting = true
-				return r, nil
+				return s, nil
 			}
 		}
 		log.Info("interrupted broadcast is not in the wallet; sending it", "asked", bc.SendingAt, "attempts", bc.Attempts)
@@ -149,15 +218,16 @@ func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 		if err == nil {
 			if b.afterSend != nil {
 				if err := b.afterSend(txid); err != nil {
-					return r, err
+					return s, err
 				}
 			}
 			log.Info("broadcast sent", "txid", txid, "paid", len(bc.Sends))
 			r.TxID, r.Sent, r.Sends = txid, true, len(bc.Sends)
-			return r, b.record(ctx, bc, txid, fresh)
+			s.settle, err = b.record(ctx, bc, txid, fresh)
+			return s, err
 		}
 		if errors.Is(err, errMaybePaid) || errors.Is(err, errNotAsked) {
-			return r, err
+			return s, err
 		}
 		// The backend answered with a refusal: nothing was paid.
 		outputRefused := errors.Is(err, backend.ErrOutputRefused)
@@ -165,12 +235,12 @@ func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 		case outputRefused && len(bc.Sends) == 1:
 			send := bc.Sends[0]
 			if rerr := b.ledger.RefuseSend(ctx, bc.ID, send.ID, err.Error()); rerr != nil {
-				return r, errors.Join(err, rerr)
+				return s, errors.Join(err, rerr)
 			}
 			log.Info("the backend refused a send on its own; it needs review and is not retried", "send", send.ID,
 				"address", send.Address, "amount", send.Amount, "reason", err.Error())
 			r.Refused++
-			return r, nil
+			return s, nil
 		case (outputRefused || errors.Is(err, backend.ErrInsufficientFunds)) && len(bc.Sends) > 1:
 			// One bad output must not hold back the others, and a wallet short of funds should
 			// pay what it can: try half the batch, and the rest in later broadcasts. A bad output
@@ -179,7 +249,7 @@ func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 			keep := half(bc.Sends, !outputRefused)
 			note := fmt.Sprintf("the backend refused the batch of %d sends (%v); trying %d of them first", len(bc.Sends), err, len(keep))
 			if serr := b.ledger.ShrinkBroadcast(ctx, bc.ID, sendIDs(keep), note); serr != nil {
-				return r, errors.Join(err, serr)
+				return s, errors.Join(err, serr)
 			}
 			log.Info("the backend refused the batch; narrowing it down", "batch", len(bc.Sends), "trying", len(keep), "reason", err.Error())
 			bc = bc.Shrunk(keep)
@@ -188,9 +258,9 @@ func (b *Broadcaster) pass(ctx context.Context, fresh lookups) (Result, error) {
 			// A refusal of the wallet as a whole (funds for even the smallest send, a locked
 			// wallet): the sends wait for the next period.
 			if ferr := b.ledger.FailBroadcast(ctx, bc.ID, err.Error()); ferr != nil {
-				return r, errors.Join(err, ferr)
+				return s, errors.Join(err, ferr)
 			}
-			return r, fmt.Errorf("broadcast %d refused by the backend; its sends stay pending: %w", bc.ID, err)
+			return s, fmt.Errorf("broadcast %d refused by the backend; its sends stay pending: %w", bc.ID, err)
 		}
 	}
 }
@@ -283,10 +353,11 @@ func pays(sent, want map[string]ledger.Amount) bool {
 	return true
 }
 
-// record closes the broadcast and books its fee. The fee lookup is a network call outside the
-// ledger transaction, made while the ledger records the broadcast (one is the node's work, the
-// other the database's); if it fails, the fee is booked by a later pass (BookFee is idempotent).
-func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string, fresh lookups) error {
+// record closes the broadcast as paid by txid, and returns what is left to do: record its sends
+// and book its fee. The fee lookup is a network call, made while the ledger records the broadcast
+// (one is the node's work, the other the database's); if it fails, the fee is booked by a later
+// pass (BookFee is idempotent).
+func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid string, fresh lookups) (func(context.Context) error, error) {
 	var lookup errgroup.Group
 	var tx backend.Transaction
 	lookup.Go(func() (err error) {
@@ -295,12 +366,17 @@ func (b *Broadcaster) record(ctx context.Context, bc *ledger.Broadcast, txid str
 		}
 		return nil
 	})
-	err := b.ledger.MarkBroadcasted(ctx, bc.ID, txid)
-	if err := errors.Join(err, lookup.Wait()); err != nil {
-		return err
+	if err := b.ledger.MarkPaid(ctx, bc.ID, txid); err != nil {
+		return nil, errors.Join(err, lookup.Wait())
 	}
-	fresh[txid] = tx
-	return b.ledger.BookFee(ctx, txid, tx.Fee)
+	return func(ctx context.Context) error {
+		err := b.ledger.SettleBroadcast(ctx, bc.ID)
+		if err := errors.Join(err, lookup.Wait()); err != nil {
+			return err
+		}
+		fresh[txid] = tx
+		return b.ledger.BookFee(ctx, txid, tx.Fee)
+	}, nil
 }
 
 // followConfirmations updates our broadcasts below the tracking horizon and books fees that an

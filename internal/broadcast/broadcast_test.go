@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +159,150 @@ func TestBroadcastBatchesPendingSends(t *testing.T) {
 	}
 	if a, _ := f.ledger.Account(ctx, f.alice); a.Balance != 10*1e8-350_000_000 {
 		t.Errorf("alice %d", a.Balance)
+	}
+	f.check(t)
+}
+
+// broadcastedEvents counts the txupdate events that report send id as broadcasted, in event
+// order, with the txid each names.
+func (f *fixture) broadcastedEvents(t *testing.T) map[int64][]string {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), `SELECT (payload->>'transaction_id')::bigint, payload->>'txid' FROM outbox_events
+		WHERE name = 'txupdate' AND payload->>'kind' = 'outgoing' AND payload->>'state' = 'broadcasted' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64][]string{}
+	for rows.Next() {
+		var id int64
+		var txid string
+		if err := rows.Scan(&id, &txid); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = append(out[id], txid)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A queue longer than one broadcast goes out in several. Each broadcast's sends are recorded
+// while the next one is paid: every send still ends broadcasted once, with one event naming its
+// transaction, the events in the order the broadcasts were paid, and one fee per broadcast.
+func TestALongQueueGoesOutInSeveralBroadcasts(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 10*ledger.Amount(1e8))
+	payees := make([]string, 40)
+	for i := range payees {
+		payees[i] = f.address(t)
+	}
+	n := 2*ledger.MaxBroadcastSends + 7
+	sends := make([]ledger.Transaction, n)
+	for i := range sends {
+		sends[i] = f.send(t, payees[i%len(payees)], 10_000)
+	}
+
+	r, err := New(f.ledger, f.backend, time.Minute, testr.New(t)).Run(ctx)
+	if err != nil || !r.Sent || r.Sends != n {
+		t.Fatalf("run: %+v %v", r, err)
+	}
+	events := f.broadcastedEvents(t)
+	txids := map[string]int{}
+	var order []string
+	for _, s := range sends {
+		tx, err := f.ledger.Transaction(ctx, s.ID)
+		if err != nil || tx.State != "broadcasted" || tx.TxID == "" {
+			t.Fatalf("send %d: %+v %v", s.ID, tx, err)
+		}
+		if got := events[s.ID]; len(got) != 1 || got[0] != tx.TxID {
+			t.Fatalf("send %d paid by %s: broadcasted events naming %v, want one", s.ID, tx.TxID, got)
+		}
+		if txids[tx.TxID]++; txids[tx.TxID] == 1 {
+			order = append(order, tx.TxID)
+		}
+	}
+	if len(txids) != 3 || txids[order[0]] != ledger.MaxBroadcastSends || txids[order[2]] != 7 {
+		t.Fatalf("sends per network transaction: %v, want %d, %d and 7", txids, ledger.MaxBroadcastSends, ledger.MaxBroadcastSends)
+	}
+	// Events in the order paid: every event of the first broadcast before any of the second.
+	var seen []string
+	rows, err := f.pool.Query(ctx, `SELECT payload->>'txid' FROM outbox_events WHERE name = 'txupdate' AND payload->>'kind' = 'outgoing'
+		AND payload->>'state' = 'broadcasted' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var txid string
+		if err := rows.Scan(&txid); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != txid {
+			seen = append(seen, txid)
+		}
+	}
+	if rows.Err() != nil || !slices.Equal(seen, order) {
+		t.Fatalf("broadcasted events ran through %v (%v), want %v", seen, rows.Err(), order)
+	}
+	var fees int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE kind = 'network_fee'`).Scan(&fees); err != nil || fees != 3 {
+		t.Errorf("%d fees booked (%v), want 3", fees, err)
+	}
+	f.check(t)
+}
+
+// A helper that stops after the payment is on record (MarkPaid) and before its sends are: the
+// next run records them, once, and pays nothing again.
+func TestPaidBroadcastIsRecordedAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 5*ledger.Amount(1e8))
+	x := f.address(t)
+	s := f.send(t, x, 77_000_000)
+	bc, err := f.ledger.OpenBroadcast(ctx)
+	if err != nil || bc == nil {
+		t.Fatal(bc, err)
+	}
+	txid, err := f.backend.SendMany(ctx, bc.Outputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ledger.MarkPaid(ctx, bc.ID, txid); err != nil {
+		t.Fatal(err)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasting" {
+		t.Fatalf("paid, not yet recorded: the send is %s, want broadcasting", tx.State)
+	}
+	if _, err := f.ledger.CancelSend(ctx, s.ID); !errors.Is(err, ledger.ErrNotCancellable) {
+		t.Fatalf("cancelling a paid send: %v", err)
+	}
+
+	r, err := New(f.ledger, f.backend, time.Hour, testr.New(t)).Run(ctx)
+	if err != nil || r.Sent || r.Reconciled {
+		t.Fatalf("run after the restart: %+v %v", r, err)
+	}
+	if got := f.walletSends(t, map[string]ledger.Amount{x: 77_000_000}); len(got) != 1 || got[0] != txid {
+		t.Fatalf("the wallet paid %v (want only %s)", got, txid)
+	}
+	if tx, _ := f.ledger.Transaction(ctx, s.ID); tx.State != "broadcasted" || tx.TxID != txid {
+		t.Errorf("send after the run: %+v", tx)
+	}
+	if got := f.broadcastedEvents(t)[s.ID]; len(got) != 1 || got[0] != txid {
+		t.Errorf("broadcasted events of the send: %v, want one naming %s", got, txid)
+	}
+	if left, err := f.ledger.UnsettledBroadcasts(ctx); err != nil || len(left) != 0 {
+		t.Errorf("still to record: %v %v", left, err)
+	}
+	fees, err := f.ledger.Account(ctx, f.ledger.FeeAccountID())
+	if err != nil || fees.Balance >= 0 {
+		t.Errorf("fee not booked: %+v %v", fees, err)
+	}
+	// Recording again changes nothing.
+	if err := f.ledger.SettleBroadcast(ctx, bc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.broadcastedEvents(t)[s.ID]; len(got) != 1 {
+		t.Errorf("after a second record: %d events", len(got))
 	}
 	f.check(t)
 }

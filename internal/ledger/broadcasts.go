@@ -108,16 +108,24 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 	return b, nil
 }
 
-// MarkBroadcasted closes a broadcast with the network transaction that paid it and reports each
-// send to the application.
-//
-// The wallet has paid when this runs, so it must not give up on contention. It runs at READ
-// COMMITTED: it moves no balance, and every row it changes belongs to the open broadcast, whose
-// row it locks first (only one writer can close it). Under SERIALIZABLE, the predicate locks of a
-// big broadcast (hundreds of sends and events) are promoted to whole-table locks, and any send
-// queued or deposit booked meanwhile made it fail: a 118-send broadcast gave up twice after 25
-// retries.
+// MarkBroadcasted closes a broadcast with the network transaction that paid it and records its
+// sends as paid: MarkPaid, then SettleBroadcast.
 func (l *Ledger) MarkBroadcasted(ctx context.Context, broadcastID int64, txid string) error {
+	if err := l.MarkPaid(ctx, broadcastID, txid); err != nil {
+		return err
+	}
+	return l.SettleBroadcast(ctx, broadcastID)
+}
+
+// MarkPaid closes a broadcast with the network transaction that paid it. It writes two rows, so
+// the payment is on record as soon as the backend has answered, and the next broadcast can open
+// while SettleBroadcast records this one's sends. Until then the sends stay broadcasting (they
+// cannot be cancelled) and UnsettledBroadcasts lists the broadcast.
+//
+// The wallet has paid when this runs, so it must not give up on contention; like
+// SettleBroadcast it runs at READ COMMITTED: it moves no balance, and it changes only the open
+// broadcast's row, which only one writer can close.
+func (l *Ledger) MarkPaid(ctx context.Context, broadcastID int64, txid string) error {
 	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'broadcasted', txid = $1, closed_at = now() WHERE id = $2 AND state = 'opened'`, txid, broadcastID)
 		if err != nil {
@@ -126,22 +134,57 @@ func (l *Ledger) MarkBroadcasted(ctx context.Context, broadcastID int64, txid st
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("broadcast %d is not open", broadcastID)
 		}
+		_, err = tx.Exec(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations) VALUES ($1, 'broadcast', $2, 0)
+			ON CONFLICT (asset_id, kind, txid) DO NOTHING`, l.assetID, txid)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("recording broadcast %d as paid by %s: %w", broadcastID, txid, err)
+	}
+	return nil
+}
+
+// SettleBroadcast records the sends of a paid broadcast (MarkPaid) as broadcasted by its network
+// transaction and reports each to the application. Sends already recorded are left alone, so it
+// can be repeated, after a crash or beside another call.
+//
+// It runs at READ COMMITTED and retries until done, as MarkPaid does: every row it changes
+// belongs to a closed broadcast. Under SERIALIZABLE, the predicate locks of a big broadcast
+// (hundreds of sends and events) are promoted to whole-table locks, and any send queued or
+// deposit booked meanwhile made it fail: a 118-send broadcast gave up twice after 25 retries.
+func (l *Ledger) SettleBroadcast(ctx context.Context, broadcastID int64) error {
+	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
 		var ntID int64
-		if err := tx.QueryRow(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations) VALUES ($1, 'broadcast', $2, 0)
-			ON CONFLICT (asset_id, kind, txid) DO UPDATE SET txid = excluded.txid RETURNING id`, l.assetID, txid).Scan(&ntID); err != nil {
+		err := tx.QueryRow(ctx, `SELECT n.id FROM broadcasts b JOIN network_transactions n ON n.asset_id = b.asset_id AND n.kind = 'broadcast' AND n.txid = b.txid
+			WHERE b.id = $1 AND b.state = 'broadcasted'`, broadcastID).Scan(&ntID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("broadcast %d is not paid", broadcastID)
+		}
+		if err != nil {
 			return err
 		}
 		txs, err := l.updateTransactions(ctx, tx, `state = 'broadcasted', network_transaction_id = $1, updated_at = now()`,
-			`broadcast_id = $2`, ntID, broadcastID)
+			`broadcast_id = $2 AND state = 'broadcasting'`, ntID, broadcastID)
 		if err != nil {
 			return err
 		}
 		return l.broadcastEvents(ctx, tx, ntID, txs)
 	})
 	if err != nil {
-		return fmt.Errorf("recording broadcast %d as %s: %w", broadcastID, txid, err)
+		return fmt.Errorf("recording the sends of broadcast %d: %w", broadcastID, err)
 	}
 	return nil
+}
+
+// UnsettledBroadcasts lists the paid broadcasts whose sends are not recorded yet (a helper
+// stopped between MarkPaid and SettleBroadcast), oldest first.
+func (l *Ledger) UnsettledBroadcasts(ctx context.Context) ([]int64, error) {
+	rows, err := l.pool.Query(ctx, `SELECT DISTINCT t.broadcast_id FROM transactions t JOIN broadcasts b ON b.id = t.broadcast_id
+		WHERE t.wallet_id = $1 AND t.kind = 'outgoing' AND t.state = 'broadcasting' AND b.state = 'broadcasted' ORDER BY 1`, l.walletID)
+	if err != nil {
+		return nil, fmt.Errorf("listing paid broadcasts not yet recorded: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
 // updateTransactions updates the transactions that where (a condition on their columns) picks,
