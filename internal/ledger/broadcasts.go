@@ -197,7 +197,7 @@ func (l *Ledger) updateTransactions(ctx context.Context, tx pgx.Tx, set, where s
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+	return l.collectTransactions(rows)
 }
 
 // broadcastEvents reports the sends txs of network transaction ntID to the application.

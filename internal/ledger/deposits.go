@@ -205,7 +205,7 @@ func (l *Ledger) transactionsByID(ctx context.Context, tx pgx.Tx, ids []int64) (
 	if err != nil {
 		return nil, err
 	}
-	txs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+	txs, err := l.collectTransactions(rows)
 	out := make(map[int64]Transaction, len(txs))
 	for _, t := range txs {
 		out[t.ID] = t

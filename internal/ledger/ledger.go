@@ -652,6 +652,11 @@ func (l *Ledger) scanTransaction(row pgx.Row, extra ...any) (Transaction, error)
 	return t, err
 }
 
+// collectTransactions reads every row of rows with scanTransaction.
+func (l *Ledger) collectTransactions(rows pgx.Rows) ([]Transaction, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+}
+
 // Transaction returns one transaction of this asset.
 func (l *Ledger) Transaction(ctx context.Context, id int64) (Transaction, error) {
 	t, err := l.scanTransaction(l.pool.QueryRow(ctx, transactionSelect+` WHERE t.id = $1 AND t.asset_id = $2`, id, l.assetID))
@@ -709,5 +714,5 @@ func (l *Ledger) Transactions(ctx context.Context, f TransactionFilter) ([]Trans
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transaction, error) { return l.scanTransaction(r) })
+	return l.collectTransactions(rows)
 }
