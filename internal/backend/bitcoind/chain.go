@@ -101,11 +101,16 @@ const bulkBlocks = 3
 // costs one getheaders from the anchor, which also reads whatever was mined since, rather than
 // the whole range again. A reorganisation below the anchor shows as getheaders not following it,
 // and the memo starts over.
+//
+// It also remembers the listed blocks a read from below them did not find (missed): blocks that
+// left the chain, which btcwallet goes on naming. Those are asked about one by one (blockPlace)
+// on every listing, and do not make it read the headers from their height again.
 type chainMemo struct {
 	mu      sync.Mutex
 	anchor  string
 	height  int64
 	heights map[string]int64
+	missed  map[string]bool
 }
 
 // memoBlocks bounds how many blocks the memo keeps; past it, it keeps only the last listing's.
@@ -163,13 +168,13 @@ func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []wallet
 		return
 	}
 	want := map[string]bool{}
-	from := tipHeight
+	claimed := map[string]int64{} // the height the wallet's numbers give each block
 	for _, t := range txs {
 		if t.BlockHash == "" || t.Confirmations <= 0 || want[t.BlockHash] {
 			continue
 		}
 		want[t.BlockHash] = true
-		from = min(from, tipHeight-int64(t.Confirmations)+1)
+		claimed[t.BlockHash] = tipHeight - int64(t.Confirmations) + 1
 	}
 	if len(want) < bulkBlocks {
 		return
@@ -178,6 +183,19 @@ func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []wallet
 	m := &c.chain
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Where a read would have to start: at the lowest block not missed before. A block a read
+	// already missed is asked about on its own (blockPlace) each time; reading the headers from
+	// its height again would find nothing more.
+	lowest := func() int64 {
+		from := tipHeight
+		for hash, h := range claimed {
+			if !m.missed[hash] {
+				from = min(from, h)
+			}
+		}
+		return from
+	}
+	from := lowest()
 	found := map[string]int64{}
 	if m.anchor != "" {
 		for hash := range want {
@@ -194,12 +212,21 @@ func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []wallet
 			// did not look.
 			below := from <= m.height
 			c.remember(found, last, height)
-			if len(found) == len(want) || !below {
+			unplaced := 0
+			for hash := range want {
+				if _, ok := found[hash]; ok {
+					delete(m.missed, hash) // off the chain once, on it now
+				} else if !m.missed[hash] {
+					unplaced++
+				}
+			}
+			if unplaced == 0 || !below {
 				c.placeFound(seen, found, height)
 				return
 			}
 		} else {
-			m.anchor, m.heights = "", nil
+			m.anchor, m.heights, m.missed = "", nil, nil
+			from = lowest()
 		}
 	}
 	// Blocks not seen before, or a chain that moved under the anchor: read from the lowest. The
@@ -230,9 +257,19 @@ func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []wallet
 		}
 	}
 	if !keep || len(m.heights)+len(read) > memoBlocks {
-		m.heights = nil
+		m.heights, m.missed = nil, nil
 	}
 	c.remember(read, last, height)
+	if m.missed == nil {
+		m.missed = map[string]bool{}
+	}
+	for hash := range claimed {
+		if _, ok := read[hash]; ok {
+			delete(m.missed, hash)
+		} else {
+			m.missed[hash] = true
+		}
+	}
 	c.placeFound(seen, read, height)
 }
 

@@ -177,18 +177,41 @@ func TestChainMemoFollowsReorganisations(t *testing.T) {
 	// A reorganisation from height 6 on: the blocks at 7 and 9 leave the chain, though the
 	// wallet goes on naming them. Each is then asked about on its own.
 	f.mu.Lock()
+	oldBranch := append([]wire.BlockHeader(nil), f.chain...)
 	f.extend(6, 18)
 	f.mu.Unlock()
 	reorganised := map[byte][2]int64{'0': {3, 22}, '1': {5, 20}, '2': {0, 0}, '3': {0, 0}}
 	check("after the reorganisation", placed(), reorganised,
 		// the read from the old last header, which no longer follows, and the read from height 3
 		map[string]int{"getheaders": 2, "getblockheader": 3})
-	check("and again", placed(), reorganised, map[string]int{"getheaders": 2, "getblockheader": 2})
+	// The blocks that left are asked about on their own again, but the headers below them are
+	// not read again: the read from height 3 missed them, and the chain under it has not moved.
+	check("and again", placed(), reorganised, map[string]int{"getheaders": 1, "getblockheader": 2})
+	f.mu.Lock()
+	f.extend(24, 5)
+	f.mu.Unlock()
+	check("five blocks later", placed(), map[byte][2]int64{'0': {3, 27}, '1': {5, 25}, '2': {0, 0}, '3': {0, 0}},
+		map[string]int{"getheaders": 1, "getblockheader": 3})
+
+	// Back to the first branch, longer now: the blocks at 7 and 9 are on the chain again.
+	f.mu.Lock()
+	saved := f.chain
+	f.chain = oldBranch
+	f.extend(22, 10)
+	f.mu.Unlock()
+	check("back on the first branch", placed(), map[byte][2]int64{'0': {3, 30}, '1': {5, 28}, '2': {7, 26}, '3': {9, 24}},
+		map[string]int{"getheaders": 2, "getblockheader": 1})
+	f.mu.Lock()
+	f.chain = saved
+	f.extend(29, 3) // and the second branch wins after all
+	f.mu.Unlock()
+	check("the second branch wins", placed(), map[byte][2]int64{'0': {3, 30}, '1': {5, 28}, '2': {0, 0}, '3': {0, 0}},
+		map[string]int{"getheaders": 2, "getblockheader": 3})
 
 	// The deposit that was at 9 is mined again at 8 on the new branch.
 	f.mu.Lock()
 	f.listed[3] = fakeEntry{txid: f.listed[3].txid, block: f.hashAt(8), height: 8}
 	f.mu.Unlock()
-	check("mined again", placed(), map[byte][2]int64{'0': {3, 22}, '1': {5, 20}, '2': {0, 0}, '3': {8, 17}},
+	check("mined again", placed(), map[byte][2]int64{'0': {3, 30}, '1': {5, 28}, '2': {0, 0}, '3': {8, 25}},
 		map[string]int{"getheaders": 2, "getblockheader": 1})
 }
