@@ -18,11 +18,14 @@ import (
 // refusingWallet answers sendmany as btcwallet v0.15 does when the change address it draws
 // starts "Sb1" ("Invalid address or key: <address>", code -5), for the first `refusals` calls, and
 // getrawchangeaddress with the same refusal (as btcwallet does, having kept the address).
+// getnewaddress gets the refusal for its first `refusals` calls too, then hands out addresses in
+// turn (the last again once they run out).
 type refusingWallet struct {
-	refused  string
-	refusals int
-	mu       sync.Mutex
-	calls    []string
+	refused   string
+	refusals  int
+	addresses []string
+	mu        sync.Mutex
+	calls     []string
 }
 
 func (w *refusingWallet) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -37,6 +40,7 @@ func (w *refusingWallet) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.mu.Lock()
 	w.calls = append(w.calls, req.Method)
 	sends := strings.Count(strings.Join(w.calls, " "), "sendmany")
+	news := strings.Count(strings.Join(w.calls, " "), "getnewaddress")
 	w.mu.Unlock()
 	reply := map[string]any{"id": req.ID, "result": nil, "error": nil}
 	refusal := map[string]any{"code": -5, "message": "Invalid address or key: " + w.refused}
@@ -47,6 +51,10 @@ func (w *refusingWallet) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		reply["error"] = refusal
 	case req.Method == "sendmany":
 		reply["result"] = strings.Repeat("ab", 32)
+	case req.Method == "getnewaddress" && news <= w.refusals:
+		reply["error"] = refusal
+	case req.Method == "getnewaddress" && len(w.addresses) > 0:
+		reply["result"] = w.addresses[min(news-w.refusals, len(w.addresses))-1]
 	default:
 		reply["error"] = map[string]any{"code": -32601, "message": "Method not found"}
 	}

@@ -3,11 +3,8 @@ package bitcoind
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,34 +29,6 @@ func simnetAddress(t *testing.T, startsSb1 bool) string {
 // refuse to hand one out at all with the same words; NewAddress draws past both.
 func TestNewAddressDrawsPastSb1(t *testing.T) {
 	refused, unpayable, good := simnetAddress(t, true), simnetAddress(t, true), simnetAddress(t, false)
-	var mu sync.Mutex
-	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Method != "getnewaddress" {
-			http.Error(rw, "unexpected request", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		calls++
-		n := calls
-		mu.Unlock()
-		answer := map[string]any{"id": req.ID, "result": nil, "error": nil}
-		switch n {
-		case 1:
-			answer["error"] = map[string]any{"code": -5, "message": "Invalid address or key: " + refused}
-		case 2:
-			answer["result"] = unpayable
-		default:
-			answer["result"] = good
-		}
-		_ = json.NewEncoder(rw).Encode(answer)
-	}))
-	defer srv.Close()
-
 	for _, tc := range []struct {
 		network string
 		want    string
@@ -70,15 +39,17 @@ func TestNewAddressDrawsPastSb1(t *testing.T) {
 		// Elsewhere an "Sb1" refusal is not the quirk: it is the answer.
 		{"regtest", "", 1, "Invalid address or key"},
 	} {
-		calls = 0
+		w := &refusingWallet{refused: refused, refusals: 1, addresses: []string{unpayable, good}}
+		srv := httptest.NewServer(w)
 		c, err := New(Options{URL: srv.URL, Flavor: Btcwallet, User: "u", Password: "p", Timeout: 10 * time.Second, Coin: "bitcoin", Network: tc.network})
 		if err != nil {
 			t.Fatal(err)
 		}
 		addr, err := c.NewAddress(context.Background(), "")
 		c.Close()
-		if addr != tc.want || calls != tc.calls || (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("%s: %q after %d calls (%v), want %q after %d", tc.network, addr, calls, err, tc.want, tc.calls)
+		srv.Close()
+		if addr != tc.want || len(w.calls) != tc.calls || (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: %q after %d calls (%v), want %q after %d", tc.network, addr, len(w.calls), err, tc.want, tc.calls)
 		}
 	}
 }
