@@ -432,7 +432,21 @@ func (n *Node) SetWalletPassword(pass string) error {
 	if err := n.startWallet(false); err != nil {
 		return fmt.Errorf("restarting btcwallet: %w", err)
 	}
-	return n.Wallet.WalletPassphrase(WalletPassphrase, 3600)
+	// The restarted wallet may be serving as many clients as it takes at once (ten: helper pods
+	// with the new password call it as soon as it listens, and it holds requests while it
+	// catches up with btcd) and answer "429 Too Many Requests" until they are done. Seen once
+	// in an end-to-end run on a busy machine.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := n.Wallet.WalletPassphrase(WalletPassphrase, 3600)
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "429") || time.Now().After(deadline) {
+			return fmt.Errorf("unlocking the restarted wallet: %w; btcwallet's last log lines:\n%s", err, walletLogTail(n.dir, 15))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // Dir holds the servers' data and logs.
