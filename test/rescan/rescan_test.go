@@ -447,6 +447,14 @@ func TestRescanByAnnotation(t *testing.T) {
 	if code := testassets.API(t, api, "POST", fmt.Sprintf("/v1/accounts/%d/addresses", acct.ID), map[string]string{}, &addr); code != http.StatusCreated {
 		t.Fatalf("creating an address: %d", code)
 	}
+	// The helper's first catch-up runs as it starts, and would book a payment made before it
+	// ends (seen on a loaded machine): pay after it, when only a rescan can find the payment.
+	testassets.Eventually(t, 60*time.Second, "the helper's first catch-up", func() error {
+		if testassets.Metric(t, ops, "cryptoassets_catchup_last_success_timestamp_seconds") == 0 {
+			return fmt.Errorf("no catch-up has succeeded yet\n%s", logs)
+		}
+		return nil
+	})
 	node.MustPay(t, addr.Address, 120_000_000)
 	node.MustMine(t, 3)
 	time.Sleep(2 * time.Second)
