@@ -33,6 +33,7 @@ type row struct {
 var rows = []row{
 	{bench: "OperatorConvergence", name: "operator: converge N assets vs direct writes", ours: "operator-s", base: "direct-s", goal: 1.25, unit: "s"},
 	{bench: "OperatorConvergence", name: "operator: peak RSS", ours: "peak-rss-MiB", goal: 64, unit: "MiB"},
+	{bench: "OperatorConvergence", name: "operator: peak anonymous memory (no binary pages)", ours: "peak-anon-MiB", unit: "MiB"},
 	{bench: "OperatorConvergence", name: "operator: RSS when ready, before any asset", ours: "ready-rss-MiB", unit: "MiB"},
 	{bench: "OperatorConvergence", name: "operator: writes while idle", ours: "idle-writes", goal: 0, unit: "writes"},
 	{bench: "HelperFootprint", name: "helper idle: backend calls per poll interval", ours: "calls/helper/poll", goal: 1, unit: "calls"},
