@@ -70,6 +70,8 @@ type CryptoAssetReconciler struct {
 	writes writes
 	// hashes saves reading the Secrets again while nothing they feed has changed.
 	hashes hashMemo
+	// rendered saves rendering the children again while nothing they are rendered from has.
+	rendered renderMemo
 }
 
 // configProblem is a problem the user must fix in the CryptoAsset or its Secrets; retrying does not
@@ -96,6 +98,7 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, ca); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.hashes.forget(req.NamespacedName)
+			r.rendered.forget(req.NamespacedName)
 			r.writes.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -157,6 +160,18 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // applyChildren reads the referenced Secrets, renders and applies the helper's objects, and
 // returns the Deployment as the cache last saw it.
 func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.CryptoAsset, status *v1alpha1.CryptoAssetStatus) (*appsv1.Deployment, error) {
+	versions, cached := "", false
+	if r.MetadataCache != nil {
+		versions, cached = secretVersions(ctx, r.MetadataCache, ca)
+	}
+	if cached {
+		if e, ok := r.rendered.lookup(ca, versions); ok {
+			if current, ok := r.unchanged(ctx, ca, e); ok {
+				status.Confirmations, status.ConfigHash = e.confirmations, e.configHash
+				return current, nil
+			}
+		}
+	}
 	cfg, err := render.Config(ca)
 	if err != nil {
 		return nil, &configProblem{reason: ReasonInvalidConfig, message: "rendering the helper config: " + err.Error()}
@@ -169,7 +184,7 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 	if err != nil {
 		return nil, fmt.Errorf("writing the helper config: %w", err)
 	}
-	hash, err := r.configHash(ctx, ca, configData)
+	hash, err := r.configHash(ctx, ca, configData, versions, cached)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +208,15 @@ func (r *CryptoAssetReconciler) applyChildren(ctx context.Context, ca *v1alpha1.
 		}
 	}
 	status.ConfigHash = hash
+	if cached {
+		var applied []client.Object
+		for _, stage := range stages {
+			for _, c := range stage {
+				applied = append(applied, c.obj)
+			}
+		}
+		r.rendered.store(ca, versions, status, applied)
+	}
 
 	current := &appsv1.Deployment{}
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(deploy), current); err != nil {
@@ -249,12 +273,11 @@ func (r *CryptoAssetReconciler) applyAll(ctx context.Context, children []child) 
 
 // configHash is the hash of the helper's config and the Secrets' values it uses, from the memo
 // when neither has changed since it was last computed, otherwise from the Secrets read afresh.
-func (r *CryptoAssetReconciler) configHash(ctx context.Context, ca *v1alpha1.CryptoAsset, configData []byte) (string, error) {
+//
+// versions are the referenced Secrets' versions as the metadata cache has them; cached is false
+// when it does not have them all.
+func (r *CryptoAssetReconciler) configHash(ctx context.Context, ca *v1alpha1.CryptoAsset, configData []byte, versions string, cached bool) (string, error) {
 	key := client.ObjectKeyFromObject(ca)
-	versions, cached := "", false
-	if r.MetadataCache != nil {
-		versions, cached = secretVersions(ctx, r.MetadataCache, ca)
-	}
 	from := memoFrom(ca, configData, versions)
 	if cached {
 		if hash, ok := r.hashes.lookup(key, from); ok {

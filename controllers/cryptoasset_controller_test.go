@@ -539,6 +539,43 @@ func TestHandEditsOfChildrenAreReverted(t *testing.T) {
 	}
 }
 
+// A child deleted by hand comes back, although nothing the operator renders from has changed
+// (the operator skips rendering while the CryptoAsset, its Secrets and its children stay as it
+// left them).
+func TestDeletedChildrenAreRecreated(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
+	markAvailable(t, ns, "btc")
+	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	key := client.ObjectKey{Namespace: ns, Name: "btc-helper"}
+	for _, obj := range []client.Object{&rbacv1.RoleBinding{}, &corev1.ConfigMap{}} {
+		if err := env.k8s.Get(ctx, key, obj); err != nil {
+			t.Fatal(err)
+		}
+		gone := obj.GetUID()
+		if err := env.k8s.Delete(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, waitTime, func() error {
+			if err := env.k8s.Get(ctx, key, obj); err != nil {
+				return err
+			}
+			if obj.GetUID() == gone {
+				return fmt.Errorf("%T still the deleted one", obj)
+			}
+			return nil
+		})
+		if obj.GetAnnotations()[v1alpha1.RenderedHashAnnotation] == "" || metav1.GetControllerOf(obj) == nil {
+			t.Fatalf("recreated %T lacks its rendered hash or owner: %v %v", obj, obj.GetAnnotations(), obj.GetOwnerReferences())
+		}
+	}
+	cm := &corev1.ConfigMap{}
+	if err := env.k8s.Get(ctx, key, cm); err != nil || len(cm.Data) == 0 {
+		t.Fatalf("recreated ConfigMap holds no config: %v %v", cm.Data, err)
+	}
+}
+
 // TestReadyNeverPrecedesTheRollout watches the CryptoAsset through a spec edit: no version of it
 // may say Ready=True for the new config before the Deployment controller (played by the test)
 // has observed the new Deployment and rolled it out.
