@@ -142,10 +142,7 @@ func TestCreateRendersAllChildren(t *testing.T) {
 }
 
 func TestSpecUpdateUpdatesChildren(t *testing.T) {
-	ns := newNamespace(t)
-	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
-	markAvailable(t, ns, "btc")
-	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	ns := readyAsset(t, "btc")
 	before, _ := getDeployment(ns, "btc")
 	oldHash := before.Spec.Template.Annotations[v1alpha1.ConfigHashAnnotation]
 
@@ -299,10 +296,7 @@ func TestMissingSecretThenRecovery(t *testing.T) {
 }
 
 func TestNoWritesWhenNothingChanged(t *testing.T) {
-	ns := newNamespace(t)
-	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
-	markAvailable(t, ns, "btc")
-	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	ns := readyAsset(t, "btc")
 	before := settle(t, ns, time.Second)
 	generation := getAsset(t, ns, "btc").Generation
 	secretReads := env.writes.secretGets(ns)
@@ -348,10 +342,7 @@ func TestNoWritesWhenNothingChanged(t *testing.T) {
 }
 
 func TestRescanAnnotationIsNoticed(t *testing.T) {
-	ns := newNamespace(t)
-	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
-	markAvailable(t, ns, "btc")
-	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	ns := readyAsset(t, "btc")
 
 	annotate := func(kv map[string]string) {
 		t.Helper()
@@ -490,10 +481,7 @@ func TestSimulatedBackendSaysSo(t *testing.T) {
 // annotation still matches; an edit of what it does not own (a label) is left alone.
 func TestHandEditsOfChildrenAreReverted(t *testing.T) {
 	ctx := context.Background()
-	ns := newNamespace(t)
-	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
-	markAvailable(t, ns, "btc")
-	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	ns := readyAsset(t, "btc")
 
 	// kubectl scale deploy btc-helper --replicas=0
 	d, err := getDeployment(ns, "btc")
@@ -544,10 +532,7 @@ func TestHandEditsOfChildrenAreReverted(t *testing.T) {
 // left them).
 func TestDeletedChildrenAreRecreated(t *testing.T) {
 	ctx := context.Background()
-	ns := newNamespace(t)
-	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
-	markAvailable(t, ns, "btc")
-	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	ns := readyAsset(t, "btc")
 	key := client.ObjectKey{Namespace: ns, Name: "btc-helper"}
 	for _, obj := range []client.Object{&rbacv1.RoleBinding{}, &corev1.ConfigMap{}} {
 		if err := env.k8s.Get(ctx, key, obj); err != nil {
@@ -580,10 +565,7 @@ func TestDeletedChildrenAreRecreated(t *testing.T) {
 // may say Ready=True for the new config before the Deployment controller (played by the test)
 // has observed the new Deployment and rolled it out.
 func TestReadyNeverPrecedesTheRollout(t *testing.T) {
-	ns := newNamespace(t)
-	create(t, sampleSecret(ns), sampleAsset(ns, "btc"))
-	markAvailable(t, ns, "btc")
-	condition(t, ns, "btc", v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	ns := readyAsset(t, "btc")
 	oldHash := getAsset(t, ns, "btc").Status.ConfigHash
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*waitTime)
@@ -652,4 +634,15 @@ func TestReadyNeverPrecedesTheRollout(t *testing.T) {
 			markAvailable(t, ns, "btc")
 		}
 	}
+}
+
+// readyAsset creates a namespace holding the sample Secret and a CryptoAsset name whose helper the
+// test's Deployment controller has made available, and waits for it to be Ready.
+func readyAsset(t *testing.T, name string) string {
+	t.Helper()
+	ns := newNamespace(t)
+	create(t, sampleSecret(ns), sampleAsset(ns, name))
+	markAvailable(t, ns, name)
+	condition(t, ns, name, v1alpha1.ConditionReady, metav1.ConditionTrue, controllers.ReasonAvailable)
+	return ns
 }
