@@ -38,6 +38,7 @@ var rows = []row{
 	{bench: "OperatorConvergence", name: "operator: writes while idle", ours: "idle-writes", goal: 0, unit: "writes"},
 	{bench: "HelperFootprint", name: "helper idle: backend calls per poll interval", ours: "calls/helper/poll", goal: 1, unit: "calls"},
 	{bench: "HelperFootprint", name: "helper idle: RSS per helper", ours: "rss-MiB/helper", unit: "MiB"},
+	{bench: "HelperFootprint", name: "helper idle: PSS per helper (binary pages shared)", ours: "pss-MiB/helper", unit: "MiB"},
 	{bench: "HelperFootprint", name: "helper idle: CPU per helper per minute", ours: "cpu-ms/helper/min", unit: "ms"},
 	{bench: "HelperFootprint", name: "helper idle: PostgreSQL connections per helper", ours: "pg-conns/helper", unit: "conns"},
 	{bench: "Intake", name: "intake: deposits booked vs bare RPC + bare insert", ours: "catchup-s", base: "bare-rpc-s", sum: []string{"bare-insert-s"}, goal: 1.3, unit: "s"},

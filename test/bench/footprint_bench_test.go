@@ -159,10 +159,15 @@ func BenchmarkHelperFootprint(b *testing.B) {
 
 	var cpu time.Duration
 	var rssKiB []int
+	// Proportional set size: the binary's pages, shared by every helper (as an image's layers are
+	// by its pods on a node), counted once over all of them. It is what one more helper costs.
+	var pssAnonKiB, pssFileKiB int
 	for i, p := range procs {
 		st := readProc(b, p.Process.Pid)
 		rssKiB = append(rssKiB, st.rssKiB)
 		cpu += st.cpu - cpuBefore[i]
+		anon, file := rssParts(b, p.Process.Pid)
+		pssAnonKiB, pssFileKiB = pssAnonKiB+anon, pssFileKiB+file
 	}
 	conns := 0
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -190,12 +195,14 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	perHelperCalls := float64(calls) / float64(helpers)
 	b.ReportMetric(float64(total)/float64(helpers)/1024, "rss-MiB/helper")
 	b.ReportMetric(float64(rssKiB[len(rssKiB)-1])/1024, "max-rss-MiB")
+	b.ReportMetric(float64(pssAnonKiB+pssFileKiB)/float64(helpers)/1024, "pss-MiB/helper")
 	b.ReportMetric(cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), "cpu-ms/helper/min")
 	b.ReportMetric(float64(conns)/float64(helpers), "pg-conns/helper")
 	b.ReportMetric(perHelperCalls/idle.Minutes(), "calls/helper/min")
 	b.ReportMetric(perHelperCalls/intervals, "calls/helper/poll")
-	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s): RSS %.1f MiB per helper (max %.1f); CPU %.1f ms per helper per minute; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
+	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
 		helpers, idle, poll, float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
+		float64(pssAnonKiB+pssFileKiB)/float64(helpers)/1024, float64(pssAnonKiB)/float64(helpers)/1024, float64(pssFileKiB)/float64(helpers)/1024,
 		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers), calls, perHelperCalls/intervals,
 		strings.Join(byMethod, " "))
 }

@@ -495,7 +495,9 @@ func requestDelta(before, after map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// rssParts reads the process's resident memory in KiB: anonymous, and backed by files.
+// rssParts reads the process's proportional set size in KiB, anonymous and backed by files: its
+// resident memory, with each page it shares with other processes (a binary they all run) divided
+// among them.
 func rssParts(b *testing.B, pid int) (anon, file int) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
