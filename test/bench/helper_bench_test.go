@@ -245,6 +245,8 @@ func BenchmarkEventDelivery(b *testing.B) {
 	transport.MaxIdleConnsPerHost = inFlight
 	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
 	d := events.NewDispatcher(l, nil, events.DefaultBackoff(), logr.Discard())
+	meter := cpuMeter{{name: "this process (dispatcher and receiver)", pid: os.Getpid()}, {name: "PostgreSQL", pid: srv.PID(), children: true}}
+	bareCPU, oursCPU := cpuUse{meter: meter}, cpuUse{meter: meter}
 
 	bares, tooks := make([]time.Duration, rounds), make([]time.Duration, rounds)
 	for r := range rounds {
@@ -285,6 +287,7 @@ func BenchmarkEventDelivery(b *testing.B) {
 			posts  sync.WaitGroup
 			failed atomic.Pointer[error]
 		)
+		bareStart, _ := meter.read()
 		bares[r], _ = profiled(b, bareName, func() error {
 			for range inFlight {
 				posts.Add(1)
@@ -310,16 +313,22 @@ func BenchmarkEventDelivery(b *testing.B) {
 			posts.Wait()
 			return nil
 		})
+		if bareEnd, err := meter.read(); err == nil {
+			bareCPU.add(bareStart, bareEnd)
+		}
 		if err := failed.Load(); err != nil {
 			b.Fatal(*err)
 		}
-		tooks[r], err = profiled(b, name, func() error {
-			for {
-				k, err := d.DeliverDue(ctx, target)
-				if err != nil || k == 0 {
-					return err
+		err = oursCPU.measure(func() (err error) {
+			tooks[r], err = profiled(b, name, func() error {
+				for {
+					k, err := d.DeliverDue(ctx, target)
+					if err != nil || k == 0 {
+						return err
+					}
 				}
-			}
+			})
+			return err
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -336,4 +345,7 @@ func BenchmarkEventDelivery(b *testing.B) {
 	b.Logf("%d events, median of %d rounds: dispatcher %s (%.0f/s; %s), bare HTTP posts %s (%.0f/s; %s), ratio %.2f",
 		n, rounds, took.Round(time.Millisecond), float64(n)/took.Seconds(), roundMs(tooks),
 		bare.Round(time.Millisecond), float64(n)/bare.Seconds(), roundMs(bares), took.Seconds()/bare.Seconds())
+	per := float64(n*rounds) / 10000
+	b.Logf("CPU, dispatcher %s", oursCPU.per(per, "10,000 events"))
+	b.Logf("CPU, bare posts %s", bareCPU.per(per, "10,000 events"))
 }

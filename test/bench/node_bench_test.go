@@ -115,10 +115,15 @@ func BenchmarkBroadcast(b *testing.B) {
 		b.Fatal(err)
 	}
 	bc := broadcast.New(l, backend, time.Minute, logr.Discard())
+	btcdPID, walletPID := node.PIDs()
+	meter := cpuMeter{{name: "this process", pid: os.Getpid()}, {name: "PostgreSQL", pid: srv.PID(), children: true},
+		{name: "btcwallet", pid: walletPID}, {name: "btcd", pid: btcdPID}}
+	bareCPU, oursCPU := cpuUse{meter: meter}, cpuUse{meter: meter}
 
 	bares, tooks := make([]time.Duration, rounds), make([]time.Duration, rounds)
 	for round := range rounds {
 		// Bare: the same number of outputs, sent straight to the wallet in batches of 1000.
+		bareStart, _ := meter.read()
 		bares[round], err = timeIt(func() error {
 			for left := n; left > 0; left -= ledger.MaxBroadcastSends {
 				outputs := map[string]ledger.Amount{}
@@ -141,6 +146,8 @@ func BenchmarkBroadcast(b *testing.B) {
 		if err != nil {
 			b.Fatalf("bare sendmany: %v", err)
 		}
+		bareEnd, _ := meter.read()
+		bareCPU.add(bareStart, bareEnd)
 		if _, err := node.Mine(1); err != nil { // confirm the change so the broadcaster can spend it
 			b.Fatal(err)
 		}
@@ -155,7 +162,10 @@ func BenchmarkBroadcast(b *testing.B) {
 			name = "" // one profile is enough
 		}
 		var r broadcast.Result
-		tooks[round], err = profiled(b, name, func() (err error) { r, err = bc.Run(ctx); return err })
+		err = oursCPU.measure(func() (err error) {
+			tooks[round], err = profiled(b, name, func() (err error) { r, err = bc.Run(ctx); return err })
+			return err
+		})
 		if err != nil || r.Sends != n {
 			b.Fatalf("broadcast: %+v %v", r, err)
 		}
@@ -174,6 +184,11 @@ func BenchmarkBroadcast(b *testing.B) {
 	b.ReportMetric(took.Seconds()/bare.Seconds(), "ratio")
 	b.Logf("%d queued sends broadcast in %s (median of %d: %s); bare sendmany of as many outputs %s (%s); ratio %.2f",
 		n, took.Round(time.Millisecond), rounds, roundMs(tooks), bare.Round(time.Millisecond), roundMs(bares), took.Seconds()/bare.Seconds())
+	// Where the CPU went, over all rounds: the broadcaster's work beyond the wallet's is
+	// PostgreSQL's and this process's, on the same two cores as the wallet and the node.
+	per := float64(n*rounds) / 1000
+	b.Logf("CPU, broadcaster %s", oursCPU.per(per, "1,000 sends"))
+	b.Logf("CPU, bare sendmany %s", bareCPU.per(per, "1,000 outputs"))
 }
 
 // BenchmarkIntake pays BENCH_DEPOSITS (default 1000) helper addresses in a few sendmany

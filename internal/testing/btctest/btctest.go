@@ -116,6 +116,17 @@ func (n *Node) start(name string, args ...string) (*process, error) {
 	return p, nil
 }
 
+// PIDs are the process ids of btcd and btcwallet (0 for one that is not running).
+func (n *Node) PIDs() (btcd, wallet int) {
+	pid := func(p *process) int {
+		if p == nil || p.cmd.Process == nil {
+			return 0
+		}
+		return p.cmd.Process.Pid
+	}
+	return pid(n.btcd), pid(n.wallet)
+}
+
 // StartBtcd (re)starts the node; StopBtcd stops it, leaving the wallet running (and complaining),
 // as when the network is down.
 func (n *Node) StartBtcd() error {

@@ -188,6 +188,15 @@ func (s *Server) shutdown() {
 	s.cmd = nil
 }
 
+// PID is the postmaster's process id (0 while the server is down); the backends serving
+// connections are its children.
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Down stops the server and keeps its data, as a database restart or outage does to clients.
 func (s *Server) Down() { s.shutdown() }
 
