@@ -56,6 +56,9 @@ type Options struct {
 	WalletPassphrase string
 	Timeout          time.Duration
 	Coin, Network    string
+	// MaxRequests bounds the requests open at the node at once (DefaultMaxRequests when 0);
+	// see slots.
+	MaxRequests int
 }
 
 // Client is a bitcoind-compatible wallet.
@@ -63,11 +66,10 @@ type Client struct {
 	opts     Options
 	decimals int
 	rpc      *rpcclient.Client
-	http     *http.Client
-	postURL  string
-	ids      atomic.Uint64
-	// unlockHTTP carries walletpassphrase, with its own timeout.
-	unlockHTTP    *http.Client
+	// http carries the requests rpcclient does not; it has no timeout of its own (see request).
+	http          *http.Client
+	postURL       string
+	ids           atomic.Uint64
 	unlockMu      sync.Mutex
 	unlockedUntil time.Time
 	// lastTip is the tip the last listing ended at, so a listing that ends at the same block
@@ -76,6 +78,8 @@ type Client struct {
 	lastTip backend.Tip
 	// chain is what earlier listings learned of the node's best chain (btcwallet only).
 	chain chainMemo
+	// slots bounds the requests open at the node, abandoned ones included.
+	slots *slots
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -105,6 +109,9 @@ func New(opts Options) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	if opts.MaxRequests <= 0 {
+		opts.MaxRequests = DefaultMaxRequests
+	}
 	path := strings.TrimSuffix(u.Path, "/")
 	if opts.Wallet != "" {
 		path += "/wallet/" + url.PathEscape(opts.Wallet)
@@ -118,12 +125,14 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("creating the RPC client: %w", err)
 	}
 	return &Client{
-		opts:       opts,
-		decimals:   k.Decimals,
-		rpc:        rpc,
-		http:       &http.Client{Timeout: opts.Timeout},
-		unlockHTTP: &http.Client{Timeout: max(opts.Timeout, unlockTimeout)},
-		postURL:    u.Scheme + "://" + u.Host + path,
+		opts:     opts,
+		decimals: k.Decimals,
+		rpc:      rpc,
+		http:     &http.Client{},
+		postURL:  u.Scheme + "://" + u.Host + path,
+		// An abandoned request is counted until the node answers it, or for four timeouts
+		// (two minutes by default) if it never does.
+		slots: newSlots(opts.MaxRequests, max(4*opts.Timeout, unlockTimeout)),
 	}, nil
 }
 
@@ -200,17 +209,25 @@ func (c *Client) read(ctx context.Context, method string, result any, params ...
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	slot, err := c.slots.acquire(ctx, method)
+	if err != nil {
+		return err
+	}
 	type reply struct {
 		msg json.RawMessage
 		err error
 	}
 	done := make(chan reply, 1)
 	go func() {
+		// rpcclient's request has no deadline of its own: it ends when the node answers or the
+		// connection fails, and only then is its slot free.
 		msg, err := c.rpc.RawRequest(method, raw)
+		slot.done()
 		done <- reply{msg, err}
 	}()
 	select {
 	case <-ctx.Done():
+		slot.abandon()
 		return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, ctx.Err())
 	case r := <-done:
 		if r.err != nil {
@@ -234,12 +251,12 @@ func decode(method string, msg json.RawMessage, result any) error {
 
 // post calls a method exactly once.
 func (c *Client) post(ctx context.Context, method string, result any, params ...any) error {
-	return c.postWith(ctx, c.http, method, result, params...)
+	return c.postWith(ctx, c.opts.Timeout, method, result, params...)
 }
 
-// postWith is post through a given HTTP client (the unlock has its own timeout).
-func (c *Client) postWith(ctx context.Context, hc *http.Client, method string, result any, params ...any) error {
-	resp, err := c.request(ctx, hc, method, params)
+// postWith is post with a given timeout (the unlock has its own).
+func (c *Client) postWith(ctx context.Context, timeout time.Duration, method string, result any, params ...any) error {
+	resp, err := c.request(ctx, timeout, method, params)
 	if err != nil {
 		return err
 	}
@@ -269,7 +286,7 @@ func (c *Client) postWith(ctx context.Context, hc *http.Client, method string, r
 // took more of the client's time than the rest of the scan. One attempt: the caller's next poll
 // is the retry, as for any read that fails.
 func (c *Client) list(ctx context.Context, method string, result any, params ...any) error {
-	resp, err := c.request(ctx, c.http, method, params)
+	resp, err := c.request(ctx, c.opts.Timeout, method, params)
 	if err != nil {
 		return err
 	}
@@ -301,8 +318,14 @@ func (c *Client) list(ctx context.Context, method string, result any, params ...
 	}
 }
 
-// request posts one JSON-RPC request; the caller reads and closes the reply.
-func (c *Client) request(ctx context.Context, hc *http.Client, method string, params []any) (*http.Response, error) {
+// request posts one JSON-RPC request; the caller reads and closes the reply within timeout (and
+// ctx), after which the reply is closed under it.
+//
+// The request itself is not cancelled when the caller stops waiting: the node would go on
+// working on it all the same (btcwallet holds every request while it catches up with its chain
+// server), and only an open connection tells when it is done and its slot free again. It is
+// cancelled after the slots' hold.
+func (c *Client) request(ctx context.Context, timeout time.Duration, method string, params []any) (*http.Response, error) {
 	if params == nil {
 		params = []any{}
 	}
@@ -310,21 +333,72 @@ func (c *Client) request(ctx context.Context, hc *http.Client, method string, pa
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.postURL, bytes.NewReader(body))
+	wait, cancelWait := context.WithTimeout(ctx, timeout)
+	slot, err := c.slots.acquire(wait, method)
 	if err != nil {
+		cancelWait()
+		return nil, err
+	}
+	reqCtx, cancelReq := context.WithTimeout(context.WithoutCancel(ctx), c.slots.hold)
+	finish := func() { cancelReq(); slot.done() }
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.postURL, bytes.NewReader(body))
+	if err != nil {
+		cancelWait()
+		finish()
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth(c.opts.User, c.opts.Password)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
+	type reply struct {
+		resp *http.Response
+		err  error
 	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		resp.Body.Close()
+	replied := make(chan reply, 1)
+	go func() {
+		resp, err := c.http.Do(req)
+		replied <- reply{resp, err}
+	}()
+	var r reply
+	select {
+	case r = <-replied:
+	case <-wait.Done():
+		go func() {
+			// Given up on: the reply, when it comes, is read to its end so the node is done.
+			if r := <-replied; r.err == nil {
+				_, _ = io.Copy(io.Discard, io.LimitReader(r.resp.Body, 16<<20))
+				r.resp.Body.Close()
+			}
+			finish()
+		}()
+		cancelWait()
+		return nil, fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, wait.Err())
+	}
+	if r.err != nil {
+		cancelWait()
+		finish()
+		return nil, fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, r.err)
+	}
+	// Past the caller's bound, closing the reply ends a read that is still under way.
+	stop := context.AfterFunc(wait, func() { r.resp.Body.Close() })
+	r.resp.Body = &replyBody{ReadCloser: r.resp.Body, done: func() { stop(); cancelWait(); finish() }}
+	if r.resp.StatusCode == http.StatusUnauthorized || r.resp.StatusCode == http.StatusForbidden {
+		r.resp.Body.Close()
 		return nil, fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
 	}
-	return resp, nil
+	return r.resp, nil
+}
+
+// replyBody frees its request's slot and timers when the reply is closed: the node has answered.
+type replyBody struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *replyBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
 }
 
 // NewAddress creates a receiving address. Bitcoin Core records the label; btcwallet has accounts,
@@ -798,7 +872,7 @@ func (c *Client) unlock(ctx context.Context, force bool) error {
 		return nil
 	}
 	started := time.Now()
-	if err := c.postWith(ctx, c.unlockHTTP, "walletpassphrase", nil, c.opts.WalletPassphrase, int(unlockWindow/time.Second)); err != nil {
+	if err := c.postWith(ctx, max(c.opts.Timeout, unlockTimeout), "walletpassphrase", nil, c.opts.WalletPassphrase, int(unlockWindow/time.Second)); err != nil {
 		c.unlockedUntil = time.Time{}
 		return fmt.Errorf("unlocking the wallet: %w", err)
 	}
