@@ -148,6 +148,12 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		}()
 	}
 	before := counter.Snapshot()
+	// What the helpers log while idle: a step that failed is retried before the poll interval,
+	// a call more than idling needs, and the log says why.
+	logFrom := make([]int, helpers)
+	for i, l := range logs {
+		logFrom[i] = len(l.String())
+	}
 	cpuBefore := make([]time.Duration, helpers)
 	for i, p := range procs {
 		cpuBefore[i] = readProc(b, p.Process.Pid).cpu
@@ -186,6 +192,20 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		}
 	}
 	sort.Strings(byMethod)
+	retries, example := 0, ""
+	for i, l := range logs {
+		for _, line := range strings.Split(l.String()[logFrom[i]:], "\n") {
+			if strings.Contains(line, "retrying") {
+				retries++
+				if example == "" {
+					example = line
+				}
+			}
+		}
+	}
+	if retries > 0 {
+		b.Logf("%d steps failed and were retried early while idle; the first: %s", retries, example)
+	}
 	sort.Ints(rssKiB)
 	total := 0
 	for _, k := range rssKiB {
