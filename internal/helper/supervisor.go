@@ -3,6 +3,7 @@ package helper
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
@@ -21,9 +22,14 @@ type supervisor struct {
 	stepLimit time.Duration
 }
 
-// loop returns the runnable that runs step now, then every period, on every wake-up, and sooner
-// after a failure (with jittered backoff from one second up to the period). A failing step is
-// reported and retried, never fatal: it returns only when ctx ends.
+// loop returns the runnable that runs step now, then every period (and up to a tenth more), on
+// every wake-up, and sooner after a failure (with jittered backoff from one second up to the
+// period). A failing step is reported and retried, never fatal: it returns only when ctx ends.
+//
+// The extra tenth is random: helpers started together (a rollout, a node back from an outage)
+// would otherwise poll their node together for good. Fifty helpers in step on one btcwallet,
+// which serves ten clients at once, had some of every round refused ("429 Too Many Requests")
+// and retried a second later (BenchmarkHelperFootprint).
 func (s *supervisor) loop(name string, period time.Duration, wake <-chan struct{}, step func(context.Context) error) func(context.Context) error {
 	log := s.log.WithValues("component", name)
 	return func(ctx context.Context) error {
@@ -37,6 +43,9 @@ func (s *supervisor) loop(name string, period time.Duration, wake <-chan struct{
 				return nil
 			}
 			next := period
+			if spread := int64(period / 10); spread > 0 {
+				next += time.Duration(rand.Int64N(spread))
+			}
 			if err != nil {
 				failures++
 				next = min(wait.Next(), period)
