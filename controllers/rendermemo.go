@@ -2,11 +2,10 @@ package controllers
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,17 +29,13 @@ type renderedEntry struct {
 	secrets       string
 	configHash    string
 	confirmations int32
-	// hashes of the children, in emptyChildren's order.
-	hashes [helperObjects]string
+	children      []renderedChild
 }
 
-// helperObjects is how many objects make a helper.
-const helperObjects = 6
-
-// emptyChildren are empty objects of the helper's kinds, in the order applyChildren applies them.
-func emptyChildren() [helperObjects]client.Object {
-	return [...]client.Object{&corev1.ServiceAccount{}, &rbacv1.Role{}, &rbacv1.RoleBinding{},
-		&corev1.ConfigMap{}, &corev1.Service{}, &appsv1.Deployment{}}
+// renderedChild is a child's kind (its Go type) and the hash it was written with.
+type renderedChild struct {
+	typ  reflect.Type
+	hash string
 }
 
 func (m *renderMemo) lookup(ca *v1alpha1.CryptoAsset, secrets string) (renderedEntry, bool) {
@@ -52,16 +47,12 @@ func (m *renderMemo) lookup(ca *v1alpha1.CryptoAsset, secrets string) (renderedE
 	return e, e.uid == ca.UID && e.generation == ca.Generation && e.secrets == secrets
 }
 
-// store records a complete apply of children (in emptyChildren's order, each carrying its rendered
-// hash).
+// store records a complete apply of children, each carrying its rendered hash.
 func (m *renderMemo) store(ca *v1alpha1.CryptoAsset, secrets string, status *v1alpha1.CryptoAssetStatus, children []client.Object) {
 	e := renderedEntry{uid: ca.UID, generation: ca.Generation, secrets: secrets,
-		configHash: status.ConfigHash, confirmations: status.Confirmations}
-	if len(children) != len(e.hashes) {
-		return
-	}
+		configHash: status.ConfigHash, confirmations: status.Confirmations, children: make([]renderedChild, len(children))}
 	for i, c := range children {
-		e.hashes[i] = c.GetAnnotations()[v1alpha1.RenderedHashAnnotation]
+		e.children[i] = renderedChild{typ: reflect.TypeOf(c).Elem(), hash: c.GetAnnotations()[v1alpha1.RenderedHashAnnotation]}
 	}
 	m.m.Store(client.ObjectKeyFromObject(ca), e)
 }
@@ -73,14 +64,14 @@ func (m *renderMemo) forget(key types.NamespacedName) { m.m.Delete(key) }
 // writes). It returns the cached Deployment when so. Any doubt (a child missing, edited, or a
 // cache error) answers false, and the reconcile renders and applies as without the memo.
 func (r *CryptoAssetReconciler) unchanged(ctx context.Context, ca *v1alpha1.CryptoAsset, e renderedEntry) (*appsv1.Deployment, bool) {
-	key := types.NamespacedName{Namespace: ca.Namespace, Name: render.HelperName(ca)}
 	var deploy *appsv1.Deployment
-	for i, obj := range emptyChildren() {
-		if err := r.Client.Get(ctx, key, obj); err != nil {
+	for _, c := range e.children {
+		obj := reflect.New(c.typ).Interface().(client.Object)
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ca.Namespace, Name: render.HelperName(ca)}, obj); err != nil {
 			return nil, false
 		}
 		owner := metav1.GetControllerOf(obj)
-		if owner == nil || owner.UID != ca.UID || obj.GetAnnotations()[v1alpha1.RenderedHashAnnotation] != e.hashes[i] || r.writes.editedByOthers(obj) {
+		if owner == nil || owner.UID != ca.UID || obj.GetAnnotations()[v1alpha1.RenderedHashAnnotation] != c.hash || r.writes.editedByOthers(obj) {
 			return nil, false
 		}
 		if d, ok := obj.(*appsv1.Deployment); ok {

@@ -51,11 +51,9 @@ func (s *slots) acquire(ctx context.Context, method string) (*slot, error) {
 	}
 }
 
-func (sl *slot) release() { sl.once.Do(func() { sl.s.free <- struct{}{} }) }
-
 // done gives the slot back: the node has answered, or the request never reached it.
-func (sl *slot) done() { sl.release() }
+func (sl *slot) done() { sl.once.Do(func() { sl.s.free <- struct{}{} }) }
 
 // abandon gives the slot back when the node is done with the request (done) or after the hold,
 // whichever comes first: the caller stopped waiting, the node did not.
-func (sl *slot) abandon() { time.AfterFunc(sl.s.hold, sl.release) }
+func (sl *slot) abandon() { time.AfterFunc(sl.s.hold, sl.done) }
