@@ -5,6 +5,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -289,8 +290,15 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 		// The kernel maps a file's pages around each one touched (fault-around, 64 KiB), so the
 		// binary's resident pages come in whole blocks: what RSS counts of it is not what the
 		// operator reads of it.
-		b.Logf("the binary's resident pages: %d KiB, in %d aligned 64 KiB blocks of which %d fully resident",
-			pages.resident*4, blocks.touched, blocks.full)
+		// By section: .text is the code run, .gopclntab the function tables the runtime reads
+		// walking stacks, .rodata the type descriptors and constant data.
+		var sections []string
+		for name, n := range pages.bySection {
+			sections = append(sections, fmt.Sprintf("%s %d KiB", name, n*4))
+		}
+		sort.Strings(sections)
+		b.Logf("the binary's resident pages: %d KiB, in %d aligned 64 KiB blocks of which %d fully resident; by section: %s",
+			pages.resident*4, blocks.touched, blocks.full, strings.Join(sections, ", "))
 	} else {
 		b.Logf("reading the binary's resident pages: %v", err)
 	}
@@ -558,7 +566,11 @@ func sampleAnonPeak(ctx context.Context, pid int, interval time.Duration) func()
 	}
 }
 
-type residentPages struct{ resident int }
+type residentPages struct {
+	resident int
+	// bySection: resident pages by the ELF section they hold.
+	bySection map[string]int
+}
 type residentBlocks struct{ touched, full int }
 
 // binaryResidency counts, over the process's mappings of the file at path, the 4 KiB pages that
@@ -580,15 +592,32 @@ func binaryResidency(pid int, path string) (residentPages, residentBlocks, error
 		return pages, blocks, err
 	}
 	defer pagemap.Close()
+	exe, err := elf.Open(abs)
+	if err != nil {
+		return pages, blocks, err
+	}
+	defer exe.Close()
+	pages.bySection = map[string]int{}
+	section := func(off uint64) string {
+		for _, s := range exe.Sections {
+			if s.Type != elf.SHT_NOBITS && off >= s.Offset && off < s.Offset+s.FileSize {
+				return s.Name
+			}
+		}
+		return "(none)"
+	}
 	const page, block = 4096, 16
 	for _, line := range strings.Split(string(maps), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 6 || f[5] != abs {
 			continue
 		}
-		var start, end uint64
+		var start, end, offset uint64
 		if _, err := fmt.Sscanf(f[0], "%x-%x", &start, &end); err != nil {
 			return pages, blocks, fmt.Errorf("mapping %q: %w", f[0], err)
+		}
+		if _, err := fmt.Sscanf(f[2], "%x", &offset); err != nil {
+			return pages, blocks, fmt.Errorf("mapping offset %q: %w", f[2], err)
 		}
 		entries := make([]byte, (end-start)/page*8)
 		if _, err := pagemap.ReadAt(entries, int64(start/page*8)); err != nil {
@@ -600,6 +629,7 @@ func binaryResidency(pid int, path string) (residentPages, residentBlocks, error
 			for j := i; j < min(i+block, n); j++ {
 				if binary.LittleEndian.Uint64(entries[j*8:])>>63 == 1 {
 					in++
+					pages.bySection[section(offset+uint64(j)*page)]++
 				}
 			}
 			pages.resident += in
