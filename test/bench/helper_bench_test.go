@@ -223,12 +223,12 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // BenchmarkEventDelivery delivers BENCH_EVENTS (default 10000) outbox events to a local HTTP
 // receiver through the dispatcher (read from the outbox, sign, post, mark delivered), next to a
 // bare HTTP client posting the same requests in the same run. It does so BENCH_EVENT_ROUNDS
-// (default 3) times, each round with fresh events, the bare posts and the dispatcher taking
+// (default 5) times, each round with fresh events, the bare posts and the dispatcher taking
 // turns, and compares the medians.
 func BenchmarkEventDelivery(b *testing.B) {
 	srv := startPG(b)
 	n := envInt(b, "BENCH_EVENTS", 10000)
-	rounds := envInt(b, "BENCH_EVENT_ROUNDS", 3)
+	rounds := envInt(b, "BENCH_EVENT_ROUNDS", 5)
 	ctx := context.Background()
 	l, pool := openLedger(b, srv, "app")
 	var received sync.Map

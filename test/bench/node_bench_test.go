@@ -194,7 +194,7 @@ func BenchmarkBroadcast(b *testing.B) {
 // BenchmarkIntake pays BENCH_DEPOSITS (default 1000) helper addresses in a few sendmany
 // transactions and measures the catch-up that books and credits them all, next to the bare
 // backend calls that catch-up has to make (listsinceblock, gettransaction per transaction),
-// as medians over BENCH_INTAKE_ROUNDS (default 5) rounds that take turns.
+// as medians over BENCH_INTAKE_ROUNDS (default 9) rounds that take turns.
 func BenchmarkIntake(b *testing.B) {
 	n := envInt(b, "BENCH_DEPOSITS", 1000)
 	srv := startPG(b)
@@ -268,7 +268,7 @@ func BenchmarkIntake(b *testing.B) {
 	// The catch-up takes turns with the bare calls and the bare insert (each into a database of
 	// its own) for BENCH_INTAKE_ROUNDS rounds, and medians are compared. It books, so each round after the first has a ledger of its own that knows
 	// the same addresses and starts from the same cursor (made before the clock starts).
-	rounds := envInt(b, "BENCH_INTAKE_ROUNDS", 5)
+	rounds := envInt(b, "BENCH_INTAKE_ROUNDS", 9)
 	catchUps := make([]time.Duration, rounds)
 	for round := range rounds {
 		rin, rl, racct, name := in, l, acct, "intake"
@@ -410,12 +410,12 @@ func bareDepositInsert(b *testing.B, srv *pgtest.Server, n, txs int) time.Durati
 // holding BENCH_RESCAN_TXS (default 500) wallet transactions to the asset's addresses, spread
 // over it, none of them notified. It then rescans from height 0 into the ledger, and again (which
 // must book nothing), next to the bare backend calls a rescan makes (tip, listsinceblock) in the
-// same run. Each pass is measured BENCH_RESCAN_ROUNDS (default 5) times, taking turns with the
+// same run. Each pass is measured BENCH_RESCAN_ROUNDS (default 9) times, taking turns with the
 // bare calls, and the medians are compared.
 func BenchmarkRescan(b *testing.B) {
 	blocks := int64(envInt(b, "BENCH_RESCAN_BLOCKS", 2000))
 	txs := envInt(b, "BENCH_RESCAN_TXS", 500)
-	rounds := envInt(b, "BENCH_RESCAN_ROUNDS", 5)
+	rounds := envInt(b, "BENCH_RESCAN_ROUNDS", 9)
 	srv := startPG(b)
 	node, be := startNode(b)
 	ctx := context.Background()
