@@ -54,6 +54,8 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 			"url must be an http or https URL with a host"},
 		{"btcwallet without passphrase", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Backend.Bitcoind.WalletPassphraseSecretRef = nil },
 			"btcwallet wallets are always encrypted"},
+		{"no requests at the node", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Backend.Bitcoind.MaxRequests = ptr.To(int32(0)) },
+			"spec.backend.bitcoind.maxRequests: Invalid value: 0: spec.backend.bitcoind.maxRequests in body should be greater than or equal to 1"},
 		{"named wallet on btcwallet", func(ca *v1alpha1.CryptoAsset) { ca.Spec.Backend.Bitcoind.Wallet = "payments" },
 			"named wallets are a Bitcoin Core feature"},
 		{"broadcast period too short", func(ca *v1alpha1.CryptoAsset) {

@@ -205,6 +205,16 @@ type BitcoindBackend struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('10m')",message="timeout must be between 1s and 10m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// MaxRequests is how many requests the helper has open at the node at once (4 when
+	// unset); a call finding them all open waits, within its timeout. Bitcoin Core serves
+	// rpcthreads requests at once (4 unless configured) and queues rpcworkqueue more (16);
+	// btcwallet serves 10 clients and refuses more with HTTP 429. With several helpers on one
+	// node, keep the sum of theirs within what the node serves.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	MaxRequests *int32 `json:"maxRequests,omitempty"`
 }
 
 // BlockIOBackend uses the block.io API v2.

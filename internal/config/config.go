@@ -112,7 +112,14 @@ type BitcoindBackend struct {
 	PasswordFile         string                  `json:"passwordFile"`
 	WalletPassphraseFile string                  `json:"walletPassphraseFile,omitempty"`
 	Timeout              Duration                `json:"timeout"`
+	// MaxRequests is how many requests may be open at the node at once; 0 leaves it to the
+	// client (bitcoind.DefaultMaxRequests). Omitted when unset, so configs rendered before it
+	// existed hash the same.
+	MaxRequests int `json:"maxRequests,omitempty"`
 }
+
+// MaxRPCRequests bounds backend.bitcoind.maxRequests.
+const MaxRPCRequests = 64
 
 // BlockIOBackend is the block.io API.
 type BlockIOBackend struct {
@@ -602,6 +609,9 @@ func (c *Config) validateBackend(v *validator) {
 		v.file("backend.bitcoind.passwordFile", x.PasswordFile)
 		v.optionalFile("backend.bitcoind.walletPassphraseFile", x.WalletPassphraseFile)
 		v.duration("backend.bitcoind.timeout", x.Timeout, time.Second, 10*time.Minute)
+		if x.MaxRequests < 0 || x.MaxRequests > MaxRPCRequests {
+			v.fail("backend.bitcoind.maxRequests", "must be between 1 and %d, got %d", MaxRPCRequests, x.MaxRequests)
+		}
 	}
 	if x := b.BlockIO; x != nil {
 		v.url("backend.blockio.url", x.URL, "http", "https")

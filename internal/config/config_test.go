@@ -91,6 +91,10 @@ api: {tokenFile: /s/api}
 - {name: a, type: http, http: {url: "https://app/ev", signingKeyFile: /s/k, maxInFlight: 65}}
 - {name: b, type: http, http: {url: "https://app/ev", signingKeyFile: /s/k, maxInFlight: -1}}
 `, []string{"events[0].http.maxInFlight: must be between 1 and 64, got 65", "events[1].http.maxInFlight: must be between 1 and 64, got -1"}},
+		{"too many requests at the node", strings.Replace(minimal, "passwordFile: /s/p}", "passwordFile: /s/p, maxRequests: 65}", 1),
+			[]string{"backend.bitcoind.maxRequests: must be between 1 and 64, got 65"}},
+		{"negative requests at the node", strings.Replace(minimal, "passwordFile: /s/p}", "passwordFile: /s/p, maxRequests: -2}", 1),
+			[]string{"backend.bitcoind.maxRequests: must be between 1 and 64, got -2"}},
 		{"poll too fast", strings.Replace(minimal, "notify: {method: http, http: {tokenFile: /s/hook}}", "notify: {method: http, http: {tokenFile: /s/hook}, pollInterval: 1s}", 1),
 			[]string{"notify.pollInterval: must be between 5s and 24h0m0s"}},
 	}

@@ -110,7 +110,7 @@ func newBackend(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (ba
 		return nil, nil, err
 	}
 	c, err := bitcoind.New(bitcoind.Options{URL: b.Bitcoind.URL, Flavor: string(b.Bitcoind.Flavor), Wallet: b.Bitcoind.Wallet,
-		User: user, Password: pass, WalletPassphrase: phrase, Timeout: b.Bitcoind.Timeout.Duration,
+		User: user, Password: pass, WalletPassphrase: phrase, Timeout: b.Bitcoind.Timeout.Duration, MaxRequests: b.Bitcoind.MaxRequests,
 		Coin: cfg.Asset.Coin, Network: cfg.Asset.Network})
 	if err != nil {
 		return nil, nil, err

@@ -86,6 +86,9 @@ func Config(ca *v1alpha1.CryptoAsset) (*config.Config, error) {
 			WalletPassphraseFile: files["spec.backend.bitcoind.walletPassphraseSecretRef"],
 			Timeout:              duration(b.Timeout),
 		}
+		if b.MaxRequests != nil {
+			cfg.Backend.Bitcoind.MaxRequests = int(*b.MaxRequests)
+		}
 	}
 	if b := spec.Backend.BlockIO; b != nil {
 		cfg.Backend.BlockIO = &config.BlockIOBackend{

@@ -38,6 +38,25 @@ func asset(mutate ...func(*v1alpha1.CryptoAsset)) *v1alpha1.CryptoAsset {
 	return ca
 }
 
+// An asset that does not set maxRequests renders the config it did before the field existed, so
+// upgrading the operator does not restart its helper.
+func TestUnsetMaxRequestsIsNotRendered(t *testing.T) {
+	data, err := ConfigData(asset())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "maxRequests") {
+		t.Errorf("maxRequests rendered although unset:\n%s", data)
+	}
+	set, err := ConfigData(asset(func(ca *v1alpha1.CryptoAsset) { ca.Spec.Backend.Bitcoind.MaxRequests = ptr.To(int32(2)) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(set), "maxRequests: 2") {
+		t.Errorf("maxRequests: 2 not rendered:\n%s", set)
+	}
+}
+
 func TestConfigForEveryBackendAndMethod(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -48,9 +67,10 @@ func TestConfigForEveryBackendAndMethod(t *testing.T) {
 		{"bitcoind with http hook and token", asset(func(ca *v1alpha1.CryptoAsset) {
 			ca.Spec.Notify.HTTP = &v1alpha1.HTTPNotify{Port: 29999, TokenSecretRef: ptr.To(sref("rpc", "hook"))}
 			ca.Spec.Backend.Bitcoind.Timeout = &metav1.Duration{Duration: 5 * time.Second}
+			ca.Spec.Backend.Bitcoind.MaxRequests = ptr.To(int32(8))
 		}), func(t *testing.T, c *config.Config) {
 			b := c.Backend.Bitcoind
-			if b.URL != "http://node:18332" || b.Wallet != "payments" || b.Timeout.Duration != 5*time.Second ||
+			if b.URL != "http://node:18332" || b.Wallet != "payments" || b.Timeout.Duration != 5*time.Second || b.MaxRequests != 8 ||
 				b.UsernameFile != SecretsDir+"/bitcoind-username" || b.PasswordFile != SecretsDir+"/bitcoind-password" {
 				t.Errorf("bitcoind config %+v", b)
 			}
