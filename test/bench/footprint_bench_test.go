@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,26 +29,15 @@ type procStat struct {
 }
 
 func readProc(b *testing.B, pid int) procStat {
-	var st procStat
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := statusKiB(pid, "VmRSS:")
 	if err != nil {
-		b.Fatalf("reading helper %d: %v", pid, err)
+		b.Fatalf("reading process %d: %v", pid, err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			st.rssKiB, _ = strconv.Atoi(f[1])
-		}
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	times, err := readProcTimes(pid)
 	if err != nil {
-		b.Fatalf("reading helper %d: %v", pid, err)
+		b.Fatalf("reading process %d: %v", pid, err)
 	}
-	// The command name may hold spaces; the fields after it are fixed.
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	utime, _ := strconv.Atoi(f[11])
-	stime, _ := strconv.Atoi(f[12])
-	st.cpu = time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
-	return st
+	return procStat{rssKiB: rss, cpu: times.self}
 }
 
 // BenchmarkHelperFootprint starts BENCH_HELPERS (default 50) helper processes, one asset each,

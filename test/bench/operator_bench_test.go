@@ -531,16 +531,9 @@ func rssParts(b *testing.B, pid int) (anon, file int) {
 func sampleAnonPeak(ctx context.Context, pid int, interval time.Duration) func() int {
 	var peak atomic.Int64
 	read := func() {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			return // the process has ended; the peak so far stands
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
-				if v, err := strconv.ParseInt(f[1], 10, 64); err == nil && v > peak.Load() {
-					peak.Store(v)
-				}
-			}
+		// An error means the process has ended; the peak so far stands.
+		if v, err := statusKiB(pid, "RssAnon:"); err == nil && int64(v) > peak.Load() {
+			peak.Store(int64(v))
 		}
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -649,17 +642,23 @@ func peakRSS(b *testing.B, pid int) int { return procStatusKiB(b, pid, "VmHWM:")
 
 // procStatusKiB reads a size in KiB from /proc/PID/status.
 func procStatusKiB(b *testing.B, pid int, field string) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := statusKiB(pid, field)
 	if err != nil {
 		b.Fatalf("reading the operator's memory: %v", err)
 	}
+	return v
+}
+
+// statusKiB reads a size in KiB (field "VmRSS:", "RssAnon:", ...) from /proc/PID/status.
+func statusKiB(pid int, field string) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, field) {
-			f := strings.Fields(line)
-			v, _ := strconv.Atoi(f[1])
-			return v
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			return strconv.Atoi(f[1])
 		}
 	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
