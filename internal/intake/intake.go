@@ -116,21 +116,22 @@ func (in *Intake) Notify(ctx context.Context, txid string) (Result, error) {
 	return r, err
 }
 
-// CatchUp books what the wallet saw since the cursor, re-checks every deposit still followed, and
-// moves the cursor. It is what the poll timer, start-up and every notification source's
+// CatchUp books what the wallet saw since the cursor, re-checks every deposit still followed but
+// those the listing has just booked as mined, and moves the cursor. It is what the poll timer, start-up and every notification source's
 // reconnect run. The re-check does not depend on the listing: a wallet whose listing breaks (as
 // btcwallet's does after some double spends) must not freeze credits that are due.
 func (in *Intake) CatchUp(ctx context.Context) (Result, error) {
 	in.catchUp.Lock()
 	defer in.catchUp.Unlock()
 	var r Result
-	listErr := in.list(ctx, &r)
+	mined := minedNow{}
+	listErr := in.list(ctx, &r, mined)
 	if errors.Is(listErr, backend.ErrUnreachable) {
 		// Nothing to re-check with: each lookup would wait out its own timeout, and an outage
 		// would be reported that much later.
 		return r, listErr
 	}
-	if err := in.refreshOpen(ctx, &r); err != nil {
+	if err := in.refreshOpen(ctx, &r, mined); err != nil {
 		return r, errors.Join(listErr, err)
 	}
 	return r, listErr
@@ -140,8 +141,9 @@ func (in *Intake) CatchUp(ctx context.Context) (Result, error) {
 // passed may have been replaced by a reorganisation since.
 const recentMargin = 100
 
-// list books the wallet's transactions since the cursor and moves the cursor to the tip.
-func (in *Intake) list(ctx context.Context, r *Result) error {
+// list books the wallet's transactions since the cursor, adds those mined to mined, and moves the
+// cursor to the tip.
+func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 	cur, ok, err := in.ledger.Cursor(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the cursor: %w", err)
@@ -176,15 +178,33 @@ func (in *Intake) list(ctx context.Context, r *Result) error {
 	if _, _, err := in.book(ctx, txs, r); err != nil {
 		return err
 	}
+	mined.add(txs)
 	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
 		return fmt.Errorf("moving the cursor: %w", err)
 	}
 	return nil
 }
 
-// refreshOpen asks the backend about every deposit below the tracking horizon, and books what
-// it says in one go.
-func (in *Intake) refreshOpen(ctx context.Context, r *Result) error {
+// minedNow are the transactions a pass has just booked as the backend listed them, mined on its
+// chain. The re-check of open deposits that ends the pass does not ask the backend about them
+// again: it would hear what it was told a moment before, at the cost of a lookup per transaction
+// (a paid call on some backends) and a second reading of their deposits from the ledger. A
+// transaction listed unmined is asked about all the same, since a lookup can find what a listing
+// does not say (btcwallet's unmined transactions are checked against the node's mempool and
+// chain for double spends), as is one whose booking failed.
+type minedNow map[string]bool
+
+func (m minedNow) add(txs []backend.Transaction) {
+	for _, t := range txs {
+		if t.Confirmations > 0 && !t.Conflicted {
+			m[t.TxID] = true
+		}
+	}
+}
+
+// refreshOpen asks the backend about every deposit below the tracking horizon but those of
+// transactions in mined, and books what it says in one go.
+func (in *Intake) refreshOpen(ctx context.Context, r *Result, mined minedNow) error {
 	open, err := in.ledger.OpenDeposits(ctx)
 	if err != nil {
 		return fmt.Errorf("listing open deposits: %w", err)
@@ -196,7 +216,7 @@ func (in *Intake) refreshOpen(ctx context.Context, r *Result) error {
 	)
 	looked := map[string]bool{}
 	for _, o := range open {
-		if looked[o.TxID] {
+		if looked[o.TxID] || mined[o.TxID] {
 			continue
 		}
 		looked[o.TxID] = true
@@ -243,11 +263,13 @@ type RescanResult struct {
 }
 
 // Rescan reads the wallet's history from a block height (0: all of it) and books what it finds
-// through the same idempotent path as notifications, then re-checks every deposit still followed.
+// through the same idempotent path as notifications, then re-checks every deposit still followed
+// that the scan did not just book as mined.
 // It leaves the cursor alone, so it can run beside catch-ups and notifications, and a second run
 // books nothing. progress is called after every batch.
 func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(RescanProgress)) (RescanResult, error) {
 	var out RescanResult
+	mined := minedNow{}
 	tip, err := in.backend.Scan(ctx, fromHeight, func(b backend.ScanBatch) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -265,6 +287,7 @@ func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(Re
 		if err != nil {
 			return err
 		}
+		mined.add(b.Transactions)
 		out.Done, out.Total, out.Unit = b.Done, b.Total, b.Unit
 		if progress != nil {
 			progress(out.RescanProgress)
@@ -275,7 +298,7 @@ func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(Re
 	if err != nil {
 		return out, fmt.Errorf("rescanning from height %d: %w", fromHeight, err)
 	}
-	if err := in.refreshOpen(ctx, &out.Result); err != nil {
+	if err := in.refreshOpen(ctx, &out.Result, mined); err != nil {
 		return out, err
 	}
 	return out, nil

@@ -332,3 +332,65 @@ func TestABrokenListingDoesNotFreezeCredits(t *testing.T) {
 	}
 	f.check(t)
 }
+
+// countingLookups is the real wallet, counting the transactions the intake looks up one by one.
+type countingLookups struct {
+	*bitcoind.Client
+	looked map[string]int
+}
+
+func (c countingLookups) Transaction(ctx context.Context, txid string) (backend.Transaction, error) {
+	c.looked[txid]++
+	return c.Client.Transaction(ctx, txid)
+}
+
+// TestCatchUpDoesNotLookUpWhatItJustListedMined: the re-check that ends a catch-up skips the
+// transactions the listing has just booked as mined (one paid call each on some backends), and
+// still looks up those listed unmined and those the listing did not carry.
+func TestCatchUpDoesNotLookUpWhatItJustListedMined(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := f.ledger.CreateAccount(ctx, "alice")
+	addr := f.receivingAddress(t, alice.ID)
+	c := countingLookups{Client: f.backend, looked: map[string]int{}}
+	in := New(f.ledger, c, testr.New(t))
+
+	announced := node.MustPay(t, addr, 1_000_000) // booked by its notification, then mined before the catch-up
+	if r, err := in.Notify(ctx, announced); err != nil || r.Booked != 1 {
+		t.Fatalf("notification: %+v %v", r, err)
+	}
+	mined := node.MustPay(t, addr, 2_000_000)
+	node.MustMine(t, 1)
+	unmined := node.MustPay(t, addr, 4_000_000)
+	clear(c.looked)
+	r, err := in.CatchUp(ctx)
+	if err != nil || r.Booked != 2 || r.Updated != 1 {
+		t.Fatalf("catch-up: %+v %v", r, err)
+	}
+	if c.looked[announced] != 0 || c.looked[mined] != 0 || c.looked[unmined] != 1 {
+		t.Errorf("lookups announced %d, mined %d, unmined %d; want 0, 0, 1", c.looked[announced], c.looked[mined], c.looked[unmined])
+	}
+
+	// Two blocks on, the first two have three confirmations and are credited; the third, mined in
+	// the first of those blocks, is credited one block later.
+	node.MustMine(t, 2)
+	clear(c.looked)
+	r, err = in.CatchUp(ctx)
+	if err != nil || r.Credited != 2 || f.balance(t, alice.ID) != 3_000_000 {
+		t.Fatalf("3 confirmations: %+v %v, balance %d", r, err, f.balance(t, alice.ID))
+	}
+	// The listing from the cursor carried only the third; the first two, mined below the cursor,
+	// are followed by lookups.
+	if c.looked[announced] != 1 || c.looked[mined] != 1 || c.looked[unmined] != 0 {
+		t.Errorf("lookups announced %d, mined %d, unmined %d; want 1, 1, 0", c.looked[announced], c.looked[mined], c.looked[unmined])
+	}
+	node.MustMine(t, 1)
+	r, err = in.CatchUp(ctx)
+	if err != nil || r.Credited != 1 || f.balance(t, alice.ID) != 7_000_000 {
+		t.Fatalf("the third at 3 confirmations: %+v %v, balance %d", r, err, f.balance(t, alice.ID))
+	}
+	f.check(t)
+}

@@ -107,7 +107,7 @@ func openLedger(b *testing.B, srv *pgtest.Server, targets ...string) (*ledger.Le
 		b.Fatal(err)
 	}
 	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1,
-		MaxTrackedConfirmations: 1, ValidateAddress: func(string) error { return nil }, EventTargets: targets})
+		MaxTrackedConfirmations: config.DefaultMaxTracked, ValidateAddress: func(string) error { return nil }, EventTargets: targets})
 	if err != nil {
 		b.Fatal(err)
 	}
