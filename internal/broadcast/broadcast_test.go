@@ -163,6 +163,74 @@ func TestBroadcastBatchesPendingSends(t *testing.T) {
 	f.check(t)
 }
 
+// Past the confirmation that confirms them, each new block up to the tracking horizon is
+// reported for every send, and the sends' rows are not written again: their state did not change.
+func TestConfirmationsAfterTheThresholdAreReportedWithoutRewritingTheSends(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 10*ledger.Amount(1e8))
+	b := New(f.ledger, f.backend, time.Minute, testr.New(t))
+	sends := []ledger.Transaction{f.send(t, f.address(t), 100_000), f.send(t, f.address(t), 200_000)}
+	if r, err := b.Pass(ctx); err != nil || r.Sends != 2 {
+		t.Fatalf("broadcast: %+v %v", r, err)
+	}
+	// reported lists, per send, the state and confirmations of its events in order; versions
+	// the row versions of the sends (xmin changes whenever a row is written).
+	reported := func() map[int64][]string {
+		rows, err := f.pool.Query(ctx, `SELECT (payload->>'transaction_id')::bigint, payload->>'state' || ' ' || (payload->>'confirmations')
+			FROM outbox_events WHERE name = 'txupdate' AND payload->>'kind' = 'outgoing' ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[int64][]string{}
+		for rows.Next() {
+			var id int64
+			var ev string
+			if err := rows.Scan(&id, &ev); err != nil {
+				t.Fatal(err)
+			}
+			out[id] = append(out[id], ev)
+		}
+		return out
+	}
+	versions := func() string {
+		var v string
+		if err := f.pool.QueryRow(ctx, `SELECT string_agg(xmin::text, ',' ORDER BY id) FROM transactions WHERE id = ANY($1)`,
+			[]int64{sends[0].ID, sends[1].ID}).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for blocks := 1; blocks <= 2; blocks++ { // 2 confirm (setup's threshold)
+		node.MustMine(t, 1)
+		if _, err := b.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	confirmed := versions()
+	for blocks := 3; blocks <= 6; blocks++ { // followed to 4 (setup's horizon), then no more
+		node.MustMine(t, 1)
+		if _, err := b.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"broadcasted 0", "broadcasted 1", "confirmed 2", "confirmed 3", "confirmed 4"}
+	for id, got := range reported() {
+		if !slices.Equal(got, want) {
+			t.Errorf("send %d reported %q, want %q", id, got, want)
+		}
+	}
+	if v := versions(); v != confirmed {
+		t.Errorf("the sends were written again after they were confirmed: row versions %s, then %s", confirmed, v)
+	}
+	for _, s := range sends {
+		if tx, err := f.ledger.Transaction(ctx, s.ID); err != nil || tx.State != "confirmed" || tx.Confirmations != 4 {
+			t.Errorf("send %d: %+v %v", s.ID, tx, err)
+		}
+	}
+	f.check(t)
+}
+
 // broadcastedEvents reads the txupdate events that report sends as broadcasted: by send, the
 // txids they name, and the txids in event order with repeats in a row dropped (the order the
 // broadcasts were reported in).

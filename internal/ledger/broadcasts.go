@@ -453,7 +453,20 @@ func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, 
 		case confirmations >= l.opts.Confirmations:
 			state = "confirmed"
 		}
-		txs, err := l.updateTransactions(ctx, tx, `state = $1, updated_at = now()`, `network_transaction_id = $2 AND kind = 'outgoing'`, state, ntID)
+		// Only the sends whose state changes are written. After the block that confirms them,
+		// each block up to the tracking horizon changes the network transaction's count and
+		// nothing on its sends, and rewriting them all each time (a new version of every row, in
+		// every index of transactions) was most of what a busy payout wallet's ledger did.
+		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = $1, updated_at = now()
+			WHERE network_transaction_id = $2 AND kind = 'outgoing' AND state <> $1`, state, ntID); err != nil {
+			return err
+		}
+		// Every send is reported: the application follows each one's confirmations.
+		rows, err := tx.Query(ctx, transactionSelect+` WHERE t.network_transaction_id = $1 AND t.kind = 'outgoing' ORDER BY t.id`, ntID)
+		if err != nil {
+			return err
+		}
+		txs, err := l.collectTransactions(rows)
 		if err != nil {
 			return err
 		}
