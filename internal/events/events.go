@@ -57,8 +57,8 @@ type Envelope struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// Body encodes a delivery as the JSON every target sends. The payload is the ledger's jsonb, so
-// valid JSON, and goes in as PostgreSQL wrote it; the rest is appended by hand when no character
+// Body encodes a delivery as the JSON every target sends. The payload is the ledger's json
+// column, checked by PostgreSQL when written, so valid JSON, and goes in as it was stored; the rest is appended by hand when no character
 // needs escaping (ids and names always), which costs a fraction of encoding/json's reflection
 // on the dispatcher's hot path.
 func Body(d ledger.Delivery) ([]byte, error) {

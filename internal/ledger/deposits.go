@@ -638,7 +638,7 @@ func (l *Ledger) writeEvents(ctx context.Context, tx pgx.Tx, name string, payloa
 // was; PostgreSQL runs data-modifying common table expressions whether or not the statement
 // reads them.
 const outboxWrite = `ev AS (INSERT INTO outbox_events (asset_id, name, payload)
-		SELECT $1::bigint, $2::text, u.p::jsonb FROM gate, unnest($3::text[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n
+		SELECT $1::bigint, $2::text, u.p::json FROM gate, unnest($3::text[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n
 		RETURNING id),
 	dl AS (INSERT INTO outbox_deliveries (event_id, target) SELECT ev.id, tg.target FROM ev CROSS JOIN unnest($4::text[]) AS tg(target))`
 

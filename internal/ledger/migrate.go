@@ -67,9 +67,17 @@ func SchemaVersion() int {
 // at once, applies each migration in its own transaction, and refuses a database whose schema is
 // newer than this binary knows (an older helper must not write to a newer ledger).
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (applied []string, err error) {
+	return migrate(ctx, pool, SchemaVersion())
+}
+
+// migrate brings the schema to version upTo; tests of a migration start below it.
+func migrate(ctx context.Context, pool *pgxpool.Pool, upTo int) (applied []string, err error) {
 	ms, err := migrations()
 	if err != nil {
 		return nil, err
+	}
+	if upTo < 1 || upTo > len(ms) {
+		return nil, fmt.Errorf("there is no schema version %d", upTo)
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -96,7 +104,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (applied []string, err err
 	if latest := ms[len(ms)-1].version; current > latest {
 		return nil, fmt.Errorf("the ledger schema is at version %d, newer than this binary's %d: upgrade cryptoassets", current, latest)
 	}
-	for _, m := range ms[current:] {
+	for _, m := range ms[min(current, upTo):upTo] {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return err

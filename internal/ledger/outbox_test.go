@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // addEvents appends n events for target to l's outbox, never tried, and returns their Seqs.
@@ -152,5 +153,51 @@ func TestDueDeliveriesSkipBackingOffRetries(t *testing.T) {
 	t.Logf("reading 3 due events of 5003 visited %d pages", blocks)
 	if blocks > 500 {
 		t.Errorf("reading 3 due events visited %d pages:\n%s", blocks, out)
+	}
+}
+
+// Events written before their payloads were stored as json (migration 10) are delivered after
+// the upgrade as they were: the same JSON, still due, the pull API reading them too.
+func TestEventsWrittenAsJSONBAreDeliveredAfterTheUpgrade(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, server.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := migrate(ctx, pool, 9); err != nil {
+		t.Fatal(err)
+	}
+	const payload = `{"state": "credited", "amount": "0.00010000", "confirmations": 3, "note": "caf\u00e9 \"x\""}`
+	if _, err := pool.Exec(ctx, `WITH a AS (INSERT INTO assets (name, coin, network) VALUES ('btc', 'bitcoin', 'regtest') RETURNING id),
+			e AS (INSERT INTO outbox_events (asset_id, name, payload) SELECT id, 'txupdate', $1::jsonb FROM a RETURNING id)
+		INSERT INTO outbox_deliveries (event_id, target) SELECT id, 'app' FROM e`, payload); err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := Migrate(ctx, pool); err != nil || len(applied) != SchemaVersion()-9 {
+		t.Fatalf("upgrade applied %v: %v", applied, err)
+	}
+	var typ string
+	if err := pool.QueryRow(ctx, `SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = 'outbox_events'::regclass AND attname = 'payload'`).Scan(&typ); err != nil || typ != "json" {
+		t.Fatalf("payload column is %q (%v), want json", typ, err)
+	}
+	l := open(t, pool, "app")
+	due, _, err := l.DueDeliveries(ctx, "app", DueCursor{}, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due after the upgrade: %d %v", len(due), err)
+	}
+	var got, want any
+	if err := json.Unmarshal(due[0].Payload, &got); err != nil {
+		t.Fatalf("delivered payload %s: %v", due[0].Payload, err)
+	}
+	if err := json.Unmarshal([]byte(payload), &want); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("delivered payload %s, want %s", due[0].Payload, payload)
+	}
+	pulled, err := l.Events(ctx, 0, 10)
+	if err != nil || len(pulled) != 1 || string(pulled[0].Payload) != string(due[0].Payload) {
+		t.Errorf("pulled after the upgrade: %+v %v", pulled, err)
 	}
 }
