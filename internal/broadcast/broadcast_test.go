@@ -191,6 +191,9 @@ func TestConfirmationsAfterTheThresholdAreReportedWithoutRewritingTheSends(t *te
 			}
 			out[id] = append(out[id], ev)
 		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
 		return out
 	}
 	versions := func() string {

@@ -58,9 +58,9 @@ type Envelope struct {
 }
 
 // Body encodes a delivery as the JSON every target sends. The payload is the ledger's json
-// column, checked by PostgreSQL when written, so valid JSON, and goes in as it was stored; the rest is appended by hand when no character
-// needs escaping (ids and names always), which costs a fraction of encoding/json's reflection
-// on the dispatcher's hot path.
+// column, which PostgreSQL checked when it was written, and goes in as stored; the rest is
+// appended by hand when no character needs escaping (ids and names always), which costs a
+// fraction of encoding/json's reflection on the dispatcher's hot path.
 func Body(d ledger.Delivery) ([]byte, error) {
 	if !plain(d.EventID) || !plain(d.Name) || len(d.Payload) == 0 {
 		return json.Marshal(Envelope{ID: d.EventID, Event: d.Name, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload})

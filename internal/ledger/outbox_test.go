@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -193,7 +194,7 @@ func TestEventsWrittenAsJSONBAreDeliveredAfterTheUpgrade(t *testing.T) {
 	if err := json.Unmarshal([]byte(payload), &want); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("delivered payload %s, want %s", due[0].Payload, payload)
 	}
 	pulled, err := l.Events(ctx, 0, 10)

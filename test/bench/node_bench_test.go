@@ -171,10 +171,8 @@ func BenchmarkBroadcast(b *testing.B) {
 			b.Fatalf("broadcast: %+v %v", r, err)
 		}
 		// Mined, and followed to the tracking horizon before the next round: a round's time
-		// should not include following the broadcasts of the one before. (One block was enough
-		// while the benchmark's ledger tracked one confirmation; at the helper's default horizon,
-		// every later round also reported each earlier send's next confirmation, and its time
-		// grew with the round: 789, 1273, 1424 ms.)
+		// should not include following the broadcasts of the one before, whose every send
+		// would otherwise be reported again at each block up to the horizon.
 		if _, err := node.Mine(config.DefaultMaxTracked); err != nil {
 			b.Fatal(err)
 		}
