@@ -390,7 +390,7 @@ func bareDepositInsert(b *testing.B, srv *pgtest.Server, n, txs int) time.Durati
 		if _, err := tx.Exec(ctx, `UPDATE wallets SET balance = balance + $1 WHERE id = $2`, int64(n)*100_000, walletID); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO outbox_events (asset_id, name, payload) SELECT $1, 'txupdate', p::jsonb FROM unnest($2::text[]) p`, assetID, payloads)
+		_, err = tx.Exec(ctx, `INSERT INTO outbox_events (asset_id, name, payload) SELECT $1, 'txupdate', p::json FROM unnest($2::text[]) p`, assetID, payloads)
 		return err
 	}
 	// Once rolled back, so the connection's first statements (catalog lookups, plans) are not
