@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/binary"
@@ -354,13 +355,20 @@ current-context: silent
 	}()
 	cmd := exec.Command(bin, "operator", "--kubeconfig", kubeconfig, "--helper-image", "bench:1",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--zap-log-level", "error")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("starting the operator: %v", err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() { _ = cmd.Process.Kill(); <-exited }()
 	select {
 	case c := <-accepted:
 		defer c.Close()
+	case <-exited:
+		b.Fatalf("the operator exited before calling the API server (%v): %s", waitErr, out.String())
 	case <-time.After(2 * time.Minute):
 		b.Fatal("the operator never called the API server")
 	}
