@@ -363,14 +363,15 @@ func (n *Node) Pay(to string, sat int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := n.Wallet.WalletPassphrase(WalletPassphrase, 600); err != nil {
+	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 600) }); err != nil {
 		return "", err
 	}
 	// btcwallet v0.15 cannot decode its own base58 simnet addresses that start "Sb1" (it takes
 	// them for bech32), so a payment whose fresh change address has that form fails, having moved
 	// no coins. SkipRefusedChange makes the next attempt draw another change address.
 	for attempt := 1; ; attempt++ {
-		h, err := n.Wallet.SendToAddress(addr, btcutil.Amount(sat))
+		var h *chainhash.Hash
+		err := whileBusy(func() (err error) { h, err = n.Wallet.SendToAddress(addr, btcutil.Amount(sat)); return err })
 		if err == nil {
 			return h.String(), nil
 		}
@@ -443,18 +444,23 @@ func (n *Node) SetWalletPassword(pass string) error {
 	if err := n.startWallet(false); err != nil {
 		return fmt.Errorf("restarting btcwallet: %w", err)
 	}
-	// The restarted wallet may be serving as many clients as it takes at once (ten: helper pods
-	// with the new password call it as soon as it listens, and it holds requests while it
-	// catches up with btcd) and answer "429 Too Many Requests" until they are done. Seen once
-	// in an end-to-end run on a busy machine.
+	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 3600) }); err != nil {
+		return fmt.Errorf("unlocking the restarted wallet: %w; btcwallet's last log lines:\n%s", err, walletLogTail(n.dir, 15))
+	}
+	return nil
+}
+
+// whileBusy calls f again while btcwallet answers "429 Too Many Requests", for up to two
+// minutes. A restarted wallet may be serving as many clients as it takes at once (ten: helper
+// pods with the new password call it as soon as it listens, and it holds requests while it
+// catches up with btcd), and refuses more, having done nothing, until they are done. Seen in
+// end-to-end runs on a busy machine: once unlocking the restarted wallet, once paying just after.
+func whileBusy(f func() error) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		err := n.Wallet.WalletPassphrase(WalletPassphrase, 3600)
-		if err == nil {
-			return nil
-		}
-		if !strings.Contains(err.Error(), "429") || time.Now().After(deadline) {
-			return fmt.Errorf("unlocking the restarted wallet: %w; btcwallet's last log lines:\n%s", err, walletLogTail(n.dir, 15))
+		err := f()
+		if err == nil || !strings.Contains(err.Error(), "429") || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
