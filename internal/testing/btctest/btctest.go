@@ -348,8 +348,13 @@ func Sb1(addr string) bool { return strings.HasPrefix(strings.ToLower(addr), "sb
 
 // NewAddress is a new address of the node's wallet that the wallet can also pay to (not "Sb1").
 func (n *Node) NewAddress() (address.Address, error) {
-	for {
+	for attempt := 1; ; attempt++ {
 		a, err := n.Wallet.GetNewAddress("default")
+		if IsSb1Quirk(err) && attempt < 20 {
+			// The wallet can refuse the "Sb1" address it has just drawn, as it refuses such
+			// change addresses (SkipRefusedChange); the next call draws the one after it.
+			continue
+		}
 		if err != nil || !Sb1(a.EncodeAddress()) {
 			return a, err
 		}
