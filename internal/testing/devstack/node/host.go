@@ -34,7 +34,10 @@ const markerPath = "/run/cryptoassets-devnode.json"
 
 // hostState is what must be put back.
 type hostState struct {
-	PID     int               `json:"pid"`
+	PID int `json:"pid"`
+	// Started is the process's start time in clock ticks since boot (/proc/PID/stat), so a PID
+	// that an unrelated process has since been given is not taken for a running node.
+	Started string            `json:"started"`
 	Dir     string            `json:"dir"`
 	Bridge  string            `json:"bridge"`
 	Sysctls map[string]string `json:"sysctls"`
@@ -50,23 +53,65 @@ func readSysctls() map[string]string {
 	return out
 }
 
+// processStart is the start time of pid from /proc/PID/stat (field 22), or "" when there is no
+// such process.
+func processStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// The command name (field 2) may hold spaces; the fields after it start past its ')'.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+// running tells whether the node that wrote the marker is still running: its process exists, is
+// not this one, and started when the marker says (markers written before Started was recorded
+// are trusted on the PID alone).
+func (st hostState) running() bool {
+	if st.PID <= 0 || st.PID == os.Getpid() {
+		return false
+	}
+	started := processStart(st.PID)
+	return started != "" && (st.Started == "" || started == st.Started)
+}
+
+// ReclaimHost undoes what a node that was killed before it could clean up left on this machine
+// (its processes, mounts, iptables chains, bridge, cgroups and sysctls), and refuses while
+// another node is running. Start calls it; a test that compares the host before and after its
+// own node calls it first, so that an earlier node's remains are not counted as its own.
+func ReclaimHost(log logr.Logger) error {
+	b, err := os.ReadFile(markerPath)
+	if err != nil {
+		return nil
+	}
+	var old hostState
+	if json.Unmarshal(b, &old) != nil {
+		log.Info("ignoring an unreadable node marker", "path", markerPath)
+		return os.Remove(markerPath)
+	}
+	if old.running() {
+		return fmt.Errorf("a dev node is already running on this machine (pid %d, state in %s); stop it first", old.PID, old.Dir)
+	}
+	log.Info("cleaning up after a node that stopped without cleaning up", "dir", old.Dir, "pid", old.PID)
+	old.restore(log)
+	return nil
+}
+
 // claimHost refuses a second node on this machine, cleans up after one that died, and records
 // this one's state.
 func claimHost(dir, bridge string, log logr.Logger) (*hostState, error) {
-	if b, err := os.ReadFile(markerPath); err == nil {
-		var old hostState
-		if json.Unmarshal(b, &old) == nil {
-			if old.PID > 0 && syscall.Kill(old.PID, 0) == nil && old.PID != os.Getpid() {
-				return nil, fmt.Errorf("a dev node is already running on this machine (pid %d, state in %s); stop it first", old.PID, old.Dir)
-			}
-			log.Info("cleaning up after a node that stopped without cleaning up", "dir", old.Dir)
-			old.restore(log)
-		}
+	if err := ReclaimHost(log); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
 		return nil, fmt.Errorf("network interface %s exists: another node (or something else) uses it", bridge)
 	}
-	st := &hostState{PID: os.Getpid(), Dir: dir, Bridge: bridge, Sysctls: readSysctls()}
+	st := &hostState{PID: os.Getpid(), Started: processStart(os.Getpid()), Dir: dir, Bridge: bridge, Sysctls: readSysctls()}
 	b, _ := json.Marshal(st)
 	if err := os.WriteFile(markerPath, b, 0o600); err != nil {
 		return nil, fmt.Errorf("recording the node's host state: %w", err)
