@@ -346,32 +346,55 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 			return nil, err
 		}
 	} else {
-		rows, err = tx.Query(ctx, transactionColumns+`, t.network_transaction_id, t.address_id
+		// Only the transactions table: the address, txid and confirmations that transactionSelect
+		// joins in are what depositAddresses and the network transactions above have just read,
+		// and a deposit is in no broadcast. With the joins, PostgreSQL probed three more indexes
+		// per deposit (one of them the open broadcasts', for every row): for a rescan's 500
+		// booked deposits 5-7 ms of a second pass's 20 ms in the ledger, against under 1 ms
+		// without (auto_explain on the rescan benchmark).
+		addrOf := make(map[int64]string, len(known))
+		for a, ar := range known {
+			addrOf[ar.id] = a
+		}
+		txidOf := make(map[int64]string, len(nts))
+		for txid, nr := range nts {
+			txidOf[nr.id] = txid
+		}
+		rows, err = tx.Query(ctx, `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, t.amount, t.output_index,
+				t.credited, t.processed_at, coalesce(t.idempotency_key, ''), t.created_at, coalesce(t.reason, ''),
+				t.network_transaction_id, t.address_id, t.broadcast_id IS NOT NULL
 			FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
-			`+transactionJoins+` WHERE t.kind = 'deposit'`, keyNT, keyOut)
+			WHERE t.kind = 'deposit'`, keyNT, keyOut)
 		if err != nil {
 			return nil, err
 		}
-		type bookedRow struct {
-			t      Transaction
-			nt     int64
-			addrID *int64
-		}
-		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (b bookedRow, err error) {
-			b.t, err = l.scanTransaction(r, &b.nt, &b.addrID)
-			return b, err
-		})
-		if err != nil {
-			return nil, err
-		}
-		asBooked = make(map[int64]Transaction, len(rs))
-		for _, r := range rs {
-			if r.t.ReceivingAccountID == nil || r.t.OutputIndex == nil {
-				return nil, fmt.Errorf("deposit %d has no receiving account or output", r.t.ID)
+		asBooked = make(map[int64]Transaction, len(ours))
+		var (
+			t           Transaction
+			addrID      *int64
+			inBroadcast bool
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Amount, &t.OutputIndex,
+			&t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Reason, &k.nt, &addrID, &inBroadcast}, func() error {
+			if t.ReceivingAccountID == nil || t.OutputIndex == nil {
+				return fmt.Errorf("deposit %d has no receiving account or output", t.ID)
 			}
-			booked[outputKey{r.nt, *r.t.OutputIndex}] = txRow{id: r.t.ID, amount: r.t.Amount, receiver: *r.t.ReceivingAccountID,
-				addrID: r.addrID, credited: r.t.Credited, state: r.t.State}
-			asBooked[r.t.ID] = r.t
+			if inBroadcast {
+				// Never booked so; the booking below reads such a row in full.
+				return errWouldWrite
+			}
+			t.TxID, t.Confirmations, t.Address = txidOf[k.nt], nts[txidOf[k.nt]].oldConf, ""
+			if addrID != nil {
+				t.Address = addrOf[*addrID]
+			}
+			booked[outputKey{k.nt, *t.OutputIndex}] = txRow{id: t.ID, amount: t.Amount, receiver: *t.ReceivingAccountID,
+				addrID: addrID, credited: t.Credited, state: t.State}
+			asBooked[t.ID] = t
+			// Fresh pointers for the next row: the row just read keeps these.
+			t, addrID = Transaction{}, nil
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 	}
 
