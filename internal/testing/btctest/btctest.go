@@ -167,7 +167,14 @@ func (n *Node) startWallet(createTemp bool) error {
 		"--noclienttls", "--noservertls", "--rpcconnect=127.0.0.1:" + strconv.Itoa(n.btcdPort),
 		"--rpclisten=127.0.0.1:" + strconv.Itoa(n.walletPort), "-u", n.user, "-P", n.walletPass,
 		"--btcdusername=" + n.user, "--btcdpassword=" + n.pass,
-		"--logdir=" + filepath.Join(n.dir, "wallet-logs")}
+		"--logdir=" + filepath.Join(n.dir, "wallet-logs"),
+		// btcwallet serves ten requests at once by default and answers more "429 Too Many
+		// Requests". The end-to-end tests have helper pods rolling (the old pod's requests held
+		// at the wallet while it catches up, the new pod's beginning: four each), a rescan run
+		// in a pod and the test's own calls on one wallet, and configure it as the README tells
+		// users with several helpers on one wallet to. A loaded CI run was refused the test's
+		// payment for two minutes on end with the default.
+		"--rpcmaxclients=32"}
 	if createTemp {
 		args = append(args, "--createtemp")
 	}
@@ -369,7 +376,7 @@ func (n *Node) Pay(to string, sat int64) (string, error) {
 		return "", err
 	}
 	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 600) }); err != nil {
-		return "", err
+		return "", fmt.Errorf("unlocking the wallet to pay %s: %w; btcwallet's last log lines:\n%s", to, err, walletLogTail(n.dir, 15))
 	}
 	// btcwallet v0.15 cannot decode its own base58 simnet addresses that start "Sb1" (it takes
 	// them for bech32), so a payment whose fresh change address has that form fails, having moved
@@ -381,7 +388,7 @@ func (n *Node) Pay(to string, sat int64) (string, error) {
 			return h.String(), nil
 		}
 		if attempt == 20 || !IsSb1Quirk(err) {
-			return "", fmt.Errorf("paying %s: %w", to, err)
+			return "", fmt.Errorf("paying %s: %w; btcwallet's last log lines:\n%s", to, err, walletLogTail(n.dir, 15))
 		}
 		if err := n.SkipRefusedChange(); err != nil {
 			return "", fmt.Errorf("paying %s: %w", to, err)
