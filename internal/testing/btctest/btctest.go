@@ -169,11 +169,11 @@ func (n *Node) startWallet(createTemp bool) error {
 		"--btcdusername=" + n.user, "--btcdpassword=" + n.pass,
 		"--logdir=" + filepath.Join(n.dir, "wallet-logs"),
 		// btcwallet serves ten requests at once by default and answers more "429 Too Many
-		// Requests". The end-to-end tests have helper pods rolling (the old pod's requests held
-		// at the wallet while it catches up, the new pod's beginning: four each), a rescan run
-		// in a pod and the test's own calls on one wallet, and configure it as the README tells
-		// users with several helpers on one wallet to. A loaded CI run was refused the test's
-		// payment for two minutes on end with the default.
+		// Requests". The end-to-end tests have helper pods rolling (up to four requests each),
+		// rescans run in a pod and the test's own calls on one wallet, and configure it as the
+		// README tells users with several helpers on one wallet to. With the default, a loaded
+		// CI run was refused the test's payment for two minutes on end after a roll (which
+		// clients held the ten is not known: Pay's errors now carry the wallet's log).
 		"--rpcmaxclients=32"}
 	if createTemp {
 		args = append(args, "--createtemp")
