@@ -673,6 +673,25 @@ func TestDepositBatchBooksAsOneByOne(t *testing.T) {
 		!ups[4].New || ups[4].Credited || !ups[5].Uncredited || !ups[6].Uncredited {
 		t.Errorf("updates: %+v", ups)
 	}
+	// What a booking returns of each deposit is what the ledger reads back of it afterwards,
+	// whichever way the booking read it: the read-only pass a repeated batch ends in fills in
+	// the address, txid and confirmations itself rather than joining them in.
+	asStored := func(what string, ups []DepositUpdate) {
+		t.Helper()
+		for i, up := range ups {
+			if up.Transaction.ID == 0 {
+				continue
+			}
+			stored, err := batch.Transaction(ctx, up.Transaction.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(up.Transaction, stored) {
+				t.Errorf("%s: report %d returned %+v, the ledger has %+v", what, i, up.Transaction, stored)
+			}
+		}
+	}
+	asStored("the batch", ups)
 	got, want := state(batch, batchPool, batchIDs), state(one, onePool, oneIDs)
 	if got != want {
 		t.Errorf("booked in a batch:\n%s\none by one:\n%s", got, want)
@@ -713,6 +732,7 @@ func TestDepositBatchBooksAsOneByOne(t *testing.T) {
 			t.Errorf("report %d the second time returned %+v, want %+v", i, up.Transaction, ups[j].Transaction)
 		}
 	}
+	asStored("the batch again", again)
 	if after := state(batch, batchPool, batchIDs); after != got {
 		t.Errorf("a repeated batch changed the ledger:\n%s\nbefore:\n%s", after, got)
 	}
@@ -730,5 +750,6 @@ func TestDepositBatchBooksAsOneByOne(t *testing.T) {
 	if ups[0].Changed || !ups[1].New || !ups[1].Credited || ups[0].Transaction.ID != ups[1].Transaction.ID || balance(t, batch, batchIDs[0]) != 1_500 {
 		t.Errorf("an output reported twice in a batch: %+v", ups)
 	}
+	asStored("an output reported twice", ups)
 	mustCheck(t, batchPool)
 }
