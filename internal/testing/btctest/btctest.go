@@ -463,10 +463,12 @@ func (n *Node) SetWalletPassword(pass string) error {
 }
 
 // whileBusy calls f again while btcwallet answers "429 Too Many Requests", for up to two
-// minutes. A restarted wallet may be serving as many clients as it takes at once (ten: helper
-// pods with the new password call it as soon as it listens, and it holds requests while it
-// catches up with btcd), and refuses more, having done nothing, until they are done. Seen in
-// end-to-end runs on a busy machine: once unlocking the restarted wallet, once paying just after.
+// minutes. btcwallet counts every request it is serving, refused ones included, against
+// --rpcmaxclients and turns away the rest, having done nothing, until they are done; a wallet
+// just restarted (SetWalletPassword) holds requests while it catches up with btcd, and helper
+// pods call it as soon as it listens. Seen in end-to-end runs on a busy machine with the
+// default of ten: once unlocking the restarted wallet, once paying just after. Who held the
+// ten was not found; the errors of Pay and the unlock carry the wallet's log for that.
 func whileBusy(f func() error) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
