@@ -676,9 +676,9 @@ func TestDepositBatchBooksAsOneByOne(t *testing.T) {
 	// What a booking returns of each deposit is what the ledger reads back of it afterwards,
 	// whichever way the booking read it: the read-only pass a repeated batch ends in fills in
 	// the address, txid and confirmations itself rather than joining them in.
-	asStored := func(what string, ups []DepositUpdate) {
+	asStored := func(what string, booked []DepositUpdate) {
 		t.Helper()
-		for i, up := range ups {
+		for i, up := range booked {
 			if up.Transaction.ID == 0 {
 				continue
 			}
