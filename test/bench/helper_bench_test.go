@@ -76,7 +76,8 @@ func profiled(b *testing.B, name string, f func() error) (time.Duration, error) 
 }
 
 func startPG(b *testing.B) *pgtest.Server {
-	srv, err := pgtest.Start()
+	settings := pgProfileSettings(b)
+	srv, err := pgtest.StartWith(settings...)
 	if err != nil {
 		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
 			b.Fatal(err)
@@ -84,6 +85,10 @@ func startPG(b *testing.B) *pgtest.Server {
 		b.Skip(err)
 	}
 	b.Cleanup(srv.Stop)
+	if settings != nil {
+		// Cleanups run last first: this one while the server and its log are still there.
+		b.Cleanup(func() { writePGProfile(b, srv) })
+	}
 	return srv
 }
 

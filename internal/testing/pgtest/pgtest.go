@@ -37,6 +37,7 @@ type Server struct {
 	bin, listen string
 	attr        *syscall.SysProcAttr
 	maxConns    int
+	settings    []string
 }
 
 const superuser = "cryptoassets"
@@ -91,7 +92,13 @@ func StartSized(maxConnections int) (*Server, error) { return start("", maxConne
 // a node's bridge reach it at the bridge's address (they cannot reach 127.0.0.1 on the host).
 func StartOn(host string) (*Server, error) { return start(host, 200) }
 
-func start(host string, maxConns int) (*Server, error) {
+// StartWith is Start with more server settings, each name=value as `postgres -c` takes it: for
+// diagnostics such as pg_stat_statements or auto_explain, whose output LogPath holds.
+func StartWith(settings ...string) (*Server, error) {
+	return start("", 200, settings...)
+}
+
+func start(host string, maxConns int, settings ...string) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -130,7 +137,7 @@ func start(host string, maxConns int) (*Server, error) {
 			return nil, fmt.Errorf("pg_hba.conf: %w", err)
 		}
 	}
-	s := &Server{dir: dir, port: port, host: host, bin: bin, attr: attr, listen: listen, maxConns: maxConns}
+	s := &Server{dir: dir, port: port, host: host, bin: bin, attr: attr, listen: listen, maxConns: maxConns, settings: settings}
 	if err := s.launch(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -141,11 +148,15 @@ func start(host string, maxConns int) (*Server, error) {
 // launch starts the server process on the data directory and waits until it takes connections.
 func (s *Server) launch() error {
 	s.exit = make(chan error, 1)
-	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.port), "-k", s.dir,
-		"-c", "listen_addresses="+s.listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections="+strconv.Itoa(s.maxConns), "-c", "log_min_messages=warning")
+	args := []string{"-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "listen_addresses=" + s.listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=" + strconv.Itoa(s.maxConns), "-c", "log_min_messages=warning"}
+	for _, setting := range s.settings {
+		args = append(args, "-c", setting)
+	}
+	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	s.cmd.SysProcAttr = s.attr
-	logFile, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logFile, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
@@ -166,7 +177,7 @@ func (s *Server) launch() error {
 		}
 		select {
 		case werr := <-exit:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			log, _ := os.ReadFile(s.LogPath())
 			return fmt.Errorf("postgres exited (%v): %s", werr, log)
 		default:
 		}
@@ -212,6 +223,10 @@ func (s *Server) URL(db string) string {
 func (s *Server) PodURL(db string) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", superuser, s.host, s.port, db)
 }
+
+// LogPath is the server's log file (warnings and errors, and what settings such as auto_explain
+// log); it is removed with the server by Stop.
+func (s *Server) LogPath() string { return filepath.Join(s.dir, "postgres.log") }
 
 // Port is the server's TCP port.
 func (s *Server) Port() int { return s.port }

@@ -1,0 +1,201 @@
+package bench
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
+)
+
+// PostgreSQL's side of a benchmark, for BENCH_PG_PROFILE_DIR: the Go profiles show where the
+// helper's own time goes, but most of a booking's is the server's, and there the costs are
+// per statement and per row (index entries, the foreign keys' checks) where a CPU profile of
+// the postmaster shows only executor functions.
+//
+// With BENCH_PG_PROFILE_DIR=DIR, the server of each benchmark that starts one runs with
+// pg_stat_statements (nested statements too, so each foreign key's check query is counted) and
+// auto_explain (EXPLAIN ANALYZE, with buffers and trigger times, of every statement that takes
+// BENCH_PG_EXPLAIN_MS, default 5, or longer). At the end it writes
+//   - DIR/<benchmark>.statements: the statements by total time, over all the run's databases
+//     (the baselines' too);
+//   - DIR/<benchmark>.plans: the server's log, with auto_explain's plans;
+//
+// and logs the first statements and the time of each constraint's trigger in the plans. The
+// instrumentation slows the server (EXPLAIN ANALYZE times every plan node), so ratios measured
+// with it are not the benchmark's figures.
+
+// pgStatementsListed is how many statements the .statements file lists; pgStatementsLogged, the
+// benchmark's log.
+const (
+	pgStatementsListed = 40
+	pgStatementsLogged = 8
+)
+
+// pgProfileSettings are the server settings BENCH_PG_PROFILE_DIR asks for; none without it.
+func pgProfileSettings(b *testing.B) []string {
+	if os.Getenv("BENCH_PG_PROFILE_DIR") == "" {
+		return nil
+	}
+	ms := envInt(b, "BENCH_PG_EXPLAIN_MS", 5)
+	return []string{
+		"shared_preload_libraries=pg_stat_statements,auto_explain",
+		"pg_stat_statements.track=all",
+		"auto_explain.log_min_duration=" + strconv.Itoa(ms) + "ms",
+		"auto_explain.log_analyze=on",
+		"auto_explain.log_buffers=on",
+		"auto_explain.log_triggers=on",
+		"auto_explain.log_nested_statements=on",
+	}
+}
+
+// pgStatement is one statement's line of pg_stat_statements, summed over databases.
+type pgStatement struct {
+	calls, rows int64
+	totalMs     float64
+	query       string
+}
+
+// writePGProfile writes the .statements and .plans files of the benchmark's server and logs their
+// head. It runs before the server stops (the log goes with it).
+func writePGProfile(b *testing.B, srv *pgtest.Server) {
+	dir := os.Getenv("BENCH_PG_PROFILE_DIR")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	stmts, err := pgStatements(context.Background(), srv)
+	if err != nil {
+		b.Fatalf("reading pg_stat_statements: %v", err)
+	}
+	var list strings.Builder
+	fmt.Fprintf(&list, "%10s %12s %10s %10s  %s\n", "calls", "total ms", "mean ms", "rows", "statement")
+	for i, s := range stmts {
+		line := fmt.Sprintf("%10d %12.1f %10.3f %10d  %s\n", s.calls, s.totalMs, s.totalMs/float64(max(s.calls, 1)), s.rows, s.query)
+		list.WriteString(line)
+		if i < pgStatementsLogged {
+			b.Logf("PostgreSQL: %s", strings.TrimRight(shorten(line, 220), "\n"))
+		}
+	}
+	name := b.Name()
+	if err := os.WriteFile(filepath.Join(dir, name+".statements"), []byte(list.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	plans := filepath.Join(dir, name+".plans")
+	if err := copyFile(srv.LogPath(), plans); err != nil {
+		b.Fatalf("saving the server's log: %v", err)
+	}
+	triggers, err := triggerTimes(plans)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range triggers {
+		b.Logf("PostgreSQL, in the explained statements: trigger %s: %d calls, %.1f ms", t.name, t.calls, t.ms)
+	}
+	b.Logf("PostgreSQL's statements in %s, plans of those over %s ms in %s", filepath.Join(dir, name+".statements"),
+		strconv.Itoa(envInt(b, "BENCH_PG_EXPLAIN_MS", 5)), plans)
+}
+
+// pgStatements reads pg_stat_statements, summed by statement text over databases, slowest first,
+// without the schema's migrations and the databases' creation.
+func pgStatements(ctx context.Context, srv *pgtest.Server) ([]pgStatement, error) {
+	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, `SELECT sum(calls)::bigint, sum(rows)::bigint, sum(total_exec_time), q
+		FROM (SELECT calls, rows, total_exec_time, regexp_replace(query, '\s+', ' ', 'g') AS q FROM pg_stat_statements) s
+		WHERE q !~* '^ ?(--.*)?(CREATE|ALTER|DROP|COMMENT) '
+		GROUP BY q ORDER BY 3 DESC LIMIT $1`, pgStatementsListed)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgStatement, error) {
+		var s pgStatement
+		err := row.Scan(&s.calls, &s.rows, &s.totalMs, &s.query)
+		return s, err
+	})
+}
+
+// triggerTime is the time auto_explain's plans give one trigger, summed.
+type triggerTime struct {
+	name  string
+	calls int64
+	ms    float64
+}
+
+var triggerLine = regexp.MustCompile(`^\s*Trigger (?:for constraint )?(\S+?)(?: on \S+)?: time=([0-9.]+) calls=([0-9]+)`)
+
+// triggerTimes sums the trigger lines of the plans in a server log, slowest first.
+func triggerTimes(log string) ([]triggerTime, error) {
+	f, err := os.Open(log)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sums := map[string]*triggerTime{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 1<<20), 16<<20) // a plan line can list a thousand ids
+	for sc.Scan() {
+		m := triggerLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		ms, _ := strconv.ParseFloat(m[2], 64)
+		calls, _ := strconv.ParseInt(m[3], 10, 64)
+		t := sums[m[1]]
+		if t == nil {
+			t = &triggerTime{name: m[1]}
+			sums[m[1]] = t
+		}
+		t.ms += ms
+		t.calls += calls
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", log, err)
+	}
+	out := make([]triggerTime, 0, len(sums))
+	for _, t := range sums {
+		out = append(out, *t)
+	}
+	slices.SortFunc(out, func(a, b triggerTime) int { return cmp.Compare(b.ms, a.ms) })
+	return out, nil
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
