@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -175,10 +177,11 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 		return fmt.Errorf("listing transactions since %q: %w", from, err)
 	}
 	r.Seen += len(txs)
-	if _, _, err := in.book(ctx, txs, r); err != nil {
+	ours, _, err := in.book(ctx, txs, r)
+	if err != nil {
 		return err
 	}
-	mined.add(txs)
+	mined.add(txs, ours)
 	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
 		return fmt.Errorf("moving the cursor: %w", err)
 	}
@@ -194,9 +197,11 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 // chain for double spends), as is one whose booking failed.
 type minedNow map[string]bool
 
-func (m minedNow) add(txs []backend.Transaction) {
-	for _, t := range txs {
-		if t.Confirmations > 0 && !t.Conflicted {
+// add adds the transactions of txs that are mined and, as ours says of each, pay us: only those
+// can have open deposits, and the re-check's listing is told to leave them out.
+func (m minedNow) add(txs []backend.Transaction, ours []bool) {
+	for i, t := range txs {
+		if ours[i] && t.Confirmations > 0 && !t.Conflicted {
 			m[t.TxID] = true
 		}
 	}
@@ -205,7 +210,7 @@ func (m minedNow) add(txs []backend.Transaction) {
 // refreshOpen asks the backend about every deposit below the tracking horizon but those of
 // transactions in mined, and books what it says in one go.
 func (in *Intake) refreshOpen(ctx context.Context, r *Result, mined minedNow) error {
-	open, err := in.ledger.OpenDeposits(ctx)
+	open, err := in.ledger.OpenDeposits(ctx, slices.Collect(maps.Keys(mined))...)
 	if err != nil {
 		return fmt.Errorf("listing open deposits: %w", err)
 	}
@@ -216,7 +221,7 @@ func (in *Intake) refreshOpen(ctx context.Context, r *Result, mined minedNow) er
 	)
 	looked := map[string]bool{}
 	for _, o := range open {
-		if looked[o.TxID] || mined[o.TxID] {
+		if looked[o.TxID] {
 			continue
 		}
 		looked[o.TxID] = true
@@ -287,7 +292,7 @@ func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(Re
 		if err != nil {
 			return err
 		}
-		mined.add(b.Transactions)
+		mined.add(b.Transactions, ours)
 		out.Done, out.Total, out.Unit = b.Done, b.Total, b.Unit
 		if progress != nil {
 			progress(out.RescanProgress)

@@ -588,6 +588,55 @@ func TestConflictedDepositIsFinal(t *testing.T) {
 	}
 }
 
+// TestOpenDepositsLeavesOutTheGiven lists the deposits still followed, with and without the
+// transactions a caller has just heard about: those are left out, and so are deposits past the
+// tracking horizon, whatever is given.
+func TestOpenDepositsLeavesOutTheGiven(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool, "app")
+	alice, _ := l.CreateAccount(ctx, "alice")
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Observation{
+		{TxID: "aa", Output: 0, Confirmations: 1},
+		{TxID: "aa", Output: 1, Confirmations: 1},
+		{TxID: "bb", Output: 0, Confirmations: 2},
+		{TxID: "cc", Output: 0, Confirmations: 7}, // past MaxTrackedConfirmations (6)
+	} {
+		o.Address, o.Amount = "addr-alice", 10_000
+		if _, err := l.RecordDeposit(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		except []string
+		want   []string
+	}{
+		{nil, []string{"aa/0", "aa/1", "bb/0"}},
+		{[]string{}, []string{"aa/0", "aa/1", "bb/0"}},
+		{[]string{"aa"}, []string{"bb/0"}},
+		{[]string{"bb", "zz"}, []string{"aa/0", "aa/1"}},
+		{[]string{"aa", "bb", "cc"}, nil},
+	} {
+		open, err := l.OpenDeposits(ctx, tc.except...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, o := range open {
+			if o.Address != "addr-alice" || o.Amount != 10_000 {
+				t.Errorf("except %v: %+v is not the deposit booked", tc.except, o)
+			}
+			got = append(got, fmt.Sprintf("%s/%d", o.TxID, o.Output))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("except %v: open deposits %v, want %v", tc.except, got, tc.want)
+		}
+	}
+}
+
 // TestDepositBatchBooksAsOneByOne books the same reports into two ledgers, in one batch and one
 // at a time, and compares what they hold: states, balances, and the events' payloads. The batch
 // has outputs of one transaction to two accounts, an address that is not ours, a credit, a

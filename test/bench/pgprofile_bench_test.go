@@ -27,7 +27,7 @@ import (
 // With BENCH_PG_PROFILE_DIR=DIR, the server of each benchmark that starts one runs with
 // pg_stat_statements (nested statements too, so each foreign key's check query is counted) and
 // auto_explain (EXPLAIN ANALYZE, with buffers and trigger times, of every statement that takes
-// BENCH_PG_EXPLAIN_MS, default 5, or longer). At the end it writes
+// BENCH_PG_EXPLAIN_MS, default 5, or longer; 0 for all). At the end it writes
 //   - DIR/<benchmark>.statements: the statements by total time, over all the run's databases
 //     (the baselines' too);
 //   - DIR/<benchmark>.plans: the server's log, with auto_explain's plans;
@@ -48,7 +48,7 @@ func pgProfileSettings(b *testing.B) []string {
 	if os.Getenv("BENCH_PG_PROFILE_DIR") == "" {
 		return nil
 	}
-	ms := envInt(b, "BENCH_PG_EXPLAIN_MS", 5)
+	ms := explainMs(b)
 	return []string{
 		"shared_preload_libraries=pg_stat_statements,auto_explain",
 		"pg_stat_statements.track=all",
@@ -103,7 +103,21 @@ func writePGProfile(b *testing.B, srv *pgtest.Server) {
 		b.Logf("PostgreSQL, in the explained statements: trigger %s: %d calls, %.1f ms", t.name, t.calls, t.ms)
 	}
 	b.Logf("PostgreSQL's statements in %s, plans of those over %s ms in %s", filepath.Join(dir, name+".statements"),
-		strconv.Itoa(envInt(b, "BENCH_PG_EXPLAIN_MS", 5)), plans)
+		strconv.Itoa(explainMs(b)), plans)
+}
+
+// explainMs is BENCH_PG_EXPLAIN_MS, the duration from which auto_explain logs a statement's
+// plan: 5 ms unless set; 0 logs every statement's.
+func explainMs(b *testing.B) int {
+	s := os.Getenv("BENCH_PG_EXPLAIN_MS")
+	if s == "" {
+		return 5
+	}
+	ms, err := strconv.Atoi(s)
+	if err != nil || ms < 0 {
+		b.Fatalf("BENCH_PG_EXPLAIN_MS=%q is not a number of milliseconds", s)
+	}
+	return ms
 }
 
 // pgStatements reads pg_stat_statements, summed by statement text over databases, slowest first,
