@@ -728,13 +728,16 @@ func (l *Ledger) CreditedDeposits(ctx context.Context) ([]Observation, error) {
 	return l.deposits(ctx, `t.credited`)
 }
 
-// deposits lists the asset's deposit outputs that meet cond ($1 is the asset; args follow).
+// deposits lists the asset's deposit outputs that meet cond ($1 is the asset; args follow). The
+// network transactions' own asset and kind are given too (a deposit's always match its own), so a
+// condition on their confirmations is found through network_transactions_followed rather than by
+// reading the asset's whole history.
 func (l *Ledger) deposits(ctx context.Context, cond string, args ...any) ([]Observation, error) {
 	rows, err := l.pool.Query(ctx, `SELECT n.txid, t.output_index, a.address, t.amount, n.confirmations
 		FROM transactions t
 		JOIN network_transactions n ON n.id = t.network_transaction_id
 		JOIN addresses a ON a.id = t.address_id
-		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND `+cond+`
+		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.asset_id = $1 AND n.kind = 'deposit' AND `+cond+`
 		ORDER BY n.id, t.output_index`, append([]any{l.assetID}, args...)...)
 	if err != nil {
 		return nil, err
