@@ -60,6 +60,23 @@ func open(t *testing.T, pool *pgxpool.Pool, targets ...string) *Ledger {
 	return l
 }
 
+// withAlice opens a ledger (with events for targets) on a database of its own, with an account
+// "alice" that receives at "addr-alice".
+func withAlice(t *testing.T, targets ...string) (*Ledger, *pgxpool.Pool, Account) {
+	t.Helper()
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool, targets...)
+	alice, err := l.CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	return l, pool, alice
+}
+
 // mustCheck fails the test if any ledger invariant is broken.
 func mustCheck(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
@@ -297,12 +314,7 @@ func TestSendExternal(t *testing.T) {
 
 func TestDepositLifecycle(t *testing.T) {
 	ctx := context.Background()
-	pool := newPool(t)
-	l := open(t, pool, "app", "audit")
-	alice, _ := l.CreateAccount(ctx, "alice")
-	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
-		t.Fatal(err)
-	}
+	l, pool, alice := withAlice(t, "app", "audit")
 	obs := Observation{TxID: "aa11", Output: 1, Address: "addr-alice", Amount: 50_000}
 	step := func(conf int32) DepositUpdate {
 		t.Helper()
@@ -391,12 +403,7 @@ func TestDepositLifecycle(t *testing.T) {
 
 func TestDepositRejects(t *testing.T) {
 	ctx := context.Background()
-	pool := newPool(t)
-	l := open(t, pool)
-	alice, _ := l.CreateAccount(ctx, "alice")
-	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
-		t.Fatal(err)
-	}
+	l, pool, alice := withAlice(t)
 	if _, err := l.SendExternal(ctx, alice.ID, "addr-stranger", 1, "", false); !errors.Is(err, ErrInsufficientBalance) {
 		t.Fatal(err)
 	}
@@ -551,12 +558,7 @@ func TestConcurrentRepeatsOfOneTransfer(t *testing.T) {
 
 func TestConflictedDepositIsFinal(t *testing.T) {
 	ctx := context.Background()
-	pool := newPool(t)
-	l := open(t, pool, "app")
-	alice, _ := l.CreateAccount(ctx, "alice")
-	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
-		t.Fatal(err)
-	}
+	l, pool, alice := withAlice(t, "app")
 	record := func(o Observation) DepositUpdate {
 		t.Helper()
 		o.TxID, o.Output, o.Address, o.Amount = "bb22", 0, "addr-alice", 70_000
@@ -593,12 +595,7 @@ func TestConflictedDepositIsFinal(t *testing.T) {
 // tracking horizon, whatever is given.
 func TestOpenDepositsLeavesOutTheGiven(t *testing.T) {
 	ctx := context.Background()
-	pool := newPool(t)
-	l := open(t, pool, "app")
-	alice, _ := l.CreateAccount(ctx, "alice")
-	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
-		t.Fatal(err)
-	}
+	l, _, _ := withAlice(t)
 	for _, o := range []Observation{
 		{TxID: "aa", Output: 0, Confirmations: 1},
 		{TxID: "aa", Output: 1, Confirmations: 1},
