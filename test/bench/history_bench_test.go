@@ -19,8 +19,9 @@ import (
 // (default 31) rounds and the medians are compared: a poll should cost the same however many
 // deposits the asset has taken. Before network_transactions_followed it was 9.3x (23 ms against
 // 2.5 at 200,000). The goal (1.5x) leaves room for the noise of a 2 ms figure and for what an old
-// ledger still adds, about 0.3 ms, not in the statements' execution (the listing of open
-// deposits takes 15 us in both).
+// ledger still adds, about 0.3 ms: the listing of open deposits executes in 15 us on both, but
+// on the old one the server plans it anew for each call (a generic plan looks dear on a big
+// table), which BENCH_PG_PROFILE_DIR shows as its planning time.
 func BenchmarkIdleCatchUp(b *testing.B) {
 	history := envInt(b, "BENCH_HISTORY", 200_000)
 	rounds := envInt(b, "BENCH_IDLE_ROUNDS", 31)

@@ -25,7 +25,8 @@ import (
 // the postmaster shows only executor functions.
 //
 // With BENCH_PG_PROFILE_DIR=DIR, the server of each benchmark that starts one runs with
-// pg_stat_statements (nested statements too, so each foreign key's check query is counted) and
+// pg_stat_statements (nested statements too, so each foreign key's check query is counted, and
+// planning time, kept apart from execution) and
 // auto_explain (EXPLAIN ANALYZE, with buffers and trigger times, of every statement that takes
 // BENCH_PG_EXPLAIN_MS, default 5, or longer; 0 for all). At the end it writes
 //   - DIR/<benchmark>.statements: the statements by total time, over all the run's databases
@@ -52,6 +53,7 @@ func pgProfileSettings(b *testing.B) []string {
 	return []string{
 		"shared_preload_libraries=pg_stat_statements,auto_explain",
 		"pg_stat_statements.track=all",
+		"pg_stat_statements.track_planning=on",
 		"auto_explain.log_min_duration=" + strconv.Itoa(ms) + "ms",
 		"auto_explain.log_analyze=on",
 		"auto_explain.log_buffers=on",
@@ -63,8 +65,10 @@ func pgProfileSettings(b *testing.B) []string {
 // pgStatement is one statement's line of pg_stat_statements, summed over databases.
 type pgStatement struct {
 	calls, rows int64
-	totalMs     float64
-	query       string
+	// totalMs is the time spent executing, planMs planning (a statement re-planned for each
+	// call's values shows here, not in its execution).
+	totalMs, planMs float64
+	query           string
 }
 
 // writePGProfile writes the .statements and .plans files of the benchmark's server and logs their
@@ -79,9 +83,9 @@ func writePGProfile(b *testing.B, srv *pgtest.Server) {
 		b.Fatalf("reading pg_stat_statements: %v", err)
 	}
 	var list strings.Builder
-	fmt.Fprintf(&list, "%10s %12s %10s %10s  %s\n", "calls", "total ms", "mean ms", "rows", "statement")
+	fmt.Fprintf(&list, "%10s %12s %10s %10s %10s  %s\n", "calls", "total ms", "mean ms", "plan ms", "rows", "statement")
 	for i, s := range stmts {
-		line := fmt.Sprintf("%10d %12.1f %10.3f %10d  %s\n", s.calls, s.totalMs, s.totalMs/float64(max(s.calls, 1)), s.rows, s.query)
+		line := fmt.Sprintf("%10d %12.1f %10.3f %10.1f %10d  %s\n", s.calls, s.totalMs, s.totalMs/float64(max(s.calls, 1)), s.planMs, s.rows, s.query)
 		list.WriteString(line)
 		if i < pgStatementsLogged {
 			b.Logf("PostgreSQL: %s", strings.TrimRight(shorten(line, 220), "\n"))
@@ -121,7 +125,7 @@ func explainMs(b *testing.B) int {
 }
 
 // pgStatements reads pg_stat_statements, summed by statement text over databases, slowest first,
-// without the schema's migrations and the databases' creation.
+// without the schema's migrations, the databases' creation and the extension's own scripts.
 func pgStatements(ctx context.Context, srv *pgtest.Server) ([]pgStatement, error) {
 	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
 	if err != nil {
@@ -131,16 +135,16 @@ func pgStatements(ctx context.Context, srv *pgtest.Server) ([]pgStatement, error
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
 		return nil, err
 	}
-	rows, err := conn.Query(ctx, `SELECT sum(calls)::bigint, sum(rows)::bigint, sum(total_exec_time), q
-		FROM (SELECT calls, rows, total_exec_time, regexp_replace(query, '\s+', ' ', 'g') AS q FROM pg_stat_statements) s
-		WHERE q !~* '^ ?(--.*)?(CREATE|ALTER|DROP|COMMENT) '
+	rows, err := conn.Query(ctx, `SELECT sum(calls)::bigint, sum(rows)::bigint, sum(total_exec_time), sum(total_plan_time), q
+		FROM (SELECT calls, rows, total_exec_time, total_plan_time, regexp_replace(query, '\s+', ' ', 'g') AS q FROM pg_stat_statements) s
+		WHERE q !~* '^ ?(--.*)?(CREATE|ALTER|DROP|COMMENT) ' AND q !~ 'pg_stat_statements'
 		GROUP BY q ORDER BY 3 DESC LIMIT $1`, pgStatementsListed)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgStatement, error) {
 		var s pgStatement
-		err := row.Scan(&s.calls, &s.rows, &s.totalMs, &s.query)
+		err := row.Scan(&s.calls, &s.rows, &s.totalMs, &s.planMs, &s.query)
 		return s, err
 	})
 }
