@@ -44,16 +44,16 @@ func BenchmarkIdleCatchUp(b *testing.B) {
 	}
 	b.Logf("%d past deposits added in %s", history, took.Round(time.Millisecond))
 
-	intakes := []*intake.Intake{intake.New(fresh, backend, logr.Discard()), intake.New(old, backend, logr.Discard())}
+	intakes := [2]*intake.Intake{intake.New(fresh, backend, logr.Discard()), intake.New(old, backend, logr.Discard())}
 	for _, in := range intakes { // the cursors to the tip: from here on, nothing is new
 		if _, err := in.CatchUp(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	tooks := [2][]time.Duration{}
+	var tooks [len(intakes)][]time.Duration
 	for round := range rounds {
 		for k := range intakes {
-			i := (k + round) % 2 // each goes first in every other round
+			i := (k + round) % len(intakes) // each goes first in every other round
 			in := intakes[i]
 			var r intake.Result
 			d, err := timeIt(func() (err error) { r, err = in.CatchUp(ctx); return err })

@@ -26,9 +26,9 @@ import (
 //
 // With BENCH_PG_PROFILE_DIR=DIR, the server of each benchmark that starts one runs with
 // pg_stat_statements (nested statements too, so each foreign key's check query is counted, and
-// planning time, kept apart from execution) and
-// auto_explain (EXPLAIN ANALYZE, with buffers and trigger times, of every statement that takes
-// BENCH_PG_EXPLAIN_MS, default 5, or longer; 0 for all). At the end it writes
+// planning time kept apart from execution) and auto_explain (EXPLAIN ANALYZE, with buffers and
+// trigger times, of every statement that takes BENCH_PG_EXPLAIN_MS, default 5, or longer; 0 for
+// all). At the end it writes
 //   - DIR/<benchmark>.statements: the statements by total time, over all the run's databases
 //     (the baselines' too);
 //   - DIR/<benchmark>.plans: the server's log, with auto_explain's plans;
@@ -91,11 +91,10 @@ func writePGProfile(b *testing.B, srv *pgtest.Server) {
 			b.Logf("PostgreSQL: %s", strings.TrimRight(shorten(line, 220), "\n"))
 		}
 	}
-	name := b.Name()
-	if err := os.WriteFile(filepath.Join(dir, name+".statements"), []byte(list.String()), 0o644); err != nil {
+	statements, plans := filepath.Join(dir, b.Name()+".statements"), filepath.Join(dir, b.Name()+".plans")
+	if err := os.WriteFile(statements, []byte(list.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	plans := filepath.Join(dir, name+".plans")
 	if err := copyFile(srv.LogPath(), plans); err != nil {
 		b.Fatalf("saving the server's log: %v", err)
 	}
@@ -106,8 +105,7 @@ func writePGProfile(b *testing.B, srv *pgtest.Server) {
 	for _, t := range triggers {
 		b.Logf("PostgreSQL, in the explained statements: trigger %s: %d calls, %.1f ms", t.name, t.calls, t.ms)
 	}
-	b.Logf("PostgreSQL's statements in %s, plans of those over %s ms in %s", filepath.Join(dir, name+".statements"),
-		strconv.Itoa(explainMs(b)), plans)
+	b.Logf("PostgreSQL's statements in %s, plans of those over %d ms in %s", statements, explainMs(b), plans)
 }
 
 // explainMs is BENCH_PG_EXPLAIN_MS, the duration from which auto_explain logs a statement's
