@@ -6,7 +6,7 @@ package kubectl
 
 import (
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,7 +20,7 @@ const PluginName = "kubectl-cryptoassets"
 // clients are what every command talks to the cluster with.
 type clients struct {
 	ctrl      client.Client
-	core      kubernetes.Interface
+	core      corev1client.CoreV1Interface
 	rest      *rest.Config
 	namespace string
 }
@@ -49,7 +49,7 @@ func (c *connection) clients() (*clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	core, err := kubernetes.NewForConfig(cfg)
+	core, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,7 @@ func ledgerCheckCmd(conn *connection) *cobra.Command {
 			if againstBackend {
 				command = append(command, "--against-backend")
 			}
-			req := c.core.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
+			req := c.core.RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
 				VersionedParams(&corev1.PodExecOptions{Container: render.ContainerName, Command: command, Stdout: true, Stderr: true}, scheme.ParameterCodec)
 			exec, err := remotecommand.NewSPDYExecutor(c.rest, "POST", req.URL())
 			if err != nil {

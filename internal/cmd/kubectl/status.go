@@ -118,7 +118,7 @@ func (c *clients) status(ctx context.Context, ca *v1alpha1.CryptoAsset) AssetSta
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	raw, err := c.core.CoreV1().Pods(ca.Namespace).ProxyGet("http", pod.Name, strconv.Itoa(config.DefaultMetricsPort), "/metrics", nil).DoRaw(ctx)
+	raw, err := c.core.Pods(ca.Namespace).ProxyGet("http", pod.Name, strconv.Itoa(config.DefaultMetricsPort), "/metrics", nil).DoRaw(ctx)
 	if err != nil {
 		s.Note = fmt.Sprintf("reading the metrics of helper pod %s: %v", pod.Name, err)
 		return s
@@ -149,7 +149,7 @@ func (c *clients) status(ctx context.Context, ca *v1alpha1.CryptoAsset) AssetSta
 
 // activeHelper is the asset's helper pod that is Ready: the one holding the asset's lock.
 func (c *clients) activeHelper(ctx context.Context, ca *v1alpha1.CryptoAsset) (*corev1.Pod, error) {
-	pods, err := c.core.CoreV1().Pods(ca.Namespace).List(ctx, metav1.ListOptions{
+	pods, err := c.core.Pods(ca.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: v1alpha1.LabelName + "=" + v1alpha1.HelperAppName + "," + v1alpha1.LabelInstance + "=" + ca.Name})
 	if err != nil {
 		return nil, fmt.Errorf("listing the helper pods: %w", err)
