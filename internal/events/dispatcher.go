@@ -134,6 +134,10 @@ type concurrent interface {
 // recorded only means that event is delivered again, which at-least-once allows and receivers
 // deduplicate.
 //
+// The stages hand each other whole pages (a feed and a tally under a lock), not events on
+// channels: an event-at-a-time channel woke the reader and the recorder once per event each,
+// since the one was always blocked on a full channel and the other on an empty one.
+//
 // With several workers a receiver sees events slightly out of order, as it may after any retry
 // (the README tells receivers to deduplicate and trust the payload's state over arrival order).
 // Posting one at a time, a backlog drains at one round trip per event: with a receiver 50 ms
@@ -147,10 +151,11 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 
-	due := make(chan ledger.Delivery, page)
+	// One page waits while the workers take from the one before.
+	pages := make(chan []ledger.Delivery, 1)
 	var read int
 	go func() {
-		defer close(due)
+		defer close(pages)
 		var from ledger.DueCursor
 		for {
 			evs, next, err := d.ledger.DueDeliveries(ctx, t.Name(), from, page)
@@ -159,9 +164,9 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 				return
 			}
 			read += len(evs)
-			for _, ev := range evs {
+			if len(evs) > 0 {
 				select {
-				case due <- ev:
+				case pages <- evs:
 				case <-ctx.Done():
 					return
 				}
@@ -172,26 +177,36 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 			from = next
 		}
 	}()
+	in := &feed{pages: pages}
 
-	delivered := make(chan int64, page)
+	delivered := make(chan []int64, 1)
 	recorded := make(chan struct{})
 	go func() {
 		defer close(recorded)
-		d.recordDeliveries(context.WithoutCancel(ctx), t.Name(), delivered, page)
+		for seqs := range delivered {
+			if err := d.ledger.MarkDelivered(context.WithoutCancel(ctx), t.Name(), seqs...); err != nil {
+				d.log.Error(err, "recording deliveries; they will be repeated", "target", t.Name(), "events", len(seqs))
+			}
+		}
 	}()
+	out := &tally{page: page, full: delivered}
 
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ev := range due {
+			for {
+				ev, ok := in.next()
+				if !ok {
+					return
+				}
 				if ctx.Err() != nil {
 					continue // drain: the reader stops at ctx's end
 				}
 				switch err := d.attempt(ctx, t, ev); {
 				case err == nil:
-					delivered <- ev.Seq
+					out.add(ev.Seq)
 				case !errors.Is(err, errAttemptFailed):
 					// The ledger could not record the failure, or ctx ended: stop here.
 					stop(err)
@@ -200,38 +215,71 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 		}()
 	}
 	wg.Wait()
+	out.flush()
 	close(delivered)
 	<-recorded
 	if err := context.Cause(ctx); err != nil {
 		return 0, err
 	}
-	// The reader has closed due, so read is its last word.
+	// The reader has closed pages, so read is its last word.
 	return read, nil
 }
 
 // defaultPage is how many events the dispatcher reads, and records as delivered, at a time.
 const defaultPage = 500
 
-// recordDeliveries marks the delivered events a page at a time until delivered is closed. A
-// page that cannot be recorded is logged and will be delivered again.
-func (d *Dispatcher) recordDeliveries(ctx context.Context, target string, delivered <-chan int64, page int) {
-	seqs := make([]int64, 0, page)
-	flush := func() {
-		if len(seqs) == 0 {
-			return
+// feed gives the workers the events of the reader's pages in order, taking a page from the
+// reader only when the one before is used up.
+type feed struct {
+	mu    sync.Mutex
+	pages <-chan []ledger.Delivery
+	page  []ledger.Delivery
+}
+
+// next returns the next event, or false once the reader has closed its pages.
+func (f *feed) next() (ledger.Delivery, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.page) == 0 {
+		p, ok := <-f.pages
+		if !ok {
+			return ledger.Delivery{}, false
 		}
-		if err := d.ledger.MarkDelivered(ctx, target, seqs...); err != nil {
-			d.log.Error(err, "recording deliveries; they will be repeated", "target", target, "events", len(seqs))
-		}
-		seqs = seqs[:0]
+		f.page = p
 	}
-	for seq := range delivered {
-		seqs = append(seqs, seq)
-		if len(seqs) == page {
-			flush()
-		}
+	ev := f.page[0]
+	f.page = f.page[1:]
+	return ev, true
+}
+
+// tally collects the delivered events' sequence numbers and hands them to the recorder a page
+// at a time.
+type tally struct {
+	mu   sync.Mutex
+	page int
+	seqs []int64
+	full chan<- []int64
+}
+
+func (t *tally) add(seq int64) {
+	t.mu.Lock()
+	t.seqs = append(t.seqs, seq)
+	var full []int64
+	if len(t.seqs) >= t.page {
+		full, t.seqs = t.seqs, nil
 	}
-	flush()
+	t.mu.Unlock()
+	if full != nil {
+		t.full <- full
+	}
+}
+
+// flush hands over what is left; the workers must have stopped.
+func (t *tally) flush() {
+	if len(t.seqs) > 0 {
+		t.full <- t.seqs
+		t.seqs = nil
+	}
 }
 
 // errAttemptFailed: the target refused an event or did not answer, and the retry is recorded.
