@@ -31,13 +31,7 @@ func BenchmarkIdleCatchUp(b *testing.B) {
 
 	fresh, _ := openLedger(b, srv)
 	old, oldPool := openLedger(b, srv)
-	acct, err := old.CreateAccount(ctx, "shop")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := old.AddReceivingAddress(ctx, acct.ID, "old-address", ""); err != nil {
-		b.Fatal(err)
-	}
+	acct := accountWith(b, old, "shop", "old-address")
 	took, err := timeIt(func() error { return addHistory(ctx, oldPool, acct.ID, history) })
 	if err != nil {
 		b.Fatalf("adding %d past deposits: %v", history, err)

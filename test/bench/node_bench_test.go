@@ -105,13 +105,8 @@ func BenchmarkBroadcast(b *testing.B) {
 	node, backend := startNode(b)
 	ctx := context.Background()
 	l, _ := openLedger(b, srv)
-	acct, err := l.CreateAccount(ctx, "payouts")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := l.AddReceivingAddress(ctx, acct.ID, "funding", ""); err != nil {
-		b.Fatal(err)
-	}
+	acct := accountWith(b, l, "payouts", "funding")
+	var err error
 	if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: "ff", Address: "funding", Amount: 100 * 1e8, Confirmations: 1}); err != nil {
 		b.Fatal(err)
 	}
@@ -214,10 +209,7 @@ func BenchmarkIntake(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	acct, err := l.CreateAccount(ctx, "shop")
-	if err != nil {
-		b.Fatal(err)
-	}
+	acct := accountWith(b, l, "shop")
 	var batches []map[string]ledger.Amount
 	addrs := make([]string, 0, n)
 	for i := range n {
@@ -312,9 +304,14 @@ func BenchmarkIntake(b *testing.B) {
 // shopLedger opens a ledger of its own with a "shop" account that has the receiving addresses
 // addrs: a fresh ledger for a benchmark round that books the same payments again.
 func shopLedger(b *testing.B, srv *pgtest.Server, addrs []string) (*ledger.Ledger, ledger.Account) {
-	ctx := context.Background()
 	l, _ := openLedger(b, srv)
-	acct, err := l.CreateAccount(ctx, "shop")
+	return l, accountWith(b, l, "shop", addrs...)
+}
+
+// accountWith creates an account named name in l, receiving at addrs.
+func accountWith(b *testing.B, l *ledger.Ledger, name string, addrs ...string) ledger.Account {
+	ctx := context.Background()
+	acct, err := l.CreateAccount(ctx, name)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -323,7 +320,7 @@ func shopLedger(b *testing.B, srv *pgtest.Server, addrs []string) (*ledger.Ledge
 			b.Fatal(err)
 		}
 	}
-	return l, acct
+	return acct
 }
 
 func mustJSON(b *testing.B, v any) json.RawMessage {
@@ -341,10 +338,7 @@ func mustJSON(b *testing.B, v any) json.RawMessage {
 func bareDepositInsert(b *testing.B, srv *pgtest.Server, n, txs int) time.Duration {
 	ctx := context.Background()
 	l, pool := openLedger(b, srv)
-	acct, err := l.CreateAccount(ctx, "shop")
-	if err != nil {
-		b.Fatal(err)
-	}
+	acct := accountWith(b, l, "shop")
 	var assetID, walletID int64
 	if err := pool.QueryRow(ctx, `SELECT w.asset_id, a.wallet_id FROM accounts a JOIN wallets w ON w.id = a.wallet_id WHERE a.id = $1`, acct.ID).Scan(&assetID, &walletID); err != nil {
 		b.Fatal(err)
@@ -426,10 +420,7 @@ func BenchmarkRescan(b *testing.B) {
 	ctx := context.Background()
 	l, _ := openLedger(b, srv)
 	in := intake.New(l, be, logr.Discard())
-	acct, err := l.CreateAccount(ctx, "shop")
-	if err != nil {
-		b.Fatal(err)
-	}
+	acct := accountWith(b, l, "shop")
 	tip, err := be.Tip(ctx)
 	if err != nil {
 		b.Fatal(err)
