@@ -65,7 +65,8 @@ func Body(d ledger.Delivery) ([]byte, error) {
 	if !plain(d.EventID) || !plain(d.Name) || len(d.Payload) == 0 {
 		return json.Marshal(Envelope{ID: d.EventID, Event: d.Name, CreatedAt: d.CreatedAt.UTC(), Data: d.Payload})
 	}
-	b := make([]byte, 0, 96+len(d.Payload))
+	// The exact size but for the time, whose longest RFC 3339 form is 35 bytes: one allocation.
+	b := make([]byte, 0, len(`{"id":"","event":"","created_at":"","data":}`)+35+len(d.EventID)+len(d.Name)+len(d.Payload))
 	b = append(b, `{"id":"`...)
 	b = append(b, d.EventID...)
 	b = append(b, `","event":"`...)
@@ -100,27 +101,28 @@ const (
 // StandardSignature is the webhook-signature value of the Standard Webhooks format for an event
 // id, time and body: "v1," and the base64 HMAC-SHA256 of "<id>.<unix seconds>.<body>".
 func StandardSignature(key []byte, id string, t time.Time, body []byte) string {
-	return newSigner(key).standard(id, strconv.FormatInt(t.Unix(), 10), body)
+	return string(newSigner(key).appendStandard(nil, id, strconv.AppendInt(nil, t.Unix(), 10), body))
 }
 
 // Sign returns the signature header value for body at time t.
 func Sign(key []byte, t time.Time, body []byte) string {
-	return newSigner(key).sign(strconv.FormatInt(t.Unix(), 10), body)
+	return string(newSigner(key).appendSign(nil, strconv.AppendInt(nil, t.Unix(), 10), body))
 }
 
 // signer is an HMAC-SHA256 state keyed with a target's signing key, and room to build what it
-// signs and the header values, so that a post is signed twice with one allocation per header
-// value: keying a new HMAC costs two SHA-256 blocks and seven allocations, and building each
-// signature from strings five more.
+// signs and the header values, so that the three header values a post's signing makes cost one
+// allocation between them: keying a new HMAC costs two SHA-256 blocks and seven allocations,
+// and building each value from strings five more.
 type signer struct {
 	mac hash.Hash
 	sum [sha256.Size]byte
-	buf []byte
+	// buf holds what is signed ahead of the body, out the header values.
+	buf, out []byte
 }
 
 func newSigner(key []byte) *signer { return &signer{mac: hmac.New(sha256.New, key)} }
 
-// hmac returns the HMAC of the text in s.buf followed by body.
+// hmac returns the HMAC of the text in s.buf followed by body, in s.sum.
 func (s *signer) hmac(body []byte) []byte {
 	s.mac.Reset()
 	s.mac.Write(s.buf)
@@ -128,19 +130,31 @@ func (s *signer) hmac(body []byte) []byte {
 	return s.mac.Sum(s.sum[:0])
 }
 
-// sign returns our signature header value for body at ts (unix seconds): "t=<ts>,v1=<hex>".
-func (s *signer) sign(ts string, body []byte) string {
+// appendSign appends our signature header value for body at ts (unix seconds) to dst:
+// "t=<ts>,v1=<hex>".
+func (s *signer) appendSign(dst, ts, body []byte) []byte {
 	s.buf = append(append(s.buf[:0], ts...), '.')
-	mac := s.hmac(body)
-	s.buf = append(append(append(s.buf[:0], "t="...), ts...), ",v1="...)
-	return string(hex.AppendEncode(s.buf, mac))
+	dst = append(append(append(dst, "t="...), ts...), ",v1="...)
+	return hex.AppendEncode(dst, s.hmac(body))
 }
 
-// standard returns the Standard Webhooks signature of event id's body at ts: "v1,<base64>".
-func (s *signer) standard(id, ts string, body []byte) string {
+// appendStandard appends the Standard Webhooks signature of event id's body at ts to dst:
+// "v1,<base64>".
+func (s *signer) appendStandard(dst []byte, id string, ts, body []byte) []byte {
 	s.buf = append(append(append(append(s.buf[:0], id...), '.'), ts...), '.')
-	mac := s.hmac(body)
-	return string(base64.StdEncoding.AppendEncode(append(s.buf[:0], "v1,"...), mac))
+	return base64.StdEncoding.AppendEncode(append(dst, "v1,"...), s.hmac(body))
+}
+
+// headers returns a post's timestamp header value (unix seconds) and its two signatures,
+// substrings of one string.
+func (s *signer) headers(id string, unix int64, body []byte) (ts, signature, standard string) {
+	s.out = strconv.AppendInt(s.out[:0], unix, 10)
+	n := len(s.out)
+	s.out = s.appendSign(s.out, s.out[:n], body)
+	m := len(s.out)
+	s.out = s.appendStandard(s.out, id, s.out[:n], body)
+	all := string(s.out)
+	return all[:n], all[n:m], all[m:]
 }
 
 // Verify checks a signature header against body, refusing timestamps further than tolerance from now.
@@ -185,6 +199,10 @@ type HTTPTarget struct {
 	maxInFlight int
 	// signers are reused from post to post.
 	signers sync.Pool
+	// post is the request every delivery copies, its URL parsed once (or why it could not be):
+	// http.NewRequestWithContext parsed it and made a header map, soon replaced, on every post.
+	post    *http.Request
+	postErr error
 }
 
 // NewHTTPTarget returns a target posting to url, signing with key, with at most maxInFlight posts
@@ -198,6 +216,7 @@ func NewHTTPTarget(name, url string, key []byte, timeout time.Duration, maxInFli
 	h := &HTTPTarget{name: name, url: url, key: key, client: &http.Client{Timeout: timeout, Transport: transport},
 		now: time.Now, maxInFlight: maxInFlight}
 	h.signers.New = func() any { return newSigner(key) }
+	h.post, h.postErr = http.NewRequest(http.MethodPost, url, nil)
 	return h
 }
 
@@ -209,17 +228,21 @@ func (h *HTTPTarget) Name() string { return h.name }
 
 // Request is the signed POST of one event.
 func (h *HTTPTarget) Request(ctx context.Context, d ledger.Delivery) (*http.Request, error) {
+	if h.postErr != nil {
+		return nil, h.postErr
+	}
 	body, err := Body(d)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	ts := strconv.FormatInt(h.now().Unix(), 10)
+	// A shallow copy: the posts under way share the URL, which the client only reads.
+	req := h.post.WithContext(ctx)
+	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	// The transport sends a post again, body and all, when the kept-alive connection it took
+	// turns out closed by the receiver.
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	s := h.signers.Get().(*signer)
-	signature, standard := s.sign(ts, body), s.standard(d.EventID, ts, body)
+	ts, signature, standard := s.headers(d.EventID, h.now().Unix(), body)
 	h.signers.Put(s)
 	// Keys in canonical form, set directly: Header.Set would canonicalise each on every post. The
 	// values share one array: one allocation, not seven.
