@@ -624,7 +624,7 @@ func (c *Client) since(ctx context.Context, blockHash string, tip backend.Tip) (
 
 // collect turns a listing into Transactions, tip being the block it was listed to.
 func (c *Client) collect(ctx context.Context, entries []walletTx, tip backend.Tip) ([]backend.Transaction, error) {
-	col := newCollector(c, "listsinceblock", tip.Height)
+	col := newCollector(c, "listsinceblock", tip.Height, len(entries))
 	for _, e := range entries {
 		col.add(e)
 	}
@@ -638,18 +638,25 @@ type collector struct {
 	method    string
 	tipHeight int64
 	byTx      map[string]int
-	details   map[string]bool
+	details   map[detailKey]bool
 	txs       []walletTx
 	txDetails [][]detail
 }
 
-func newCollector(c *Client, method string, tipHeight int64) *collector {
-	return &collector{c: c, method: method, tipHeight: tipHeight, byTx: map[string]int{}, details: map[string]bool{}}
+// detailKey names one entry of a wallet listing: a transaction's output, received or sent.
+type detailKey struct {
+	txid, category string
+	vout           int32
+}
+
+// newCollector makes a collector for about n entries.
+func newCollector(c *Client, method string, tipHeight int64, n int) *collector {
+	return &collector{c: c, method: method, tipHeight: tipHeight, byTx: make(map[string]int, n), details: make(map[detailKey]bool, n)}
 }
 
 func (col *collector) add(e walletTx) {
 	// A paged listing can show an entry twice when the wallet gains entries between pages.
-	key := fmt.Sprintf("%s/%s/%d", e.TxID, e.Category, e.Vout)
+	key := detailKey{e.TxID, e.Category, e.Vout}
 	if col.details[key] {
 		return
 	}
@@ -705,7 +712,7 @@ func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Tran
 	if err != nil {
 		return nil, backend.Tip{}, err
 	}
-	col := newCollector(c, "listtransactions", tip.Height)
+	col := newCollector(c, "listtransactions", tip.Height, recentPage)
 	for skip := 0; ; skip += recentPage {
 		var entries []walletTx
 		if err := c.list(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
