@@ -193,11 +193,10 @@ type Target interface {
 type HTTPTarget struct {
 	name        string
 	url         string
-	key         []byte
 	client      *http.Client
 	now         func() time.Time
 	maxInFlight int
-	// signers are reused from post to post.
+	// signers, keyed with the signing key, are reused from post to post.
 	signers sync.Pool
 	// post is the request every delivery copies, its URL parsed once (or why it could not be):
 	// http.NewRequestWithContext parsed it and made a header map, soon replaced, on every post.
@@ -213,7 +212,7 @@ func NewHTTPTarget(name, url string, key []byte, timeout time.Duration, maxInFli
 	// third post would open and close a connection every time.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = maxInFlight
-	h := &HTTPTarget{name: name, url: url, key: key, client: &http.Client{Timeout: timeout, Transport: transport},
+	h := &HTTPTarget{name: name, url: url, client: &http.Client{Timeout: timeout, Transport: transport},
 		now: time.Now, maxInFlight: maxInFlight}
 	h.signers.New = func() any { return newSigner(key) }
 	h.post, h.postErr = http.NewRequest(http.MethodPost, url, nil)
