@@ -35,6 +35,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcjson"
 	"github.com/btcsuite/btcd/rpcclient"
+	"github.com/valyala/fastjson"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
@@ -80,6 +81,8 @@ type Client struct {
 	chain chainMemo
 	// slots bounds the requests open at the node, abandoned ones included.
 	slots *slots
+	// parsers read the listings; a parser keeps the memory of its last listing for the next.
+	parsers fastjson.ParserPool
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -280,41 +283,35 @@ func (c *Client) postWith(ctx context.Context, timeout time.Duration, method str
 	return decode(method, reply.Result, result)
 }
 
-// list calls a read-only method whose reply runs to megabytes (the wallet's listings), decoding
-// the reply as it arrives. Through rpcclient a reply is parsed whole to hand the result back as
-// raw JSON, which is then parsed again into result: for a rescan's listing that second parse
-// took more of the client's time than the rest of the scan. One attempt: the caller's next poll
-// is the retry, as for any read that fails.
-func (c *Client) list(ctx context.Context, method string, result any, params ...any) error {
+// list calls a read-only method whose reply runs to megabytes (the wallet's listings), and reads
+// the reply with fastjson into result (see listjson.go). Through rpcclient a reply is parsed whole
+// to hand the result back as raw JSON, which is then parsed again into result. One attempt: the
+// caller's next poll is the retry, as for any read that fails.
+func (c *Client) list(ctx context.Context, method string, result listResult, params ...any) error {
 	resp, err := c.request(ctx, c.opts.Timeout, method, params)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// What follows the reply (a newline) is read, so the connection is kept for the next.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-	}()
-	reply := struct {
-		Result any               `json:"result"` // decoded into what result points at
-		Error  *btcjson.RPCError `json:"error"`
-	}{Result: result}
-	dec := json.NewDecoder(resp.Body)
-	dec.UseNumber()
-	err = dec.Decode(&reply)
-	var syntax *json.SyntaxError
-	var mistyped *json.UnmarshalTypeError
+	defer resp.Body.Close()
+	// Read to its end, so the connection is kept for the next request.
+	body, err := readReply(resp)
+	if err != nil {
+		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
+	}
+	p := c.parsers.Get()
+	defer c.parsers.Put(p)
+	rpcErr, err := decodeReply(p, body, result)
 	switch {
-	case err == nil && reply.Error != nil:
-		return classify(method, reply.Error)
+	case err == nil && rpcErr != nil:
+		return classify(method, rpcErr)
 	case err == nil:
 		return nil
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("%s: %w: HTTP %d", method, backend.ErrUnreachable, resp.StatusCode)
-	case errors.As(err, &syntax), errors.As(err, &mistyped):
-		return fmt.Errorf("%s: the node's reply does not parse: %w", method, err)
+	case cutShort(body):
+		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, io.ErrUnexpectedEOF)
 	default:
-		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
+		return fmt.Errorf("%s: the node's reply does not parse: %w", method, err)
 	}
 }
 
@@ -714,7 +711,7 @@ func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Tran
 	}
 	col := newCollector(c, "listtransactions", tip.Height, recentPage)
 	for skip := 0; ; skip += recentPage {
-		var entries []walletTx
+		var entries walletTxs
 		if err := c.list(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
 			return nil, tip, err
 		}
@@ -894,11 +891,7 @@ const recentSendsWindow = 1000
 // RecentSends lists the wallet's sends since a time, from listtransactions. The wallet's clock
 // may differ from ours; the caller passes a time with margin.
 func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Send, error) {
-	var entries []struct {
-		detail
-		TxID string `json:"txid"`
-		Time int64  `json:"time"`
-	}
+	var entries sendEntries
 	if err := c.list(ctx, "listtransactions", &entries, "*", recentSendsWindow, 0); err != nil {
 		return nil, err
 	}
