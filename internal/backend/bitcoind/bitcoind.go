@@ -2,8 +2,9 @@
 // (labels, named wallets), btcwallet (accounts, always encrypted), and the litecoin and dogecoin
 // daemons that speak the same RPC.
 //
-// Reads go through btcd's rpcclient in HTTP POST mode, except the wallet's listings, which are
-// decoded as they arrive (see list). Sends do not: rpcclient retries a failed
+// Reads go through btcd's rpcclient in HTTP POST mode, except the wallet's listings and the
+// chain's header pages, which are posted once and read with fastjson (see list). Sends do not:
+// rpcclient retries a failed
 // POST up to ten times on its own, and a sendmany whose reply was lost may already have paid, so a
 // retry could pay twice. Sends are one POST with the caller's context and no retry; the helper's
 // broadcaster reconciles an unanswered send against the wallet before trying again.
@@ -283,10 +284,12 @@ func (c *Client) postWith(ctx context.Context, timeout time.Duration, method str
 	return decode(method, reply.Result, result)
 }
 
-// list calls a read-only method whose reply runs to megabytes (the wallet's listings), and reads
-// the reply with fastjson into result (see listjson.go). Through rpcclient a reply is parsed whole
-// to hand the result back as raw JSON, which is then parsed again into result. One attempt: the
-// caller's next poll is the retry, as for any read that fails.
+// list calls a read-only method whose reply runs to megabytes (the wallet's listings) or hundreds
+// of kilobytes (a page of headers), and reads the reply with fastjson into result (see
+// listjson.go). Through rpcclient a reply is parsed whole to hand the result back as raw JSON,
+// which is then parsed again into result. One attempt: the caller's next poll is the retry, as
+// for any read that fails, and a page of headers that cannot be read leaves each block to be
+// looked up on its own.
 func (c *Client) list(ctx context.Context, method string, result listResult, params ...any) error {
 	resp, err := c.request(ctx, c.opts.Timeout, method, params)
 	if err != nil {

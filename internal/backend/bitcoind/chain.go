@@ -125,8 +125,8 @@ const memoBlocks = 100_000
 func (c *Client) readChain(ctx context.Context, prev string, prevHeight int64, want map[string]bool, found map[string]int64) (last string, height int64, follows bool, err error) {
 	height = prevHeight
 	for first := true; ; first = false {
-		var headers []string
-		if err := c.read(ctx, "getheaders", &headers, []string{prev}, ""); err != nil {
+		var headers stringList
+		if err := c.list(ctx, "getheaders", &headers, []string{prev}, ""); err != nil {
 			return "", 0, false, err
 		}
 		for _, h := range headers {

@@ -83,6 +83,17 @@ func TestListingDecodeMatchesEncodingJSON(t *testing.T) {
 	if !reflect.DeepEqual(gotSends, wantSends) {
 		t.Fatalf("sends %+v, want %+v", gotSends, wantSends)
 	}
+
+	// A page of headers.
+	page := []byte(`{"result":["0100","02\u0030"],"error":null,"id":4}`)
+	var wantPage, gotPage stringList
+	stdDecode(t, page, (*[]string)(&wantPage))
+	if _, err := decodeReply(&p, page, &gotPage); err != nil || !reflect.DeepEqual(gotPage, wantPage) || gotPage[1] != "020" {
+		t.Fatalf("headers: %v %q, want %q", err, gotPage, wantPage)
+	}
+	if _, err := decodeReply(&p, []byte(`{"result":["00",1]}`), &gotPage); err == nil || !strings.Contains(err.Error(), "result: entry 1: is a JSON number, not a string") {
+		t.Fatalf("a header that is not a string: %v", err)
+	}
 }
 
 // TestListingDecodeErrors: a reply that is not a listing is refused with the entry and the field
