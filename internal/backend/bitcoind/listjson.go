@@ -101,6 +101,11 @@ func decodeArray[T any, P interface {
 	*T
 	listResult
 }](v *fastjson.Value, dst *[]T) error {
+	return decodeArrayOf(v, dst, func(item *fastjson.Value, t *T) error { return P(t).decodeJSON(item) })
+}
+
+// decodeArrayOf reads the array v into dst, each element with elem; null leaves dst nil.
+func decodeArrayOf[T any](v *fastjson.Value, dst *[]T, elem func(*fastjson.Value, *T) error) error {
 	if v.Type() == fastjson.TypeNull {
 		return nil
 	}
@@ -110,7 +115,7 @@ func decodeArray[T any, P interface {
 	}
 	out := make([]T, len(items))
 	for i, item := range items {
-		if err := P(&out[i]).decodeJSON(item); err != nil {
+		if err := elem(item, &out[i]); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
 	}
@@ -267,19 +272,5 @@ func (s *sendEntries) decodeJSON(v *fastjson.Value) error {
 type stringList []string
 
 func (l *stringList) decodeJSON(v *fastjson.Value) error {
-	if v.Type() == fastjson.TypeNull {
-		return nil
-	}
-	items, err := v.Array()
-	if err != nil {
-		return fmt.Errorf("is a JSON %s, not an array", v.Type())
-	}
-	out := make([]string, len(items))
-	for i, item := range items {
-		if err := jsonString(item, &out[i]); err != nil {
-			return fmt.Errorf("entry %d: %w", i, err)
-		}
-	}
-	*l = out
-	return nil
+	return decodeArrayOf(v, (*[]string)(l), jsonString)
 }
