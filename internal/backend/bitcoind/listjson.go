@@ -21,11 +21,11 @@ import (
 // the binary and analyses its types at start-up in every process, the operator's too.
 //
 // The pages of block headers a listing's blocks are checked against (getheaders, 2,000 headers,
-// 324 KB) are read the same way; the other replies are a few hundred bytes, or one transaction,
-// and keep rpcclient and encoding/json. The rules are encoding/json's for the fields read here:
-// an absent or null field leaves the zero value, unknown keys are skipped, and the last of a
-// repeated key wins. Two are stricter: keys match exactly (the nodes write them in lower case),
-// and an amount must be a JSON number, not a string.
+// about 320 KB) are read the same way; the other replies are a few hundred bytes, or one
+// transaction, and keep rpcclient and encoding/json. The rules are encoding/json's for the fields
+// read here: an absent or null field leaves the zero value, unknown keys are skipped, and the
+// last of a repeated key wins. Two are stricter: keys match exactly (the nodes write them in lower
+// case), and an amount must be a JSON number, not a string.
 
 // listResult is a listing's result, read from its parsed JSON.
 type listResult interface {
@@ -178,26 +178,23 @@ func jsonNumber(v *fastjson.Value, dst *json.Number) error {
 	return fmt.Errorf("is a JSON %s, not a number", v.Type())
 }
 
-// field reads one of a detail's keys; known is false for any other key.
-func (d *detail) field(key []byte, v *fastjson.Value) (known bool, err error) {
+// field reads key when it is one of a detail's keys, and skips any other.
+func (d *detail) field(key []byte, v *fastjson.Value) error {
 	switch string(key) {
 	case "address":
-		return true, jsonString(v, &d.Address)
+		return jsonString(v, &d.Address)
 	case "category":
-		return true, jsonString(v, &d.Category)
+		return jsonString(v, &d.Category)
 	case "amount":
-		return true, jsonNumber(v, &d.Amount)
+		return jsonNumber(v, &d.Amount)
 	case "vout":
-		return true, jsonInt32(v, &d.Vout)
+		return jsonInt32(v, &d.Vout)
 	}
-	return false, nil
+	return nil
 }
 
 func (d *detail) decodeJSON(v *fastjson.Value) error {
-	return visitObject(v, func(key []byte, f *fastjson.Value) error {
-		_, err := d.field(key, f)
-		return err
-	})
+	return visitObject(v, d.field)
 }
 
 func (t *walletTx) decodeJSON(v *fastjson.Value) error {
@@ -218,8 +215,7 @@ func (t *walletTx) decodeJSON(v *fastjson.Value) error {
 		case "blockheight":
 			return jsonInt64(f, &t.WalletBlockHeight)
 		}
-		_, err := t.detail.field(key, f)
-		return err
+		return t.detail.field(key, f)
 	})
 }
 
@@ -257,8 +253,7 @@ func (s *sendEntry) decodeJSON(v *fastjson.Value) error {
 		case "time":
 			return jsonInt64(f, &s.Time)
 		}
-		_, err := s.detail.field(key, f)
-		return err
+		return s.detail.field(key, f)
 	})
 }
 
