@@ -2,12 +2,19 @@
 // (labels, named wallets), btcwallet (accounts, always encrypted), and the litecoin and dogecoin
 // daemons that speak the same RPC.
 //
-// Reads go through btcd's rpcclient in HTTP POST mode, except the wallet's listings and the
-// chain's header pages, which are posted once and read with fastjson (see list). Sends do not:
-// rpcclient retries a failed
-// POST up to ten times on its own, and a sendmany whose reply was lost may already have paid, so a
-// retry could pay twice. Sends are one POST with the caller's context and no retry; the helper's
-// broadcaster reconciles an unanswered send against the wallet before trying again.
+// Requests are JSON-RPC POSTs on the client's own kept-alive connections, at most MaxRequests at
+// once (see slots), and replies are read with fastjson (see listjson.go). Reads are posted again
+// when no reply came at all, within the caller's timeout (see read). Sends are not: a sendmany
+// whose reply was lost may already have paid, so a retry could pay twice. A send is one POST with
+// the caller's context; the helper's broadcaster reconciles an unanswered send against the wallet
+// before trying again.
+//
+// Not btcd's rpcclient, which the helper used for reads until it was measured. In HTTP POST mode
+// it sends a client's requests one at a time from one goroutine, each on a new TCP connection
+// (Request.Close), and retries a request that got no reply ten times over 25 seconds with no
+// context of ours: a caller that gave up at its timeout left the request retrying in that queue,
+// and every read after it waited behind it. It also parses each reply whole to hand the result
+// back as raw JSON, which was then parsed again. Its btcjson package still gives the error type.
 //
 // Differences handled here:
 //   - Bitcoin Core: getnewaddress takes a label; sendmany's first argument is a dummy "".
@@ -35,7 +42,6 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcjson"
-	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/valyala/fastjson"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/amount"
@@ -67,8 +73,7 @@ type Options struct {
 type Client struct {
 	opts     Options
 	decimals int
-	rpc      *rpcclient.Client
-	// http carries the requests rpcclient does not; it has no timeout of its own (see request).
+	// http has no timeout of its own (see request).
 	http          *http.Client
 	postURL       string
 	ids           atomic.Uint64
@@ -120,19 +125,17 @@ func New(opts Options) (*Client, error) {
 	if opts.Wallet != "" {
 		path += "/wallet/" + url.PathEscape(opts.Wallet)
 	}
-	// rpcclient posts to scheme://Host, so the wallet path rides along in Host.
-	rpc, err := rpcclient.New(&rpcclient.ConnConfig{
-		Host: u.Host + path, User: opts.User, Pass: opts.Password,
-		HTTPPostMode: true, DisableTLS: u.Scheme == "http",
-	}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("creating the RPC client: %w", err)
-	}
+	// One kept-alive connection per request that may be open at once (the default keeps two per
+	// host, and closes the rest after each use). Idle ones are closed before the node would close
+	// them: Bitcoin Core drops an RPC connection idle for 30 seconds (-rpcservertimeout), and a
+	// request sent on a connection the node is closing fails without an answer.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = opts.MaxRequests
+	transport.IdleConnTimeout = idleConnTimeout
 	return &Client{
 		opts:     opts,
 		decimals: k.Decimals,
-		rpc:      rpc,
-		http:     &http.Client{},
+		http:     &http.Client{Transport: transport},
 		postURL:  u.Scheme + "://" + u.Host + path,
 		// An abandoned request is counted until the node answers it, or for four timeouts
 		// (two minutes by default) if it never does.
@@ -140,41 +143,25 @@ func New(opts Options) (*Client, error) {
 	}, nil
 }
 
-// Close releases the client.
-func (c *Client) Close() { c.rpc.Shutdown() }
+// idleConnTimeout is how long a kept-alive connection to the node stays open unused.
+const idleConnTimeout = 20 * time.Second
 
-func marshalParams(params []any) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, 0, len(params))
-	for _, p := range params {
-		b, err := json.Marshal(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, nil
-}
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// classify maps an RPC error to the backend's errors, keeping the node's message.
-func classify(method string, err error) error {
-	var rpcErr *btcjson.RPCError
-	if errors.As(err, &rpcErr) {
-		switch {
-		case method == "sendmany" && outputRefusal(rpcErr):
-			return &refusal{method: method, as: backend.ErrOutputRefused, rpc: rpcErr}
-		case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(strings.ToLower(rpcErr.Message), "insufficient funds"):
-			return fmt.Errorf("%s: %w: %s", method, backend.ErrInsufficientFunds, rpcErr.Message)
-		case method == "gettransaction" && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey:
-			return fmt.Errorf("%s: %w", method, backend.ErrUnknownTransaction)
-		case rpcErr.Code == btcjson.ErrRPCInWarmup:
-			return fmt.Errorf("%s: %w: node is warming up: %s", method, backend.ErrUnreachable, rpcErr.Message)
-		}
-		return &refusal{method: method, as: backend.ErrRejected, rpc: rpcErr}
+// classify maps the node's error answer to the backend's errors, keeping the node's message.
+func classify(method string, rpcErr *btcjson.RPCError) error {
+	switch {
+	case method == "sendmany" && outputRefusal(rpcErr):
+		return &refusal{method: method, as: backend.ErrOutputRefused, rpc: rpcErr}
+	case rpcErr.Code == btcjson.ErrRPCWalletInsufficientFunds || strings.Contains(strings.ToLower(rpcErr.Message), "insufficient funds"):
+		return fmt.Errorf("%s: %w: %s", method, backend.ErrInsufficientFunds, rpcErr.Message)
+	case method == "gettransaction" && rpcErr.Code == btcjson.ErrRPCInvalidAddressOrKey:
+		return fmt.Errorf("%s: %w", method, backend.ErrUnknownTransaction)
+	case rpcErr.Code == btcjson.ErrRPCInWarmup:
+		return fmt.Errorf("%s: %w: node is warming up: %s", method, backend.ErrUnreachable, rpcErr.Message)
 	}
-	if strings.Contains(err.Error(), "401") {
-		return fmt.Errorf("%s: %w: authentication failed (check the RPC user and password)", method, backend.ErrRejected)
-	}
-	return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, err)
+	return &refusal{method: method, as: backend.ErrRejected, rpc: rpcErr}
 }
 
 // outputRefusal reports a sendmany refusal caused by one output rather than the wallet: an
@@ -204,42 +191,37 @@ func (r *refusal) Error() string {
 
 func (r *refusal) Unwrap() []error { return []error{r.as, r.rpc} }
 
-// read calls a read-only method through rpcclient, which may retry it; the caller's context and
-// the configured timeout bound the wait.
+// read calls a read-only method. A request that got no reply at all (the node down or
+// restarting, or a kept-alive connection it closed as the request left) is sent again 0.5 s
+// later, then 1 s, 1.5 s and so on (at most 5 s) after each failure, for as long as the caller's
+// context and the configured timeout allow. A reply, even an error, is not retried, nor is a
+// request the node has not answered in time: it is still the node's to finish.
 func (c *Client) read(ctx context.Context, method string, result any, params ...any) error {
-	raw, err := marshalParams(params)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	slot, err := c.slots.acquire(ctx, method)
-	if err != nil {
-		return err
-	}
-	type reply struct {
-		msg json.RawMessage
-		err error
-	}
-	done := make(chan reply, 1)
-	go func() {
-		// rpcclient's request has no deadline of its own: it ends when the node answers or the
-		// connection fails, and only then is its slot free.
-		msg, err := c.rpc.RawRequest(method, raw)
-		slot.done()
-		done <- reply{msg, err}
-	}()
-	select {
-	case <-ctx.Done():
-		slot.abandon()
-		return fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, ctx.Err())
-	case r := <-done:
-		if r.err != nil {
-			return classify(method, r.err)
+	for attempt := 1; ; attempt++ {
+		err := c.call(ctx, method, result, params)
+		if !errors.Is(err, errNoReply) {
+			return err
 		}
-		return decode(method, r.msg, result)
+		retry := time.NewTimer(min(time.Duration(attempt)*readRetryInterval, readRetryMax))
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return err
+		case <-retry.C:
+		}
 	}
 }
+
+// The pauses between the attempts of a read that got no reply.
+const (
+	readRetryInterval = 500 * time.Millisecond
+	readRetryMax      = 5 * time.Second
+)
+
+// errNoReply: the request got no reply (it may not have reached the node).
+var errNoReply = errors.New("no reply")
 
 func decode(method string, msg json.RawMessage, result any) error {
 	if result == nil {
@@ -284,13 +266,10 @@ func (c *Client) postWith(ctx context.Context, timeout time.Duration, method str
 	return decode(method, reply.Result, result)
 }
 
-// list calls a read-only method whose reply runs to megabytes (the wallet's listings) or hundreds
-// of kilobytes (a page of headers), and reads the reply with fastjson into result (see
-// listjson.go). Through rpcclient a reply is parsed whole to hand the result back as raw JSON,
-// which is then parsed again into result. One attempt: the caller's next poll is the retry, as
-// for any read that fails, and a page of headers that cannot be read leaves each block to be
-// looked up on its own.
-func (c *Client) list(ctx context.Context, method string, result listResult, params ...any) error {
+// call posts a method once and reads the reply with fastjson: the listings, whose replies run to
+// megabytes (see listjson.go), straight into result; any other result through encoding/json from
+// the result's text, as small replies are.
+func (c *Client) call(ctx context.Context, method string, result any, params []any) error {
 	resp, err := c.request(ctx, c.opts.Timeout, method, params)
 	if err != nil {
 		return err
@@ -301,9 +280,13 @@ func (c *Client) list(ctx context.Context, method string, result listResult, par
 	if err != nil {
 		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
 	}
+	into, ok := result.(listResult)
+	if !ok {
+		into = anyResult{v: result}
+	}
 	p := c.parsers.Get()
 	defer c.parsers.Put(p)
-	rpcErr, err := decodeReply(p, body, result)
+	rpcErr, err := decodeReply(p, body, into)
 	switch {
 	case err == nil && rpcErr != nil:
 		return classify(method, rpcErr)
@@ -376,7 +359,7 @@ func (c *Client) request(ctx context.Context, timeout time.Duration, method stri
 	if r.err != nil {
 		cancelWait()
 		finish()
-		return nil, fmt.Errorf("%s: %w: %v", method, backend.ErrUnreachable, r.err)
+		return nil, fmt.Errorf("%s: %w: %w: %v", method, backend.ErrUnreachable, errNoReply, r.err)
 	}
 	// Past the caller's bound, closing the reply ends a read that is still under way.
 	stop := context.AfterFunc(wait, func() { r.resp.Body.Close() })
@@ -610,7 +593,7 @@ func (c *Client) listSince(ctx context.Context, blockHash string) (listing, erro
 	if blockHash != "" {
 		params = append(params, blockHash)
 	}
-	err := c.list(ctx, "listsinceblock", &res, params...)
+	err := c.read(ctx, "listsinceblock", &res, params...)
 	return res, err
 }
 
@@ -715,7 +698,7 @@ func (c *Client) Recent(ctx context.Context, downToHeight int64) ([]backend.Tran
 	col := newCollector(c, "listtransactions", tip.Height, recentPage)
 	for skip := 0; ; skip += recentPage {
 		var entries walletTxs
-		if err := c.list(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
+		if err := c.read(ctx, "listtransactions", &entries, "*", recentPage, skip); err != nil {
 			return nil, tip, err
 		}
 		older := false
@@ -895,7 +878,7 @@ const recentSendsWindow = 1000
 // may differ from ours; the caller passes a time with margin.
 func (c *Client) RecentSends(ctx context.Context, since time.Time) ([]backend.Send, error) {
 	var entries sendEntries
-	if err := c.list(ctx, "listtransactions", &entries, "*", recentSendsWindow, 0); err != nil {
+	if err := c.read(ctx, "listtransactions", &entries, "*", recentSendsWindow, 0); err != nil {
 		return nil, err
 	}
 	byTx := map[string]*backend.Send{}

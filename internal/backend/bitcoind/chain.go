@@ -126,7 +126,7 @@ func (c *Client) readChain(ctx context.Context, prev string, prevHeight int64, w
 	height = prevHeight
 	for first := true; ; first = false {
 		var headers stringList
-		if err := c.list(ctx, "getheaders", &headers, []string{prev}, ""); err != nil {
+		if err := c.read(ctx, "getheaders", &headers, []string{prev}, ""); err != nil {
 			return "", 0, false, err
 		}
 		for _, h := range headers {

@@ -14,8 +14,7 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 )
 
-// TestListingReplies: the wallet's listings are decoded from the reply as it arrives, not
-// through rpcclient. An answer is read exactly (amounts as decimal text), and each way a reply can
+// TestListingReplies: the wallet's listings are decoded from the reply as it arrives. An answer is read exactly (amounts as decimal text), and each way a reply can
 // fail is told apart: the node refusing, the reply cut short or not from the node (unreachable,
 // worth retrying), and a reply that is not a listing (named as such).
 func TestListingReplies(t *testing.T) {

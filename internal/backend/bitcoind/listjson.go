@@ -21,11 +21,12 @@ import (
 // the binary and analyses its types at start-up in every process, the operator's too.
 //
 // The pages of block headers a listing's blocks are checked against (getheaders, 2,000 headers,
-// about 320 KB) are read the same way; the other replies are a few hundred bytes, or one
-// transaction, and keep rpcclient and encoding/json. The rules are encoding/json's for the fields
-// read here: an absent or null field leaves the zero value, unknown keys are skipped, and the
-// last of a repeated key wins. Two are stricter: keys match exactly (the nodes write them in lower
-// case), and an amount must be a JSON number, not a string.
+// about 320 KB) and gettransaction's answers (a broadcast's has a detail per output) are read the
+// same way. The rules are encoding/json's for the fields read here: an absent or null field
+// leaves the zero value, unknown keys are skipped, and the last of a repeated key wins. Two are
+// stricter: keys match exactly (the nodes write them in lower case), and an amount must be a JSON
+// number, not a string. Every other reply is a few hundred bytes: its result is handed to
+// encoding/json (anyResult).
 
 // listResult is a listing's result, read from its parsed JSON.
 type listResult interface {
@@ -56,6 +57,19 @@ func decodeReply(p *fastjson.Parser, body []byte, result listResult) (rpcErr *bt
 		}
 	}
 	return nil, nil
+}
+
+// anyResult reads a result with encoding/json, numbers as json.Number (amounts stay exact); a
+// nil v takes any result.
+type anyResult struct{ v any }
+
+func (r anyResult) decodeJSON(v *fastjson.Value) error {
+	if r.v == nil {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(v.MarshalTo(nil)))
+	dec.UseNumber()
+	return dec.Decode(r.v)
 }
 
 // readReply reads a reply's whole body, sized at once when its length is given.

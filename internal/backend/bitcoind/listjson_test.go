@@ -49,6 +49,21 @@ func testListing(n int) []byte {
 	return []byte(sb.String())
 }
 
+// testTransaction is gettransaction's reply for a broadcast of n outputs, as btcwallet writes it:
+// a detail per output, the fee, and the raw transaction.
+func testTransaction(n int) []byte {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `{"result":{"amount":-%d.5,"fee":-0.0034,"confirmations":0,"blockhash":"","blockindex":0,"blocktime":0,"txid":"%064x","walletconflicts":[],"time":1700000000,"timereceived":1700000000,"details":[`, n, 7)
+	for i := range n {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		fmt.Fprintf(&sb, `{"account":"","address":"SZ%032d","amount":-0.0001,"category":"send","vout":%d,"fee":-0.0034}`, i, i)
+	}
+	fmt.Fprintf(&sb, `],"hex":"%s"},"error":null,"id":1}`, strings.Repeat("ab", 34*n))
+	return []byte(sb.String())
+}
+
 // TestListingDecodeMatchesEncodingJSON: fastjson reads a listing into the same values
 // encoding/json did, for every shape of entry.
 func TestListingDecodeMatchesEncodingJSON(t *testing.T) {
@@ -82,6 +97,21 @@ func TestListingDecodeMatchesEncodingJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(gotSends, wantSends) {
 		t.Fatalf("sends %+v, want %+v", gotSends, wantSends)
+	}
+
+	// A broadcast's transaction, and a small reply read through encoding/json.
+	tx := testTransaction(3)
+	var wantTx, gotTx walletTx
+	stdDecode(t, tx, &wantTx)
+	if _, err := decodeReply(&p, tx, &gotTx); err != nil || len(gotTx.Details) != 3 || !reflect.DeepEqual(gotTx, wantTx) {
+		t.Fatalf("gettransaction: %v\n%+v, want\n%+v", err, gotTx, wantTx)
+	}
+	var hdr struct {
+		Height int64       `json:"height"`
+		Work   json.Number `json:"chainwork"`
+	}
+	if _, err := decodeReply(&p, []byte(`{"result":{"hash":"00ab","height":812,"chainwork":1e3},"error":null,"id":5}`), anyResult{&hdr}); err != nil || hdr.Height != 812 || hdr.Work != "1e3" {
+		t.Fatalf("getblockheader: %v %+v", err, hdr)
 	}
 
 	// A page of headers.
@@ -157,6 +187,41 @@ func BenchmarkListingDecode(b *testing.B) {
 			stdDecode(b, body, &l)
 			if len(l.Transactions) != 3600 {
 				b.Fatal(len(l.Transactions))
+			}
+		}
+	})
+}
+
+// BenchmarkTransactionDecode reads gettransaction's reply for a broadcast of 1,000 outputs (the
+// broadcaster looks up each one's fee) with fastjson, and as it was read through rpcclient: the
+// reply parsed whole for its raw result, which encoding/json then decoded.
+func BenchmarkTransactionDecode(b *testing.B) {
+	body := testTransaction(1000)
+	b.Run("fastjson", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		var p fastjson.Parser
+		for b.Loop() {
+			var t walletTx
+			if _, err := decodeReply(&p, body, &t); err != nil || len(t.Details) != 1000 {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rpcclient-encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var raw struct {
+				Result json.RawMessage `json:"result"`
+				Error  json.RawMessage `json:"error"`
+			}
+			if err := json.Unmarshal(body, &raw); err != nil {
+				b.Fatal(err)
+			}
+			var t walletTx
+			dec := json.NewDecoder(bytes.NewReader(raw.Result))
+			dec.UseNumber()
+			if err := dec.Decode(&t); err != nil || len(t.Details) != 1000 {
+				b.Fatal(err)
 			}
 		}
 	})

@@ -47,7 +47,7 @@ func (n *slowNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // requests with it, and they still count against the client's bound until the node answers
 // them, so the client never has more than MaxRequests open at the node.
 func TestRequestsTheNodeHasNotAnsweredAreCounted(t *testing.T) {
-	for _, path := range []string{"rpcclient", "post"} {
+	for _, path := range []string{"read", "post"} {
 		t.Run(path, func(t *testing.T) {
 			node := &slowNode{open: make(chan struct{})}
 			srv := httptest.NewServer(node)
@@ -85,8 +85,7 @@ func TestRequestsTheNodeHasNotAnsweredAreCounted(t *testing.T) {
 					t.Fatalf("caller %d: %v, want unreachable", i, err)
 				}
 			}
-			// The node is still working on the first two (rpcclient sends one at a time, the
-			// second waiting behind the first): a new call is not sent at all.
+			// The node is still working on the first two: a new call is not sent at all.
 			err = call()
 			if !errors.Is(err, backend.ErrUnreachable) || !strings.Contains(err.Error(), "2 earlier requests to the node are still unanswered") {
 				t.Fatalf("a call while two are unanswered: %v", err)
