@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,7 +142,41 @@ func (n *Node) StartBtcd() error {
 		return err
 	}
 	n.btcd = p
-	return waitFor(30*time.Second, func() error { _, err := n.Node.GetBlockCount(); return err })
+	if err := waitFor(30*time.Second, func() error { _, err := n.Node.GetBlockCount(); return err }); err != nil {
+		return err
+	}
+	return n.walletAfterNodeRestart()
+}
+
+// walletAfterNodeRestart restarts a running wallet that holds an "Sb1" address (see Sb1), and
+// unlocks it again. btcwallet v0.15 re-registers every address it watches with a node that
+// restarted under it, in one request, and btcd refuses the whole request for such an address
+// ("Invalid address or key"): the wallet then reconnects in a loop and never hears of a block
+// again. Seen in CI and reproduced: a wallet that had drawn one (about one address in 200) stayed
+// at its height for good after a node restart, and the same wallet started afresh synced.
+func (n *Node) walletAfterNodeRestart() error {
+	if n.wallet == nil {
+		return nil
+	}
+	raw, err := n.Wallet.RawRequest("getaddressesbyaccount", []json.RawMessage{json.RawMessage(`"default"`)})
+	if err != nil {
+		return fmt.Errorf("listing the wallet's addresses: %w", err)
+	}
+	var addrs []string
+	if err := json.Unmarshal(raw, &addrs); err != nil {
+		return fmt.Errorf("listing the wallet's addresses: %w", err)
+	}
+	if !slices.ContainsFunc(addrs, Sb1) {
+		return nil
+	}
+	n.wallet.stop()
+	if err := n.startWallet(false); err != nil {
+		return fmt.Errorf("restarting btcwallet, which holds an Sb1 address, after the node: %w", err)
+	}
+	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 3600) }); err != nil {
+		return fmt.Errorf("unlocking the restarted wallet: %w; btcwallet's last log lines:\n%s", err, walletLogTail(n.dir, 15))
+	}
+	return nil
 }
 
 // StopBtcd stops the node.
@@ -266,6 +301,7 @@ func (n *Node) setUp() error {
 	}
 	n.MiningAddress = addr.EncodeAddress()
 	n.wallet.stop()
+	n.wallet = nil
 	n.StopBtcd()
 
 	if err := n.StartBtcd(); err != nil {

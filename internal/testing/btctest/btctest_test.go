@@ -42,7 +42,18 @@ func TestNodeSendsAndConfirms(t *testing.T) {
 	if err != nil || tx.Confirmations != 1 {
 		t.Fatalf("transaction %v: %+v %v", txid, tx, err)
 	}
-	// The node can go away and come back, as the network does.
+	// The node can go away and come back, as the network does, also once the wallet holds an
+	// address btcd refuses to watch (walletAfterNodeRestart).
+	for drawn := 0; ; drawn++ {
+		a, err := n.Wallet.GetNewAddress("default")
+		if IsSb1Quirk(err) || (err == nil && Sb1(a.EncodeAddress())) {
+			t.Logf("the wallet drew an Sb1 address after %d others", drawn)
+			break
+		}
+		if err != nil || drawn == 5000 {
+			t.Fatalf("drawing addresses until an Sb1 one: %d drawn, %v", drawn, err)
+		}
+	}
 	n.StopBtcd()
 	if err := n.StartBtcd(); err != nil {
 		t.Fatal(err)
