@@ -200,7 +200,10 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("5 rotating the RPC password restarts the helper with it, and it keeps working", func(t *testing.T) {
-		before, _ := st.Launcher.Get(ns, ca.Name+"-helper")
+		before, ok := st.Launcher.Get(ns, ca.Name+"-helper")
+		if !ok {
+			t.Fatal("no helper running before the change")
+		}
 		const rotated = "rotated-rpc-password-2"
 		rotateRPCPassword(t, ctx, k, st.Node, secret.Name, rotated)
 		pass = rotated
@@ -222,7 +225,10 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("6 a spec edit changes the ConfigMap and restarts the helper", func(t *testing.T) {
-		before, _ := st.Launcher.Get(ns, ca.Name+"-helper")
+		before, ok := st.Launcher.Get(ns, ca.Name+"-helper")
+		if !ok {
+			t.Fatal("no helper running before the change")
+		}
 		var cur v1alpha1.CryptoAsset
 		if err := k.Get(ctx, key, &cur); err != nil {
 			t.Fatal(err)
