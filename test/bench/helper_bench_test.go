@@ -228,8 +228,8 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // BenchmarkEventDelivery delivers BENCH_EVENTS (default 10000) outbox events to a local HTTP
 // receiver through the dispatcher (read from the outbox, sign, post, mark delivered), next to a
 // bare HTTP client posting the same requests in the same run. It does so BENCH_EVENT_ROUNDS
-// (default 5) times, each round with fresh events, the bare posts and the dispatcher taking
-// turns, and compares the medians.
+// (default 9, as the other short benchmarks) times, each round with fresh events, the bare posts
+// and the dispatcher taking turns, and compares the medians.
 //
 // Between the two, the same events go out through the target alone (built, signed and posted
 // as the dispatcher's workers do, without the outbox): that splits what the dispatcher adds into
@@ -237,7 +237,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 func BenchmarkEventDelivery(b *testing.B) {
 	srv := startPG(b)
 	n := envInt(b, "BENCH_EVENTS", 10000)
-	rounds := envInt(b, "BENCH_EVENT_ROUNDS", 5)
+	rounds := envInt(b, "BENCH_EVENT_ROUNDS", 9)
 	ctx := context.Background()
 	l, pool := openLedger(b, srv, "app")
 	var received sync.Map
