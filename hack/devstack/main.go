@@ -245,13 +245,15 @@ func run(backend, runtime string, smoke bool) error {
 	fmt.Fprintf(os.Stderr, "    ADDRESS=$(curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/accounts/$ID/addresses -d '{}' | sed -E 's/.*\"address\":\"([^\"]+)\".*/\\1/'); echo \"pay to $ADDRESS\"\n", apiToken, helper.API)
 	if backend == "bitcoind" {
 		user, pass := st.btc.Credentials()
-		wallet := strings.TrimPrefix(st.btc.WalletURL(), "http://")
 		// -C /dev/null: without a config file of its own, btcctl tries to write one from
 		// ~/.btcd or ~/.btcwallet, which this stack does not use, and prints an error on every
 		// call; everything it needs is on the command line.
-		fmt.Fprintf(os.Stderr, "    bin/btcctl -C /dev/null --simnet --wallet --notls -s %s -u %s -P %s walletpassphrase password 60 && bin/btcctl -C /dev/null --simnet --wallet --notls -s %s -u %s -P %s sendtoaddress $ADDRESS 1.5\n",
-			wallet, user, pass, wallet, user, pass)
-		fmt.Fprintf(os.Stderr, "    bin/btcctl -C /dev/null --simnet --notls -s %s -u %s -P %s generate 3\n", st.btc.NodeAddr(), user, pass)
+		btcctl := func(flags, server string) string {
+			return fmt.Sprintf("bin/btcctl -C /dev/null %s --notls -s %s -u %s -P %s", flags, server, user, pass)
+		}
+		wallet := btcctl("--simnet --wallet", strings.TrimPrefix(st.btc.WalletURL(), "http://"))
+		fmt.Fprintf(os.Stderr, "    %s walletpassphrase password 60 && %s sendtoaddress $ADDRESS 1.5\n", wallet, wallet)
+		fmt.Fprintf(os.Stderr, "    %s generate 3\n", btcctl("--simnet", st.btc.NodeAddr()))
 	} else {
 		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/receive -d \"{\\\"address\\\":\\\"$ADDRESS\\\",\\\"amount\\\":\\\"1.5\\\"}\"\n", apiToken, helper.API)
 		fmt.Fprintf(os.Stderr, "    curl -s -H 'Authorization: Bearer %s' -X POST http://%s/v1/simulator/mine -d '{\"blocks\":6}'\n", apiToken, helper.API)
