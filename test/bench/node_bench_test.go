@@ -69,9 +69,10 @@ func walletAddress(b *testing.B, be backend.Backend) string {
 	}
 }
 
-// median is the middle of durations (the mean of the two middle ones for an even count).
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
+// median is the middle of xs (the mean of the two middle ones for an even count): durations or
+// rates.
+func median[T ~int64 | ~float64](xs []T) T {
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 0 {
 		return (s[len(s)/2-1] + s[len(s)/2]) / 2
