@@ -660,10 +660,18 @@ func (l *Ledger) writeEvents(ctx context.Context, tx pgx.Tx, name string, payloa
 // ledger change and its events can so be one statement, the events written only if the change
 // was; PostgreSQL runs data-modifying common table expressions whether or not the statement
 // reads them.
-const outboxWrite = `ev AS (INSERT INTO outbox_events (asset_id, name, payload)
-		SELECT $1::bigint, $2::text, u.p::json FROM gate, unnest($3::text[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n
+const outboxWrite = outboxWriteHead + `unnest($3::text[]) WITH ORDINALITY AS u(p, n)` + outboxWriteTail
+
+// outboxWriteHead and outboxWriteTail are outboxWrite around where its events come from: a FROM
+// item u with the JSON text p and the order n of each. A statement that makes its event's text
+// from values it draws itself (transfer, from the transaction's id) puts its own in between.
+const (
+	outboxWriteHead = `ev AS (INSERT INTO outbox_events (asset_id, name, payload)
+		SELECT $1::bigint, $2::text, u.p::json FROM gate, `
+	outboxWriteTail = ` ORDER BY u.n
 		RETURNING id),
 	dl AS (INSERT INTO outbox_deliveries (event_id, target) SELECT ev.id, tg.target FROM ev CROSS JOIN unnest($4::text[]) AS tg(target))`
+)
 
 // eventArgs encodes events for outboxWrite: its arguments $1 to $4. (Positional, not named:
 // pgx rewrites a query with named arguments on every call.)

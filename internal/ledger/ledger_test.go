@@ -222,6 +222,19 @@ func TestInternalSend(t *testing.T) {
 	if stored, err := l.Transaction(ctx, tx.ID); err != nil || !reflect.DeepEqual(stored, tx) {
 		t.Errorf("returned %+v, stored %+v (%v)", tx, stored, err)
 	}
+	// Its event is the one the application gets for the stored transaction: the transaction's
+	// id is drawn by the statement that books it and filled into the event's text.
+	var name string
+	var payload []byte
+	if err := pool.QueryRow(ctx, `SELECT name, payload FROM outbox_events ORDER BY id DESC LIMIT 1`).Scan(&name, &payload); err != nil {
+		t.Fatal(err)
+	}
+	want := l.txUpdatePayload(tx, 0, DepositUpdate{})
+	want.FromAccountID = tx.SendingAccountID
+	var got TxUpdate
+	if err := json.Unmarshal(payload, &got); err != nil || name != "txupdate" || !reflect.DeepEqual(got, want) {
+		t.Errorf("event %s %s, want txupdate %+v", name, payload, want)
+	}
 	// The same idempotency key returns the same transaction and moves nothing.
 	again, err := l.SendInternal(ctx, alice.ID, bob.ID, 30_000, "order-1")
 	if err != nil || again.ID != tx.ID || balance(t, l, alice.ID) != 70_000 {
@@ -798,4 +811,39 @@ func TestDepositBatchBooksAsOneByOne(t *testing.T) {
 	}
 	asStored("an output reported twice", ups)
 	mustCheck(t, batchPool)
+}
+
+func TestAroundTransactionID(t *testing.T) {
+	encode := func(p TxUpdate) string {
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for name, tc := range map[string]struct {
+		body    string
+		wantErr bool
+	}{
+		"an event":                                    {body: encode(TxUpdate{Asset: "btc", Kind: "internal", Amount: "1.0"})},
+		"the key's text inside a string value":        {body: encode(TxUpdate{Asset: `"transaction_id":0`, Reason: `x","transaction_id":0,"`})},
+		"another id":                                  {body: encode(TxUpdate{TransactionID: 7}), wantErr: true},
+		"not a transaction's event":                   {body: `{"id":0}`, wantErr: true},
+		"the key twice (not what json.Marshal makes)": {body: `{"transaction_id":0,"transaction_id":0}`, wantErr: true},
+	} {
+		before, after, err := aroundTransactionID(tc.body)
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("%s: split %q into %q and %q, want an error", name, tc.body, before, after)
+			}
+			continue
+		}
+		var got TxUpdate
+		if err != nil || json.Unmarshal([]byte(before+"42"+after), &got) != nil || got.TransactionID != 42 {
+			t.Errorf("%s: %q and %q (%v), want the id 42 filled in", name, before, after, err)
+		}
+		if filled := before + "0" + after; filled != tc.body {
+			t.Errorf("%s: the parts around 0 are %q, want %q", name, filled, tc.body)
+		}
+	}
 }
