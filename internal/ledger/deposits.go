@@ -684,11 +684,16 @@ func (l *Ledger) eventArgs(name string, payloads []any) ([]any, error) {
 		}
 		bodies[i] = string(b)
 	}
-	targets := l.opts.EventTargets
-	if targets == nil {
-		targets = []string{}
+	return []any{l.assetID, name, bodies, l.eventTargets()}, nil
+}
+
+// eventTargets is outboxWrite's $4: the configured targets, never nil (a nil slice is NULL,
+// which unnest would not read as no targets).
+func (l *Ledger) eventTargets() []string {
+	if l.opts.EventTargets == nil {
+		return []string{}
 	}
-	return []any{l.assetID, name, bodies, targets}, nil
+	return l.opts.EventTargets
 }
 
 // Cursor is where catch-up resumes.

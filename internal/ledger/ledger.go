@@ -7,6 +7,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -481,20 +482,19 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 		Amount: amount, Confirmations: -1, IdempotencyKey: key}
 	payload := l.txUpdatePayload(t, 0, DepositUpdate{})
 	payload.FromAccountID = t.SendingAccountID
-	args, err := l.eventArgs("txupdate", []any{payload})
+	body, err := json.Marshal(payload)
 	if err != nil {
-		return Transaction{}, err
+		return Transaction{}, fmt.Errorf("encoding txupdate event: %w", err)
 	}
 	// The event carries the transaction's id, which the statement draws: the event's text goes
 	// in as the parts before and after it ($3 and $5). Drawing the id first took a round trip of
 	// its own, a quarter of a transfer's time for a client making one transfer after another.
-	before, after, err := aroundTransactionID(args[2].([]string)[0])
+	before, after, err := aroundTransactionID(string(body))
 	if err != nil {
 		return Transaction{}, err
 	}
-	args[2] = before
-	// $1 to $4 are the event's (outboxWrite).
-	args = append(args, after, l.walletID, from, to, amount, key)
+	// $1, $2 and $4 are outboxWrite's.
+	args := []any{l.assetID, "txupdate", before, l.eventTargets(), after, l.walletID, from, to, amount, key}
 	// ok has a row only when the transfer is allowed; every write reads it, so none runs before
 	// both rows are locked, and none runs at all when it is refused.
 	err = q.QueryRow(ctx, `WITH drawn AS MATERIALIZED (SELECT nextval('transactions_id_seq') AS id),
