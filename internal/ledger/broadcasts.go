@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,12 +76,18 @@ func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 				l.assetID, l.walletID).Scan(&b.ID, &b.OpenedAt); err != nil {
 				return err
 			}
-			// The sends taken, as they are updated: one statement, not an update and a read.
+			// The sends taken, as they are updated, oldest first: one statement, not an update
+			// and a read. Its shape keeps the plan from growing with the ledger: the limit is
+			// written in, not a parameter, so the generic plan of the prepared statement knows
+			// it takes MaxBroadcastSends rows (with an unknown limit, the planner guessed a tenth
+			// of the backlog and scanned the whole table); and each address is looked up by its
+			// key, where a join let the planner hash the whole addresses table for 1,000 rows
+			// (20 ms with 100,000 addresses, against 1 ms of lookups).
 			rows, err = tx.Query(ctx, `WITH t AS (UPDATE transactions SET state = 'broadcasting', broadcast_id = $1, updated_at = now()
 					WHERE id IN (SELECT id FROM transactions WHERE wallet_id = $2 AND kind = 'outgoing' AND state = 'pending'
-					             ORDER BY id LIMIT $3)
-					RETURNING id, address_id, amount)
-				SELECT t.id, a.address, t.amount FROM t JOIN addresses a ON a.id = t.address_id ORDER BY t.id`, b.ID, l.walletID, MaxBroadcastSends)
+					             ORDER BY id LIMIT `+strconv.Itoa(MaxBroadcastSends)+`)
+					RETURNING id, (SELECT a.address FROM addresses a WHERE a.id = transactions.address_id), amount)
+				SELECT * FROM t ORDER BY id`, b.ID, l.walletID)
 		}
 		if err != nil {
 			return err
