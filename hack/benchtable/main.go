@@ -44,6 +44,7 @@ var rows = []row{
 	{bench: "HelperFootprint", name: "helper idle: PostgreSQL connections per helper", ours: "pg-conns/helper", unit: "conns"},
 	{bench: "IdleCatchUp", name: "idle poll: catch-up, long history vs none", ours: "history-catchup-ms", base: "fresh-catchup-ms", goal: 1.5, unit: "ms"},
 	{bench: "Intake", name: "intake: deposits booked vs bare RPC + bare insert", ours: "catchup-s", base: "bare-rpc-s", sum: []string{"bare-insert-s"}, goal: 1.3, unit: "s"},
+	{bench: "Intake", name: "intake: on an old ledger vs fresh", ours: "catchup-old-s", base: "catchup-s", unit: "s"},
 	{bench: "Rescan", name: "rescan: first pass vs bare RPC + bare insert", ours: "rescan-s", base: "bare-rpc-s", sum: []string{"bare-insert-s"}, goal: 1.5, unit: "s"},
 	{bench: "Rescan", name: "rescan: second pass vs bare RPC", ours: "rescan-again-s", base: "bare-rpc-s", goal: 1.1, unit: "s"},
 	{bench: "Rescan", name: "rescan: of which the backend's scan", ours: "scan-only-s", base: "bare-rpc-s", unit: "s"},

@@ -647,13 +647,21 @@ const transactionSelect = transactionColumns + ` FROM transactions t ` + transac
 
 // transactionColumns and transactionJoins are transactionSelect around its FROM, for reading
 // rows named t that come from elsewhere (an UPDATE's RETURNING).
+//
+// The address, network transaction and open broadcast of each row are looked up by key, one row
+// at a time: the ledger reads at most a page of transactions (1,000), never the whole table.
+// As plain joins, the planner read 1,000 rows by hashing the whole of a table they point into:
+// reading back a catch-up's 1,000 deposits on a ledger with 100,000 past deposits seq-scanned
+// all of network_transactions (13 of the statement's 15 ms, against 1 ms of lookups), so every
+// booking slowed as the ledger aged. LIMIT 1 keeps PostgreSQL from turning the lateral lookups
+// back into plain joins.
 const (
 	transactionColumns = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
 	t.amount, coalesce(n.txid, ''), t.output_index, coalesce(n.confirmations, -1), t.credited, t.processed_at,
 	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, ''), coalesce(t.reason, '')`
-	transactionJoins = `LEFT JOIN addresses a ON a.id = t.address_id
-	LEFT JOIN network_transactions n ON n.id = t.network_transaction_id
-	LEFT JOIN broadcasts b ON b.id = t.broadcast_id AND b.state = 'opened'`
+	transactionJoins = `LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true
+	LEFT JOIN LATERAL (SELECT txid, confirmations FROM network_transactions WHERE id = t.network_transaction_id LIMIT 1) n ON true
+	LEFT JOIN LATERAL (SELECT last_error FROM broadcasts WHERE id = t.broadcast_id AND state = 'opened' LIMIT 1) b ON true`
 )
 
 // scanTransaction reads a row of transactionColumns; extra receives the columns a query selects
