@@ -277,7 +277,7 @@ func BenchmarkIntake(b *testing.B) {
 	for round := range rounds {
 		rin, rl, racct, name := in, l, acct, "intake"
 		if round > 0 {
-			rl, racct = shopLedger(b, srv, addrs)
+			rl, racct = shopLedger(b, srv, addrs, 0)
 			if err := rl.SetCursor(ctx, cursor); err != nil {
 				b.Fatal(err)
 			}
@@ -326,18 +326,18 @@ func BenchmarkIntake(b *testing.B) {
 
 // shopLedger opens a ledger of its own with a "shop" account that has the receiving addresses
 // addrs: a fresh ledger for a benchmark round that books the same payments again. With a
-// history, the ledger is an old one: it holds that many past deposits, to another account, and
-// as many addresses handed out before.
-func shopLedger(b *testing.B, srv *pgtest.Server, addrs []string, history ...int) (*ledger.Ledger, ledger.Account) {
+// history above 0, the ledger is an old one: it holds that many past deposits, to another
+// account, and as many addresses handed out before.
+func shopLedger(b *testing.B, srv *pgtest.Server, addrs []string, history int) (*ledger.Ledger, ledger.Account) {
 	l, pool := openLedger(b, srv)
-	if len(history) > 0 && history[0] > 0 {
+	if history > 0 {
 		ctx := context.Background()
 		past := accountWith(b, l, "past", "past-address")
-		if err := addHistory(ctx, pool, past.ID, history[0]); err != nil {
-			b.Fatalf("adding %d past deposits: %v", history[0], err)
+		if err := addHistory(ctx, pool, past.ID, history); err != nil {
+			b.Fatalf("adding %d past deposits: %v", history, err)
 		}
-		if err := addPastAddresses(ctx, pool, past.ID, history[0]); err != nil {
-			b.Fatalf("adding %d past addresses: %v", history[0], err)
+		if err := addPastAddresses(ctx, pool, past.ID, history); err != nil {
+			b.Fatalf("adding %d past addresses: %v", history, err)
 		}
 	}
 	return l, accountWith(b, l, "shop", addrs...)
@@ -536,7 +536,7 @@ func BenchmarkRescan(b *testing.B) {
 	for r := range rounds {
 		rin, name := in, "rescan"
 		if r > 0 {
-			rl, _ := shopLedger(b, srv, addrs)
+			rl, _ := shopLedger(b, srv, addrs, 0)
 			rin, name = intake.New(rl, wallettest.Backend(b, node, ""), logr.Discard()), "" // one profile is enough
 		}
 		bareCall()
@@ -545,7 +545,7 @@ func BenchmarkRescan(b *testing.B) {
 		if err != nil || first.TxFound != txs || first.TxBooked != txs || first.Credited != txs {
 			b.Fatalf("first rescan, round %d: %+v %v", r, first, err)
 		}
-		rl, _ := shopLedger(b, srv, addrs)
+		rl, _ := shopLedger(b, srv, addrs, 0)
 		replayIn := intake.New(rl, replay, logr.Discard())
 		var replayed intake.RescanResult
 		firstLedgers[r], err = timeIt(func() (err error) { replayed, err = replayIn.Rescan(ctx, 0, nil); return err })
