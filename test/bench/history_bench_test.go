@@ -81,15 +81,7 @@ func addHistory(ctx context.Context, pool *pgxpool.Pool, acct int64, n int) erro
 		return err
 	}
 	// The balances hold what the deposits credited, so the ledger stays one that balances.
-	if _, err := pool.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = $1`, acct, int64(n)*1000); err != nil {
-		return err
-	}
-	if _, err := pool.Exec(ctx, `UPDATE wallets SET balance = balance + $2 WHERE id = (SELECT wallet_id FROM accounts WHERE id = $1)`, acct, int64(n)*1000); err != nil {
-		return err
-	}
-	// What autovacuum would have done by now for a table this old.
-	_, err = pool.Exec(ctx, "ANALYZE")
-	return err
+	return moveBalance(ctx, pool, acct, int64(n)*1000)
 }
 
 // BenchmarkBroadcastBacklog measures what taking a broadcast's sends costs on an old ledger with
@@ -165,7 +157,7 @@ func BenchmarkBroadcastBacklog(b *testing.B) {
 // broadcasts of ledger.MaxBroadcastSends and confirmed past the tracking horizon: in bulk,
 // straight into the tables. The account must hold their amounts.
 func addSendHistory(ctx context.Context, pool *pgxpool.Pool, acct int64, n int) error {
-	_, err := pool.Exec(ctx, `WITH w AS (SELECT a.id AS wallet_id, a.asset_id FROM accounts ac JOIN wallets a ON a.id = ac.wallet_id WHERE ac.id = $1),
+	_, err := pool.Exec(ctx, `WITH w AS (SELECT ac.wallet_id, wa.asset_id FROM accounts ac JOIN wallets wa ON wa.id = ac.wallet_id WHERE ac.id = $1),
 		nt AS (INSERT INTO network_transactions (asset_id, kind, txid, confirmations, block_hash, block_height)
 			SELECT w.asset_id, 'broadcast', 'past-broadcast-' || g, $4, 'old-block', g FROM w, generate_series(1, ($2::int + $3 - 1) / $3) g
 			RETURNING id, txid),
@@ -182,14 +174,14 @@ func addSendHistory(ctx context.Context, pool *pgxpool.Pool, acct int64, n int) 
 	if err != nil {
 		return err
 	}
-	return debit(ctx, pool, acct, int64(n)*1000)
+	return moveBalance(ctx, pool, acct, -int64(n)*1000)
 }
 
 // queueSends queues n sends of 1000 from account acct, each to an address of its own, as
 // SendExternal would, in bulk: pending, their amounts taken from the account, which must hold
 // them.
 func queueSends(ctx context.Context, pool *pgxpool.Pool, acct int64, n int) error {
-	_, err := pool.Exec(ctx, `WITH w AS (SELECT a.id AS wallet_id, a.asset_id FROM accounts ac JOIN wallets a ON a.id = ac.wallet_id WHERE ac.id = $1),
+	_, err := pool.Exec(ctx, `WITH w AS (SELECT ac.wallet_id, wa.asset_id FROM accounts ac JOIN wallets wa ON wa.id = ac.wallet_id WHERE ac.id = $1),
 		ad AS (INSERT INTO addresses (asset_id, wallet_id, address)
 			SELECT w.asset_id, w.wallet_id, 'queued-payee-' || g FROM w, (SELECT g FROM generate_series(1, $2::int) g ORDER BY g) s
 			RETURNING id)
@@ -198,16 +190,17 @@ func queueSends(ctx context.Context, pool *pgxpool.Pool, acct int64, n int) erro
 	if err != nil {
 		return err
 	}
-	return debit(ctx, pool, acct, int64(n)*1000)
+	return moveBalance(ctx, pool, acct, -int64(n)*1000)
 }
 
-// debit takes amount from account acct and its wallet, as a send does, and analyzes the tables
-// filled in bulk, as autovacuum would have by now.
-func debit(ctx context.Context, pool *pgxpool.Pool, acct, amount int64) error {
-	if _, err := pool.Exec(ctx, `UPDATE accounts SET balance = balance - $2 WHERE id = $1`, acct, amount); err != nil {
+// moveBalance moves delta into account acct and its wallet, as the ledger does for money
+// entering or leaving the wallet, after rows were written in bulk; and analyzes the tables, as
+// autovacuum would have by now for tables this old.
+func moveBalance(ctx context.Context, pool *pgxpool.Pool, acct, delta int64) error {
+	if _, err := pool.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = $1`, acct, delta); err != nil {
 		return err
 	}
-	if _, err := pool.Exec(ctx, `UPDATE wallets SET balance = balance - $2 WHERE id = (SELECT wallet_id FROM accounts WHERE id = $1)`, acct, amount); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE wallets SET balance = balance + $2 WHERE id = (SELECT wallet_id FROM accounts WHERE id = $1)`, acct, delta); err != nil {
 		return err
 	}
 	_, err := pool.Exec(ctx, "ANALYZE")
