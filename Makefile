@@ -90,8 +90,8 @@ BENCH_RUN = REQUIRE_TEST_ASSETS=1 BENCH_N=$(N) OPERATOR_BINARY=$(BIN)/cryptoasse
 	go test -count=1 -run '^$$' -benchtime 1x -timeout 90m ./test/bench/ -bench
 bench-operator: setup-test build ## Operator benchmark: N CryptoAssets (N=1000) among 10000 unrelated objects vs writing the same objects directly.
 	$(BENCH_RUN) 'BenchmarkOperatorConvergence' 2>&1 | go run ./hack/benchtable
-bench-helper: setup-test build ## Helper benchmarks: footprint of 50 idle helpers, an idle poll on an old ledger, transfers vs pgbench, events vs bare HTTP, broadcast, intake and rescan vs bare RPC.
-	$(BENCH_RUN) 'BenchmarkHelperFootprint|BenchmarkIdleCatchUp|BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake|BenchmarkRescan' 2>&1 | go run ./hack/benchtable
+bench-helper: setup-test build ## Helper benchmarks: footprint of 50 idle helpers, an idle poll on an old ledger, a metrics scrape on a shared database, transfers vs pgbench, events vs bare HTTP, broadcast, intake and rescan vs bare RPC.
+	$(BENCH_RUN) 'BenchmarkHelperFootprint|BenchmarkIdleCatchUp|BenchmarkOutboxStats|BenchmarkLedgerTransfers|BenchmarkEventDelivery|BenchmarkBroadcast|BenchmarkIntake|BenchmarkRescan' 2>&1 | go run ./hack/benchtable
 bench: setup-test build ## All benchmarks, one table: ours, the baseline measured in the same run, ratio, goal. Sizes: N, BENCH_* (see test/bench).
 	$(BENCH_RUN) '.' 2>&1 | go run ./hack/benchtable
 

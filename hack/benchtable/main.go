@@ -52,6 +52,8 @@ var rows = []row{
 	{bench: "Rescan", name: "rescan: second pass's ledger part", ours: "ledger-only-s", unit: "s"},
 	{bench: "Broadcast", name: "broadcast: queued sends vs bare sendmany", ours: "broadcast-s", base: "bare-sendmany-s", goal: 1.2, unit: "s"},
 	{bench: "BroadcastBacklog", name: "broadcast: taking 1,000 sends, old ledger and backlog vs fresh", ours: "backlog-open-ms", base: "fresh-open-ms", unit: "ms"},
+	{bench: "OutboxStats", name: "metrics scrape: shared database, another's backlog vs alone", ours: "shared-scrape-ms", base: "alone-scrape-ms", unit: "ms"},
+	{bench: "OutboxStats", name: "metrics scrape: of the asset with the backlog", ours: "backlog-scrape-ms", unit: "ms"},
 	{bench: "EventDelivery", name: "events: delivered vs bare HTTP posts", ours: "events/s", base: "bare-posts/s", higher: true, goal: 0.9, unit: "/s"},
 	{bench: "EventDelivery", name: "events: of which signed posts alone, no outbox", ours: "signed-posts/s", base: "bare-posts/s", higher: true, unit: "/s"},
 	{bench: "LedgerTransfers", name: "ledger: transfers vs pgbench tpcb-like", ours: "transfers/s", base: "pgbench-tps", higher: true, goal: 1.0, unit: "/s"},

@@ -676,7 +676,7 @@ const (
 		SELECT $1::bigint, $2::text, u.p::json FROM gate, `
 	outboxWriteTail = ` ORDER BY u.n
 		RETURNING id),
-	dl AS (INSERT INTO outbox_deliveries (event_id, target) SELECT ev.id, tg.target FROM ev CROSS JOIN unnest($4::text[]) AS tg(target))`
+	dl AS (INSERT INTO outbox_deliveries (event_id, asset_id, target) SELECT ev.id, $1::bigint, tg.target FROM ev CROSS JOIN unnest($4::text[]) AS tg(target))`
 )
 
 // eventArgs encodes events for outboxWrite: its arguments $1 to $4. (Positional, not named:

@@ -45,13 +45,13 @@ type DueCursor struct {
 const dueDeliveriesSQL = `SELECT * FROM (
 	(SELECT 0 AS part, d.next_attempt_at AS due, e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts, now() AS read_at
 		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
-		WHERE NOT $7 AND d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.attempts > 0
+		WHERE NOT $7 AND d.asset_id = $2 AND d.target = $1 AND d.delivered_at IS NULL AND d.attempts > 0
 			AND d.next_attempt_at <= coalesce($3, now()) AND (d.next_attempt_at, d.event_id) > ($4, $5)
 		ORDER BY d.next_attempt_at, d.event_id LIMIT $6)
 	UNION ALL
 	(SELECT 1, NULL, e.id, e.event_id::text, e.name, e.payload, e.created_at, d.attempts, now()
 		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
-		WHERE d.target = $1 AND e.asset_id = $2 AND d.delivered_at IS NULL AND d.attempts = 0
+		WHERE d.asset_id = $2 AND d.target = $1 AND d.delivered_at IS NULL AND d.attempts = 0
 			AND d.next_attempt_at <= now() AND d.event_id > $8
 		ORDER BY d.event_id LIMIT $6)
 ) u ORDER BY part, due, id LIMIT $6`

@@ -202,3 +202,139 @@ func TestEventsWrittenAsJSONBAreDeliveredAfterTheUpgrade(t *testing.T) {
 		t.Errorf("pulled after the upgrade: %+v %v", pulled, err)
 	}
 }
+
+// TestOutboxStatsOnASharedDatabase: the outbox gauges of an asset count its own undelivered
+// events, on a database where another asset's target is down, and read only what they count.
+// The deliveries are written as a helper of an earlier version wrote them, without their
+// asset (addEvents), as one still running for another asset during an upgrade does.
+func TestOutboxStatsOnASharedDatabase(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	openTenant := func(namespace string) *Ledger {
+		l, err := Open(ctx, pool, Options{Namespace: namespace, Asset: "btc", Coin: "bitcoin", Network: "regtest",
+			Confirmations: 3, MaxTrackedConfirmations: 6, ValidateAddress: testAddress, EventTargets: []string{"app"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	shop, payroll := openTenant("shop"), openTenant("payroll")
+	// shop's history, delivered.
+	if err := shop.MarkDelivered(ctx, "app", addEvents(t, shop, "app", 2000)...); err != nil {
+		t.Fatal(err)
+	}
+	// payroll's target is down: 2,000 events backing off, the first 5 given up.
+	down := addEvents(t, payroll, "app", 2000)
+	if _, err := pool.Exec(ctx, `UPDATE outbox_deliveries SET attempts = 3, last_error = 'down',
+			next_attempt_at = CASE WHEN event_id <= $1 THEN 'infinity' ELSE now() + interval '1 hour' END`, down[4]); err != nil {
+		t.Fatal(err)
+	}
+	waiting := addEvents(t, shop, "app", 3)
+	// As autovacuum would, so that the pages counted below are the query's own and not index
+	// entries of shop's delivered events still waiting to be vacuumed.
+	for _, q := range []string{`VACUUM ANALYZE outbox_deliveries`, `ANALYZE outbox_events`} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := func(seq int64) time.Time {
+		var at time.Time
+		if err := pool.QueryRow(ctx, `SELECT created_at FROM outbox_events WHERE id = $1`, seq).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	for _, c := range []struct {
+		l     *Ledger
+		want  OutboxStats
+		first int64
+	}{
+		{shop, OutboxStats{Undelivered: 3}, waiting[0]},
+		{payroll, OutboxStats{Undelivered: 1995, GivenUp: 5}, down[5]},
+	} {
+		s, err := c.l.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := s.Outbox["app"]
+		if got.Undelivered != c.want.Undelivered || got.GivenUp != c.want.GivenUp || got.OldestCreated == nil ||
+			!got.OldestCreated.Equal(created(c.first)) || len(s.Outbox) != 1 {
+			t.Errorf("%s: outbox stats %+v (oldest %v), want %+v, oldest %v", c.l.AssetRef(), s.Outbox, got.OldestCreated, c.want, created(c.first))
+		}
+	}
+
+	// shop's scrape reads its 3 deliveries and one event: 8 pages. Joining every undelivered
+	// delivery in the database to its event, to pick out shop's, it visited 92 (payroll's 2,000
+	// deliveries, hashed against shop's 2,003 events), and that grows with both.
+	var plan []struct {
+		Plan struct {
+			SharedHit  int `json:"Shared Hit Blocks"`
+			SharedRead int `json:"Shared Read Blocks"`
+		}
+	}
+	var out []byte
+	if err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+outboxStatsSQL, shop.assetID).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out, &plan); err != nil || len(plan) != 1 {
+		t.Fatalf("plan %s: %v", out, err)
+	}
+	blocks := plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
+	t.Logf("shop's outbox stats visited %d pages", blocks)
+	if blocks > 30 {
+		t.Errorf("shop's outbox stats visited %d pages:\n%s", blocks, out)
+	}
+}
+
+// Deliveries written before they carried their asset (migration 13) get it from their events, as
+// do those a helper of an earlier version writes after the upgrade (still running for another
+// asset on a shared database): each asset reads and counts its own, and only its own.
+func TestDeliveriesWrittenWithoutTheirAssetTakeTheirEvents(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, server.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := migrate(ctx, pool, 12); err != nil {
+		t.Fatal(err)
+	}
+	// The statement an earlier version's outbox wrote events with.
+	const write = `WITH a AS (SELECT id FROM assets WHERE namespace = $1),
+			e AS (INSERT INTO outbox_events (asset_id, name, payload) SELECT a.id, 'txupdate', json_build_object('n', g) FROM a, generate_series(1, $2) g RETURNING id)
+		INSERT INTO outbox_deliveries (event_id, target) SELECT id, 'app' FROM e`
+	if _, err := pool.Exec(ctx, `INSERT INTO assets (namespace, name, coin, network) VALUES ('shop', 'btc', 'bitcoin', 'regtest'), ('payroll', 'btc', 'bitcoin', 'regtest')`); err != nil {
+		t.Fatal(err)
+	}
+	for ns, n := range map[string]int{"shop": 2, "payroll": 3} {
+		if _, err := pool.Exec(ctx, write, ns, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if applied, err := Migrate(ctx, pool); err != nil || len(applied) != SchemaVersion()-12 {
+		t.Fatalf("upgrade applied %v: %v", applied, err)
+	}
+	if _, err := pool.Exec(ctx, write, "shop", 1); err != nil { // after the upgrade
+		t.Fatalf("an earlier version's write after the upgrade: %v", err)
+	}
+	for ns, want := range map[string]int{"shop": 3, "payroll": 3} {
+		l, err := Open(ctx, pool, Options{Namespace: ns, Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3,
+			MaxTrackedConfirmations: 6, ValidateAddress: testAddress, EventTargets: []string{"app"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		due, _, err := l.DueDeliveries(ctx, "app", DueCursor{}, 10)
+		if err != nil || len(due) != want {
+			t.Errorf("%s: %d events due (%v), want %d", ns, len(due), err, want)
+		}
+		for _, d := range due {
+			var asset int64
+			if err := pool.QueryRow(ctx, `SELECT asset_id FROM outbox_events WHERE id = $1`, d.Seq).Scan(&asset); err != nil || asset != l.assetID {
+				t.Errorf("%s read event %d of asset %d (%v)", ns, d.Seq, asset, err)
+			}
+		}
+		if s, err := l.Stats(ctx); err != nil || s.Outbox["app"].Undelivered != int64(want) {
+			t.Errorf("%s: outbox stats %+v (%v), want %d undelivered", ns, s.Outbox, err, want)
+		}
+	}
+}

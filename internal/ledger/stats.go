@@ -30,8 +30,26 @@ type OutboxStats struct {
 	GivenUp       int64
 }
 
+// outboxStatsSQL counts asset $1's undelivered events per target from the deliveries alone, by
+// asset (outbox_deliveries_new and _retries in one BitmapOr: the attempts clause matches their
+// predicates), and then reads one event for the age: the oldest is taken to be the first in
+// event order. Events are numbered as they are written and dated when their ledger transaction
+// began, so the two orders differ by at most the time one such transaction took. Joining every
+// undelivered delivery to its event instead made PostgreSQL hash the asset's whole event history
+// once the database held a backlog anywhere: with 1,000,000 events among 20 assets and one
+// asset's 50,000 deliveries backing off, 60-70 ms for that asset's scrape and 38-50 ms for any
+// other's, against 10 ms and 0.05-0.2 ms this way (psql, on the same data).
+const outboxStatsSQL = `SELECT s.target, s.undelivered, (SELECT e.created_at FROM outbox_events e WHERE e.id = s.oldest), s.given_up
+	FROM (SELECT d.target, count(*) FILTER (WHERE d.next_attempt_at <> 'infinity') AS undelivered,
+			min(d.event_id) FILTER (WHERE d.next_attempt_at <> 'infinity') AS oldest,
+			count(*) FILTER (WHERE d.next_attempt_at = 'infinity') AS given_up
+		FROM outbox_deliveries d
+		WHERE d.asset_id = $1 AND d.delivered_at IS NULL AND (d.attempts = 0 OR d.attempts > 0)
+		GROUP BY d.target) s`
+
 // Stats reads the asset's gauges. Every query runs on an index of its own (pending sends by
-// wallet and state, due deliveries by target), so a scrape stays cheap on a large ledger.
+// wallet and state, undelivered events by asset and target), so a scrape stays cheap on a large
+// ledger, and on a database that other assets share.
 func (l *Ledger) Stats(ctx context.Context) (Stats, error) {
 	s := Stats{Outbox: map[string]OutboxStats{}, TipHeight: -1}
 	for _, t := range l.opts.EventTargets {
@@ -45,11 +63,7 @@ func (l *Ledger) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("reading pending sends: %w", err)
 	}
-	rows, err := l.pool.Query(ctx, `SELECT d.target, count(*) FILTER (WHERE d.next_attempt_at <> 'infinity'),
-			min(e.created_at) FILTER (WHERE d.next_attempt_at <> 'infinity'),
-			count(*) FILTER (WHERE d.next_attempt_at = 'infinity')
-		FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
-		WHERE d.delivered_at IS NULL AND e.asset_id = $1 GROUP BY d.target`, l.assetID)
+	rows, err := l.pool.Query(ctx, outboxStatsSQL, l.assetID)
 	if err != nil {
 		return Stats{}, fmt.Errorf("reading the outbox: %w", err)
 	}
