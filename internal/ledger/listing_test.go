@@ -1,0 +1,202 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// TestTransactionsListing: every combination of filters lists the asset's transactions that
+// match, newest first, a page at a time, and none of another asset's on the same database.
+func TestTransactionsListing(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	tenant := func(namespace string) *Ledger {
+		l, err := openAs(t, pool, namespace, "btc", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	shop, payroll := tenant("shop"), tenant("payroll")
+
+	type row struct {
+		id                 int64
+		kind, state        string
+		sending, receiving int64
+	}
+	var rows []row
+	// add writes a transaction straight into l's tables: the listing reads what is there,
+	// whichever path wrote it.
+	add := func(l *Ledger, kind, state string, sending, receiving int64) {
+		t.Helper()
+		var id int64
+		err := pool.QueryRow(ctx, `INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, address_id,
+				network_transaction_id, output_index, amount)
+			VALUES ($1, $2, $3, $4, nullif($5, 0), nullif($6, 0),
+				CASE WHEN $3 = 'outgoing' THEN (SELECT id FROM addresses WHERE asset_id = $1 LIMIT 1) END,
+				CASE WHEN $3 = 'deposit' THEN (SELECT id FROM network_transactions WHERE asset_id = $1 LIMIT 1) END,
+				CASE WHEN $3 = 'deposit' THEN (SELECT count(*) FROM transactions WHERE asset_id = $1) END, 1000) RETURNING id`,
+			l.assetID, l.walletID, kind, state, sending, receiving).Scan(&id)
+		if err != nil {
+			t.Fatalf("adding a %s transaction: %v", kind, err)
+		}
+		if l == shop {
+			rows = append(rows, row{id, kind, state, sending, receiving})
+		}
+	}
+	accounts := func(l *Ledger) (ids [3]int64) {
+		for i := range ids {
+			a, err := l.CreateAccount(ctx, fmt.Sprint("user-", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = a.ID
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO addresses (asset_id, wallet_id, address) VALUES ($1, $2, $3)`,
+			l.assetID, l.walletID, fmt.Sprint("addr-payee-", l.assetID)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations) VALUES ($1, 'deposit', $2, 1)`,
+			l.assetID, fmt.Sprint("tx-", l.assetID)); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	a, p := accounts(shop), accounts(payroll)
+	for i := range 3 { // the two assets' transactions interleaved, each kind and a few states
+		for _, l := range []*Ledger{shop, payroll} {
+			u := map[*Ledger][3]int64{shop: a, payroll: p}[l]
+			add(l, "internal", "done", u[0], u[1])
+			add(l, "internal", "done", u[1], u[2])
+			add(l, "deposit", []string{"incoming", "credited", "credited"}[i], 0, u[i])
+			add(l, "outgoing", []string{"pending", "needs_review", "confirmed"}[i], u[2], 0)
+		}
+	}
+
+	for _, f := range []TransactionFilter{
+		{},
+		{Limit: 5},
+		{AccountID: a[0]},
+		{AccountID: a[1]},
+		{AccountID: a[1], Limit: 4},
+		{AccountID: a[2], Kind: "outgoing"},
+		{AccountID: a[2], State: "needs_review"},
+		{AccountID: a[1], Kind: "deposit", State: "credited"},
+		{AccountID: p[0]}, // another asset's account
+		{Kind: "deposit"},
+		{Kind: "outgoing", Limit: 2},
+		{State: "pending"},
+		{State: "needs_review"},
+		{State: "credited"},
+		{State: "pending", Kind: "deposit"},
+	} {
+		t.Run(fmt.Sprintf("%+v", f), func(t *testing.T) {
+			var want []int64
+			for _, r := range slices.Backward(rows) {
+				if (f.AccountID == 0 || r.sending == f.AccountID || r.receiving == f.AccountID) &&
+					(f.Kind == "" || r.kind == f.Kind) && (f.State == "" || r.state == f.State) &&
+					(f.Limit == 0 || len(want) < f.Limit) {
+					want = append(want, r.id)
+				}
+			}
+			got, err := shop.Transactions(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]int64, len(got))
+			for i, tx := range got {
+				ids[i] = tx.ID
+			}
+			if !slices.Equal(ids, want) {
+				t.Errorf("listed %v, want %v", ids, want)
+			}
+		})
+	}
+}
+
+// TestTransactionsListingReadsItsPage: listing the transactions of an account with few, on a
+// ledger with many, reads the account's own, and a listing of the sends needing review those
+// sends: 5-8 pages each, custom plan or generic. One catch-all statement walked the primary key
+// back from the newest transaction, past every transaction since: 3,079-4,173.
+func TestTransactionsListingReadsItsPage(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, newPool(t))
+	quiet, err := l.CreateAccount(ctx, "quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := l.CreateAccount(ctx, "busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.pool.Exec(ctx, `INSERT INTO addresses (asset_id, wallet_id, address) VALUES ($1, $2, 'addr-payee')`, l.assetID, l.walletID); err != nil {
+		t.Fatal(err)
+	}
+	// The quiet account's transfers and a send needing review, then 200,000 transfers among a
+	// thousand customers.
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount)
+			SELECT $1, $2, 'internal', 'done', $3, $4, 1000 FROM generate_series(1, 3)`, []any{l.assetID, l.walletID, quiet.ID, busy.ID}},
+		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount)
+			SELECT $1, $2, 'outgoing', 'needs_review', $3, id, 1000 FROM addresses WHERE address = 'addr-payee'`, []any{l.assetID, l.walletID, busy.ID}},
+		{`INSERT INTO accounts (wallet_id, name) SELECT $1, 'customer-' || g FROM generate_series(1, 1000) g`, []any{l.walletID}},
+		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount)
+			SELECT $1, $2, 'internal', 'done', c.ids[1 + g % 1000], c.ids[1 + (7 * g + 1) % 1000], 1000
+			FROM (SELECT array_agg(id ORDER BY id) AS ids FROM accounts WHERE name LIKE 'customer-%') c, generate_series(1, 200000) g`,
+			[]any{l.assetID, l.walletID}},
+	} {
+		if _, err := l.pool.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.pool.Exec(ctx, `ANALYZE transactions`); err != nil {
+		t.Fatal(err)
+	}
+	// Both plans a statement gets: custom, for its first executions, and the generic one
+	// PostgreSQL may keep for it after five (pgx prepares and caches each statement).
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			f    TransactionFilter
+			want int
+		}{
+			{TransactionFilter{AccountID: quiet.ID}, 3},
+			{TransactionFilter{State: "needs_review"}, 1},
+			{TransactionFilter{State: "needs_review", Kind: "outgoing", AccountID: busy.ID}, 1},
+		} {
+			query, args := l.transactionsQuery(c.f)
+			var out []byte
+			if err := conn.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+query, args...).Scan(&out); err != nil {
+				t.Fatal(err)
+			}
+			var plan []struct {
+				Plan struct {
+					Rows       int `json:"Actual Rows"`
+					SharedHit  int `json:"Shared Hit Blocks"`
+					SharedRead int `json:"Shared Read Blocks"`
+				}
+			}
+			if err := json.Unmarshal(out, &plan); err != nil || len(plan) != 1 {
+				t.Fatalf("plan %s: %v", out, err)
+			}
+			blocks := plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
+			t.Logf("%s, %+v: %d rows, %d pages", mode, c.f, plan[0].Plan.Rows, blocks)
+			if plan[0].Plan.Rows != c.want || blocks > 40 {
+				t.Errorf("%s, %+v: %d rows (want %d) in %d pages:\n%s", mode, c.f, plan[0].Plan.Rows, c.want, blocks, out)
+			}
+		}
+	}
+}
