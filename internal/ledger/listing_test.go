@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -178,24 +177,10 @@ func TestTransactionsListingReadsItsPage(t *testing.T) {
 			{TransactionFilter{State: "needs_review", Kind: "outgoing", AccountID: busy.ID}, 1},
 		} {
 			query, args := l.transactionsQuery(c.f)
-			var out []byte
-			if err := conn.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+query, args...).Scan(&out); err != nil {
-				t.Fatal(err)
-			}
-			var plan []struct {
-				Plan struct {
-					Rows       int `json:"Actual Rows"`
-					SharedHit  int `json:"Shared Hit Blocks"`
-					SharedRead int `json:"Shared Read Blocks"`
-				}
-			}
-			if err := json.Unmarshal(out, &plan); err != nil || len(plan) != 1 {
-				t.Fatalf("plan %s: %v", out, err)
-			}
-			blocks := plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
-			t.Logf("%s, %+v: %d rows, %d pages", mode, c.f, plan[0].Plan.Rows, blocks)
-			if plan[0].Plan.Rows != c.want || blocks > 40 {
-				t.Errorf("%s, %+v: %d rows (want %d) in %d pages:\n%s", mode, c.f, plan[0].Plan.Rows, c.want, blocks, out)
+			rows, blocks, out := analyzed(t, conn, query, args...)
+			t.Logf("%s, %+v: %d rows, %d pages", mode, c.f, rows, blocks)
+			if rows != c.want || blocks > 40 {
+				t.Errorf("%s, %+v: %d rows (want %d) in %d pages:\n%s", mode, c.f, rows, c.want, blocks, out)
 			}
 		}
 	}

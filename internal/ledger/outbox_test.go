@@ -134,23 +134,9 @@ func TestDueDeliveriesSkipBackingOffRetries(t *testing.T) {
 			t.Fatalf("read %d: %+v %v", i, evs, err)
 		}
 	}
-	var plan []struct {
-		Plan struct {
-			SharedHit  int `json:"Shared Hit Blocks"`
-			SharedRead int `json:"Shared Read Blocks"`
-		}
-	}
-	var out []byte
-	if err := l.pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+dueDeliveriesSQL,
-		"app", l.assetID, nil, time.Time{}, int64(0), 500, false, int64(0)).Scan(&out); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(out, &plan); err != nil || len(plan) != 1 {
-		t.Fatalf("plan %s: %v", out, err)
-	}
+	_, blocks, out := analyzed(t, l.pool, dueDeliveriesSQL, "app", l.assetID, nil, time.Time{}, int64(0), 500, false, int64(0))
 	// About a hundred pages here (the index entries the update left behind among them); the
 	// single index in event order visited 2,070, a heap fetch for each event backing off.
-	blocks := plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
 	t.Logf("reading 3 due events of 5003 visited %d pages", blocks)
 	if blocks > 500 {
 		t.Errorf("reading 3 due events visited %d pages:\n%s", blocks, out)
@@ -266,20 +252,7 @@ func TestOutboxStatsOnASharedDatabase(t *testing.T) {
 	// shop's scrape reads its 3 deliveries and one event: 8 pages. Joining every undelivered
 	// delivery in the database to its event, to pick out shop's, it visited 92 (payroll's 2,000
 	// deliveries, hashed against shop's 2,003 events), and that grows with both.
-	var plan []struct {
-		Plan struct {
-			SharedHit  int `json:"Shared Hit Blocks"`
-			SharedRead int `json:"Shared Read Blocks"`
-		}
-	}
-	var out []byte
-	if err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+outboxStatsSQL, shop.assetID).Scan(&out); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(out, &plan); err != nil || len(plan) != 1 {
-		t.Fatalf("plan %s: %v", out, err)
-	}
-	blocks := plan[0].Plan.SharedHit + plan[0].Plan.SharedRead
+	_, blocks, out := analyzed(t, pool, outboxStatsSQL, shop.assetID)
 	t.Logf("shop's outbox stats visited %d pages", blocks)
 	if blocks > 30 {
 		t.Errorf("shop's outbox stats visited %d pages:\n%s", blocks, out)
@@ -337,4 +310,25 @@ func TestDeliveriesWrittenWithoutTheirAssetTakeTheirEvents(t *testing.T) {
 			t.Errorf("%s: outbox stats %+v (%v), want %d undelivered", ns, s.Outbox, err, want)
 		}
 	}
+}
+
+// analyzed runs EXPLAIN ANALYZE of query on q, and returns the rows its top node returned, the
+// pages it read (shared buffers hit or read) and the plan: for tests that a statement reads no
+// more than it must.
+func analyzed(t *testing.T, q queryRower, query string, args ...any) (rows, pages int, plan []byte) {
+	t.Helper()
+	if err := q.QueryRow(context.Background(), `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+query, args...).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var p []struct {
+		Plan struct {
+			Rows       int `json:"Actual Rows"`
+			SharedHit  int `json:"Shared Hit Blocks"`
+			SharedRead int `json:"Shared Read Blocks"`
+		}
+	}
+	if err := json.Unmarshal(plan, &p); err != nil || len(p) != 1 {
+		t.Fatalf("plan %s: %v", plan, err)
+	}
+	return p[0].Plan.Rows, p[0].Plan.SharedHit + p[0].Plan.SharedRead, plan
 }
