@@ -65,9 +65,13 @@ func TestTransactionsListing(t *testing.T) {
 		return ids
 	}
 	a, p := accounts(shop), accounts(payroll)
+	tenants := []struct {
+		l *Ledger
+		u [3]int64
+	}{{shop, a}, {payroll, p}}
 	for i := range 3 { // the two assets' transactions interleaved, each kind and a few states
-		for _, l := range []*Ledger{shop, payroll} {
-			u := map[*Ledger][3]int64{shop: a, payroll: p}[l]
+		for _, tn := range tenants {
+			l, u := tn.l, tn.u
 			add(l, "internal", "done", u[0], u[1])
 			add(l, "internal", "done", u[1], u[2])
 			add(l, "deposit", []string{"incoming", "credited", "credited"}[i], 0, u[i])

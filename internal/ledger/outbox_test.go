@@ -147,14 +147,7 @@ func TestDueDeliveriesSkipBackingOffRetries(t *testing.T) {
 // the upgrade as they were: the same JSON, still due, the pull API reading them too.
 func TestEventsWrittenAsJSONBAreDeliveredAfterTheUpgrade(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, server.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := migrate(ctx, pool, 9); err != nil {
-		t.Fatal(err)
-	}
+	pool := poolAt(t, 9)
 	const payload = `{"state": "credited", "amount": "0.00010000", "confirmations": 3, "note": "caf\u00e9 \"x\""}`
 	if _, err := pool.Exec(ctx, `WITH a AS (INSERT INTO assets (name, coin, network) VALUES ('btc', 'bitcoin', 'regtest') RETURNING id),
 			e AS (INSERT INTO outbox_events (asset_id, name, payload) SELECT id, 'txupdate', $1::jsonb FROM a RETURNING id)
@@ -264,14 +257,7 @@ func TestOutboxStatsOnASharedDatabase(t *testing.T) {
 // asset on a shared database): each asset reads and counts its own, and only its own.
 func TestDeliveriesWrittenWithoutTheirAssetTakeTheirEvents(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, server.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := migrate(ctx, pool, 12); err != nil {
-		t.Fatal(err)
-	}
+	pool := poolAt(t, 12)
 	// The statement an earlier version's outbox wrote events with.
 	const write = `WITH a AS (SELECT id FROM assets WHERE namespace = $1),
 			e AS (INSERT INTO outbox_events (asset_id, name, payload) SELECT a.id, 'txupdate', json_build_object('n', g) FROM a, generate_series(1, $2) g RETURNING id)
@@ -331,4 +317,19 @@ func analyzed(t *testing.T, q queryRower, query string, args ...any) (rows, page
 		t.Fatalf("plan %s: %v", plan, err)
 	}
 	return p[0].Plan.Rows, p[0].Plan.SharedHit + p[0].Plan.SharedRead, plan
+}
+
+// poolAt opens a database of its own at schema version v, for tests of what an upgrade from
+// there does.
+func poolAt(t *testing.T, v int) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), server.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := migrate(context.Background(), pool, v); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
