@@ -147,6 +147,34 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
+// maxPage is the most rows a listing returns at once.
+const maxPage = 1000
+
+// queryPage reads a listing's after and limit: the page of rows after the id after (0 or left
+// out: from the first), at most limit of them. Without limit, all the rest, as before listings
+// were paged; a client with many accounts or addresses should page.
+func queryPage(w http.ResponseWriter, r *http.Request) (ledger.Page, bool) {
+	var p ledger.Page
+	q := r.URL.Query()
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			fail(w, http.StatusBadRequest, "after", "after must be the id the last page ended with (an integer >= 0), got %q", v)
+			return p, false
+		}
+		p.After = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPage {
+			fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxPage, v)
+			return p, false
+		}
+		p.Limit = n
+	}
+	return p, true
+}
+
 func decode(w http.ResponseWriter, r *http.Request, v any) bool { return decodeBody(w, r, v, false) }
 
 // decodeOptional is decode for a body that may be left out.
@@ -207,7 +235,11 @@ func (s *Server) account(a ledger.Account) Account {
 }
 
 func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
-	accounts, err := s.ledger.Accounts(r.Context())
+	p, ok := queryPage(w, r)
+	if !ok {
+		return
+	}
+	accounts, err := s.ledger.Accounts(r.Context(), p)
 	if err != nil {
 		ledgerError(w, err)
 		return
@@ -253,6 +285,8 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 
 // Address is a receiving address in API form.
 type Address struct {
+	// ID orders an account's addresses, oldest first; a page of them ends with the highest.
+	ID        int64  `json:"id"`
 	Address   string `json:"address"`
 	AccountID int64  `json:"account_id"`
 	Label     string `json:"label,omitempty"`
@@ -263,18 +297,22 @@ func (s *Server) listAddresses(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	p, ok := queryPage(w, r)
+	if !ok {
+		return
+	}
 	if _, err := s.ledger.Account(r.Context(), id); err != nil {
 		ledgerError(w, err)
 		return
 	}
-	addrs, err := s.ledger.ReceivingAddresses(r.Context(), id)
+	addrs, err := s.ledger.ReceivingAddresses(r.Context(), id, p)
 	if err != nil {
 		ledgerError(w, err)
 		return
 	}
 	out := make([]Address, 0, len(addrs))
 	for _, a := range addrs {
-		out = append(out, Address{Address: a.Address, AccountID: id, Label: a.Label})
+		out = append(out, Address{ID: a.ID, Address: a.Address, AccountID: id, Label: a.Label})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -312,7 +350,7 @@ func (s *Server) createAddress(w http.ResponseWriter, r *http.Request) {
 		ledgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, Address{Address: a.Address, AccountID: id, Label: a.Label})
+	writeJSON(w, http.StatusCreated, Address{ID: a.ID, Address: a.Address, AccountID: id, Label: a.Label})
 }
 
 // Transaction is a ledger transaction in API form.
@@ -418,10 +456,18 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 		}
 		f.AccountID = id
 	}
+	if v := q.Get("before"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			fail(w, http.StatusBadRequest, "before", "before must be the id the last page ended with (a positive integer), got %q", v)
+			return
+		}
+		f.Before = id
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			fail(w, http.StatusBadRequest, "limit", "limit must be 1-1000")
+		if err != nil || n < 1 || n > maxPage {
+			fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxPage, v)
 			return
 		}
 		f.Limit = n

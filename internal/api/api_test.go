@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,6 +66,12 @@ func TestRefusals(t *testing.T) {
 			map[string]string{"Idempotency-Key": strings.Repeat("k", 201)}, 400, "Idempotency-Key", "at most 200"},
 		{"bad limit", "GET", "/v1/transactions?limit=0", ``, nil, 400, "limit", "1-1000"},
 		{"bad account filter", "GET", "/v1/transactions?account=x", ``, nil, 400, "account", "positive integer"},
+		{"before zero", "GET", "/v1/transactions?before=0", ``, nil, 400, "before", "the id the last page ended with"},
+		{"before not a number", "GET", "/v1/transactions?before=latest", ``, nil, 400, "before", `got "latest"`},
+		{"accounts after negative", "GET", "/v1/accounts?after=-1", ``, nil, 400, "after", "the id the last page ended with"},
+		{"accounts limit too big", "GET", "/v1/accounts?limit=1001", ``, nil, 400, "limit", "1-1000"},
+		{"addresses limit zero", "GET", "/v1/accounts/" + itoa(alice.ID) + "/addresses?limit=0", ``, nil, 400, "limit", "1-1000"},
+		{"addresses after not a number", "GET", "/v1/accounts/" + itoa(alice.ID) + "/addresses?after=x", ``, nil, 400, "after", `got "x"`},
 		{"processed, no such deposit", "POST", "/v1/transactions/424242/processed", ``, nil, 404, "", "not found"},
 		{"huge body", "POST", "/v1/accounts", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "", "larger than 65536 bytes"},
 		{"no token", "GET", "/v1/accounts", ``, map[string]string{"Authorization": ""}, 401, "", "bearer token"},
@@ -112,6 +119,117 @@ func TestRefusals(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.OpenAPI == "" || len(doc.Paths) < 8 {
 		t.Errorf("openapi.json: %v %+v", err, doc)
 	}
+}
+
+// TestListingsPage pages through the accounts, an account's addresses and its transactions over
+// HTTP, each page starting after the last one's end, and gets each listing whole and in order.
+func TestListingsPage(t *testing.T) {
+	ctx := context.Background()
+	_, pool := ledgertest.DB(t, pg)
+	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1,
+		MaxTrackedConfirmations: 6, ValidateAddress: func(string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(l, nil, "token").Handler())
+	defer srv.Close()
+	get := func(path string, out any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	wantAccounts := []int64{l.FeeAccountID()}
+	var wantAddresses, wantTransfers []int64
+	var first int64
+	for i := range 7 {
+		a, err := l.CreateAccount(ctx, "customer-"+itoa(int64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAccounts = append(wantAccounts, a.ID)
+		if first == 0 {
+			first = a.ID
+			continue
+		}
+		addr, err := l.AddReceivingAddress(ctx, first, "addr-"+itoa(int64(i)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAddresses = append(wantAddresses, addr.ID)
+		if _, err := l.AddReceivingAddress(ctx, a.ID, "addr-other-"+itoa(int64(i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A deposit to the first customer, then transfers from it: its transactions, newest first.
+	up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Output: 0, Address: "addr-1", Amount: 1_000_000,
+		Confirmations: 1, BlockHash: strings.Repeat("cd", 32), BlockHeight: 101})
+	if err != nil || !up.Credited {
+		t.Fatalf("deposit: %+v %v", up, err)
+	}
+	wantTransfers = append(wantTransfers, up.Transaction.ID)
+	for i := range 4 {
+		tx, err := l.SendInternal(ctx, first, wantAccounts[2+i], 1000, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantTransfers = append([]int64{tx.ID}, wantTransfers...)
+	}
+
+	type item struct{ ID int64 }
+	pages := func(path string, next func(last int64) string) []int64 {
+		t.Helper()
+		var ids []int64
+		for p := path; len(ids) <= 100; {
+			var page []item
+			get(p, &page)
+			if len(page) == 0 {
+				return ids
+			}
+			if len(page) > 2 {
+				t.Fatalf("GET %s: %d rows in a page of 2", p, len(page))
+			}
+			for _, it := range page {
+				ids = append(ids, it.ID)
+			}
+			p = next(page[len(page)-1].ID)
+		}
+		t.Fatalf("paging %s does not end", path)
+		return nil
+	}
+	check := func(what string, got, want []int64) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+	}
+	var all []item
+	get("/v1/accounts", &all)
+	check("all accounts", ids(all, func(i item) int64 { return i.ID }), wantAccounts)
+	check("accounts paged", pages("/v1/accounts?limit=2", func(last int64) string { return "/v1/accounts?limit=2&after=" + itoa(last) }), wantAccounts)
+	addresses := "/v1/accounts/" + itoa(first) + "/addresses"
+	check("addresses paged", pages(addresses+"?limit=2", func(last int64) string { return addresses + "?limit=2&after=" + itoa(last) }), wantAddresses)
+	transactions := "/v1/transactions?account=" + itoa(first)
+	check("transactions paged", pages(transactions+"&limit=2", func(last int64) string { return transactions + "&limit=2&before=" + itoa(last) }), wantTransfers)
+}
+
+func ids[T any](xs []T, id func(T) int64) []int64 {
+	out := make([]int64, len(xs))
+	for i, x := range xs {
+		out[i] = id(x)
+	}
+	return out
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }

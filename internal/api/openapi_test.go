@@ -129,12 +129,15 @@ func TestOpenAPIDocumentMatchesTheAPI(t *testing.T) {
 	call("POST", "/v1/accounts", `{"name":"alice"}`, true, 409, nil)
 	call("POST", "/v1/accounts", `{}`, true, 400, nil)
 	call("GET", "/v1/accounts", "", true, 200, nil)
+	call("GET", fmt.Sprintf("/v1/accounts?after=%d&limit=1", alice.ID), "", true, 200, nil)
+	call("GET", "/v1/accounts?limit=0", "", true, 400, nil)
 	call("GET", "/v1/accounts", "", false, 401, nil)
 	call("GET", fmt.Sprintf("/v1/accounts/%d", alice.ID), "", true, 200, nil)
 	call("GET", "/v1/accounts/99999", "", true, 404, nil)
 	var addr struct{ Address string }
 	call("POST", fmt.Sprintf("/v1/accounts/%d/addresses", alice.ID), `{"label":"order-1"}`, true, 201, &addr)
 	call("GET", fmt.Sprintf("/v1/accounts/%d/addresses", alice.ID), "", true, 200, nil)
+	call("GET", fmt.Sprintf("/v1/accounts/%d/addresses?after=0&limit=10", alice.ID), "", true, 200, nil)
 
 	// A deposit as the intake books it, credited at once (threshold 1).
 	up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Output: 0, Address: addr.Address, Amount: 150_000_000,
@@ -160,6 +163,7 @@ func TestOpenAPIDocumentMatchesTheAPI(t *testing.T) {
 	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"to":"mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn","amount":"99"}`, true, 422, nil)
 	call("POST", fmt.Sprintf("/v1/accounts/%d/send", alice.ID), `{"amount":"0.5"}`, true, 400, nil)
 	call("GET", "/v1/transactions", "", true, 200, nil)
+	call("GET", fmt.Sprintf("/v1/transactions?account=%d&before=%d&limit=5", alice.ID, queued.ID), "", true, 200, nil)
 	call("GET", "/v1/transactions/99999", "", true, 404, nil)
 	call("GET", "/v1/balance", "", true, 200, nil)
 	call("GET", "/openapi.json", "", false, 200, nil)

@@ -38,6 +38,9 @@ func (a *activity) caughtUp(err error) {
 	}
 }
 
+// statusAccounts is how many accounts the status page shows.
+const statusAccounts = 100
+
 // statusTemplate is rendered with html/template, which escapes every value: account names and
 // error messages come from outside (the original status pages did not escape them).
 var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
@@ -60,6 +63,7 @@ var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 <table><tr><th>id</th><th>name</th><th>balance</th></tr>
 {{range .Accounts}}<tr><td>{{.ID}}</td><td>{{.Name}}</td><td>{{.Balance}}</td></tr>{{end}}
 </table>
+{{with .MoreAccountsAfter}}<p>The first {{len $.Accounts}} accounts. The API lists the rest: GET /v1/accounts?after={{.}}</p>{{end}}
 <h2>Recent transactions</h2>
 <table><tr><th>id</th><th>kind</th><th>state</th><th>amount</th><th>address</th><th>txid</th><th>confirmations</th><th>created</th></tr>
 {{range .Transactions}}<tr><td>{{.ID}}</td><td>{{.Kind}}</td><td>{{.State}}</td><td>{{.Amount}}</td><td>{{.Address}}</td><td>{{.TxID}}</td><td>{{.Confirmations}}</td><td>{{.CreatedAt.Format "2006-01-02 15:04:05Z"}}</td></tr>{{end}}
@@ -100,10 +104,12 @@ func statusHandler(cfg *config.Config, l *ledger.Ledger, h *health, act *activit
 		ctx := r.Context()
 		dec := l.Coin().Decimals
 		data := struct {
-			Asset                         config.Asset
-			Coin, Balance                 string
-			Health                        []statusHealth
-			Accounts                      []statusAccount
+			Asset         config.Asset
+			Coin, Balance string
+			Health        []statusHealth
+			Accounts      []statusAccount
+			// MoreAccountsAfter: the last account shown, when there are more than statusAccounts.
+			MoreAccountsAfter             int64
 			Transactions                  []statusTx
 			LastBroadcast                 *ledger.BroadcastRecord
 			LastNotification, LastCatchUp time.Time
@@ -120,10 +126,16 @@ func statusHandler(cfg *config.Config, l *ledger.Ledger, h *health, act *activit
 			data.Health = append(data.Health, statusHealth{Name: name, componentState: st})
 		}
 		sort.Slice(data.Health, func(i, j int) bool { return data.Health[i].Name < data.Health[j].Name })
-		accounts, err := l.Accounts(ctx)
+		// A page, not every account: a ledger with a customer per account has hundreds of
+		// thousands.
+		accounts, err := l.Accounts(ctx, ledger.Page{Limit: statusAccounts + 1})
 		if err != nil {
 			http.Error(w, "reading the ledger: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if len(accounts) > statusAccounts {
+			accounts = accounts[:statusAccounts]
+			data.MoreAccountsAfter = accounts[statusAccounts-1].ID
 		}
 		for _, a := range accounts {
 			data.Accounts = append(data.Accounts, statusAccount{ID: a.ID, Name: a.Name, Balance: a.Balance.Format(dec)})

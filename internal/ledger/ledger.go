@@ -313,11 +313,33 @@ func (l *Ledger) Account(ctx context.Context, id int64) (Account, error) {
 	return a, nil
 }
 
-// Accounts lists the accounts of this asset, the fee account included.
-func (l *Ledger) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := l.pool.Query(ctx, `SELECT id, name, kind, balance FROM accounts WHERE wallet_id = $1 ORDER BY id`, l.walletID)
+// Page is one page of a listing in id order: the rows with an id above After (the last id of
+// the page before; 0 for the first page), at most Limit of them (0: all the rest).
+type Page struct {
+	After int64
+	Limit int
+}
+
+// limit is the page's LIMIT argument: NULL, which PostgreSQL reads as no limit, for all.
+func (p Page) limit() any {
+	if p.Limit <= 0 {
+		return nil
+	}
+	return p.Limit
+}
+
+// The listings of accounts and of an account's addresses, a page at a time.
+const (
+	accountsSQL           = `SELECT id, name, kind, balance FROM accounts WHERE wallet_id = $1 AND id > $2 ORDER BY id LIMIT $3`
+	receivingAddressesSQL = `SELECT id, address, account_id, label FROM addresses
+		WHERE account_id = $1 AND wallet_id = $2 AND id > $3 ORDER BY id LIMIT $4`
+)
+
+// Accounts lists a page of the accounts of this asset in id order, the fee account included.
+func (l *Ledger) Accounts(ctx context.Context, p Page) ([]Account, error) {
+	rows, err := l.pool.Query(ctx, accountsSQL, l.walletID, p.After, p.limit())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing accounts: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Account, error) { return scanAccount(r) })
 }
@@ -366,11 +388,12 @@ func (l *Ledger) AddReceivingAddress(ctx context.Context, accountID int64, addre
 	return a, nil
 }
 
-// ReceivingAddresses lists an account's receiving addresses.
-func (l *Ledger) ReceivingAddresses(ctx context.Context, accountID int64) ([]Address, error) {
-	rows, err := l.pool.Query(ctx, `SELECT id, address, account_id, label FROM addresses WHERE account_id = $1 AND wallet_id = $2 ORDER BY id`, accountID, l.walletID)
+// ReceivingAddresses lists a page of an account's receiving addresses in id order, from
+// addresses_account (migration 15).
+func (l *Ledger) ReceivingAddresses(ctx context.Context, accountID int64, p Page) ([]Address, error) {
+	rows, err := l.pool.Query(ctx, receivingAddressesSQL, accountID, l.walletID, p.After, p.limit())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing the addresses of account %d: %w", accountID, err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Address, error) {
 		var a Address
@@ -714,7 +737,9 @@ type TransactionFilter struct {
 	AccountID int64
 	Kind      string
 	State     string
-	Limit     int
+	// Before: only transactions with a lower id, for the page after one that ended there.
+	Before int64
+	Limit  int
 }
 
 // Kinds and States are the values a transaction's kind and state take.
@@ -770,6 +795,11 @@ func (l *Ledger) transactionsQuery(f TransactionFilter) (string, []any) {
 		if f.State != "" {
 			where += " AND t.state = " + arg(f.State)
 		}
+	}
+	if f.Before > 0 {
+		// Every index the listing reads is in id order, so a later page starts where the one
+		// before ended rather than reading past it.
+		where += " AND t.id < " + arg(f.Before)
 	}
 	from := "transactions t"
 	if f.AccountID != 0 {

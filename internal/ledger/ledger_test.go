@@ -196,7 +196,7 @@ func TestAccountsAndAddresses(t *testing.T) {
 	if _, err := l.AddReceivingAddress(ctx, 99999, "addr-x", ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown account: %v", err)
 	}
-	addrs, err := l.ReceivingAddresses(ctx, alice.ID)
+	addrs, err := l.ReceivingAddresses(ctx, alice.ID, Page{})
 	if err != nil || len(addrs) != 2 || addrs[0].Address != "addr-a0" || addrs[0].Label != "shop" {
 		t.Errorf("alice's addresses: %+v %v", addrs, err)
 	}

@@ -79,8 +79,17 @@ func TestTransactionsListing(t *testing.T) {
 		}
 	}
 
+	mid := rows[len(rows)/2].id
 	for _, f := range []TransactionFilter{
 		{},
+		{Before: mid},
+		{Before: mid, Limit: 3},
+		{Before: rows[0].id}, // nothing older
+		{AccountID: a[1], Before: mid, Limit: 2},
+		{AccountID: a[2], Kind: "outgoing", Before: mid},
+		{Kind: "deposit", Before: mid},
+		{State: "needs_review", Before: mid},
+		{State: "pending", Before: mid},
 		{Limit: 5},
 		{AccountID: a[0]},
 		{AccountID: a[1]},
@@ -100,7 +109,7 @@ func TestTransactionsListing(t *testing.T) {
 			var want []int64
 			for _, r := range slices.Backward(rows) {
 				if (f.AccountID == 0 || r.sending == f.AccountID || r.receiving == f.AccountID) &&
-					(f.Kind == "" || r.kind == f.Kind) && (f.State == "" || r.state == f.State) &&
+					(f.Kind == "" || r.kind == f.Kind) && (f.State == "" || r.state == f.State) && (f.Before == 0 || r.id < f.Before) &&
 					(f.Limit == 0 || len(want) < f.Limit) {
 					want = append(want, r.id)
 				}
@@ -117,6 +126,123 @@ func TestTransactionsListing(t *testing.T) {
 				t.Errorf("listed %v, want %v", ids, want)
 			}
 		})
+	}
+
+	// Paging through an account's transactions, two at a time, each page starting before the
+	// last one's end, lists each exactly once.
+	for _, acct := range a {
+		all, err := shop.Transactions(ctx, TransactionFilter{AccountID: acct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paged []Transaction
+		for f := (TransactionFilter{AccountID: acct, Limit: 2}); ; {
+			page, err := shop.Transactions(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			if paged = append(paged, page...); len(paged) > len(rows) {
+				t.Fatalf("account %d: paging does not end", acct)
+			}
+			f.Before = page[len(page)-1].ID
+		}
+		if len(all) == 0 || !slices.EqualFunc(paged, all, func(x, y Transaction) bool { return x.ID == y.ID }) {
+			t.Errorf("account %d: paged through %d transactions, listed %d at once", acct, len(paged), len(all))
+		}
+	}
+}
+
+// TestAccountsAndAddressesPaged: the accounts of an asset, and the receiving addresses of an
+// account, listed a page at a time after the last page's end, are the whole listing, in id
+// order, and none of another asset's or another account's, on a database two assets share.
+func TestAccountsAndAddressesPaged(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	tenant := func(namespace string) *Ledger {
+		l, err := openAs(t, pool, namespace, "btc", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	shop, payroll := tenant("shop"), tenant("payroll")
+	// The two assets' accounts interleaved, and shop's first customer's addresses interleaved
+	// with the other customers'.
+	wantAccounts := []int64{shop.FeeAccountID()}
+	var wantAddresses []int64
+	var first int64
+	for i := range 7 {
+		for _, l := range []*Ledger{shop, payroll} {
+			a, err := l.CreateAccount(ctx, fmt.Sprint("customer-", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			owner := a.ID
+			if l == shop {
+				wantAccounts = append(wantAccounts, a.ID)
+				if first == 0 {
+					first = a.ID
+				}
+				if i%2 == 1 {
+					owner = first
+				}
+			}
+			addr, err := l.AddReceivingAddress(ctx, owner, fmt.Sprintf("addr-%d-%d", l.assetID, i), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if owner == first {
+				wantAddresses = append(wantAddresses, addr.ID)
+			}
+		}
+	}
+	paged := func(list func(Page) ([]int64, error)) (all, byTwo []int64) {
+		t.Helper()
+		all, err := list(Page{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := (Page{Limit: 2}); ; {
+			ids, err := list(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) > p.Limit {
+				t.Fatalf("a page of %d listed %d", p.Limit, len(ids))
+			}
+			if len(ids) == 0 {
+				return all, byTwo
+			}
+			if byTwo = append(byTwo, ids...); len(byTwo) > 100 {
+				t.Fatal("paging does not end")
+			}
+			p.After = ids[len(ids)-1]
+		}
+	}
+	all, byTwo := paged(func(p Page) ([]int64, error) {
+		as, err := shop.Accounts(ctx, p)
+		ids := make([]int64, len(as))
+		for i, a := range as {
+			ids[i] = a.ID
+		}
+		return ids, err
+	})
+	if !slices.Equal(all, wantAccounts) || !slices.Equal(byTwo, wantAccounts) {
+		t.Errorf("accounts listed %v, paged %v, want %v", all, byTwo, wantAccounts)
+	}
+	all, byTwo = paged(func(p Page) ([]int64, error) {
+		as, err := shop.ReceivingAddresses(ctx, first, p)
+		ids := make([]int64, len(as))
+		for i, a := range as {
+			ids[i] = a.ID
+		}
+		return ids, err
+	})
+	if len(wantAddresses) < 3 || !slices.Equal(all, wantAddresses) || !slices.Equal(byTwo, wantAddresses) {
+		t.Errorf("addresses listed %v, paged %v, want %v", all, byTwo, wantAddresses)
 	}
 }
 
@@ -161,6 +287,11 @@ func TestTransactionsListingReadsItsPage(t *testing.T) {
 	if _, err := l.pool.Exec(ctx, `ANALYZE transactions`); err != nil {
 		t.Fatal(err)
 	}
+	// A later page of a customer's transactions, from the middle of the ledger.
+	var customer, mid int64
+	if err := l.pool.QueryRow(ctx, `SELECT (SELECT id FROM accounts WHERE name = 'customer-500'), (SELECT max(id) / 2 FROM transactions)`).Scan(&customer, &mid); err != nil {
+		t.Fatal(err)
+	}
 	// Both plans a statement gets: custom, for its first executions, and the generic one
 	// PostgreSQL may keep for it after five (pgx prepares and caches each statement).
 	conn, err := l.pool.Acquire(ctx)
@@ -179,12 +310,73 @@ func TestTransactionsListingReadsItsPage(t *testing.T) {
 			{TransactionFilter{AccountID: quiet.ID}, 3},
 			{TransactionFilter{State: "needs_review"}, 1},
 			{TransactionFilter{State: "needs_review", Kind: "outgoing", AccountID: busy.ID}, 1},
+			{TransactionFilter{AccountID: customer, Before: mid, Limit: 5}, 5},
 		} {
 			query, args := l.transactionsQuery(c.f)
 			rows, blocks, out := analyzed(t, conn, query, args...)
 			t.Logf("%s, %+v: %d rows, %d pages", mode, c.f, rows, blocks)
 			if rows != c.want || blocks > 40 {
 				t.Errorf("%s, %+v: %d rows (want %d) in %d pages:\n%s", mode, c.f, rows, c.want, blocks, out)
+			}
+		}
+	}
+}
+
+// TestAccountsAndAddressesReadTheirPage: on a ledger with 200,000 receiving addresses among a
+// thousand customers, listing a quiet account's addresses, or a later page of a busy one's or of
+// the accounts, reads that page (at most 40 pages of the database), custom plan or generic. Before
+// migration 15 an account's addresses were read by scanning every address on the database.
+func TestAccountsAndAddressesReadTheirPage(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, newPool(t))
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO accounts (wallet_id, name) SELECT $1, 'customer-' || g FROM generate_series(1, 1000) g`, []any{l.walletID}},
+		{`INSERT INTO addresses (asset_id, wallet_id, account_id, address)
+			SELECT $1, $2, c.ids[1 + g % 1000], 'addr-' || g
+			FROM (SELECT array_agg(id ORDER BY id) AS ids FROM accounts WHERE name LIKE 'customer-%') c, generate_series(1, 200000) g`,
+			[]any{l.assetID, l.walletID}},
+		{`INSERT INTO accounts (wallet_id, name) VALUES ($1, 'quiet')`, []any{l.walletID}},
+		{`INSERT INTO addresses (asset_id, wallet_id, account_id, address)
+			SELECT $1, $2, (SELECT id FROM accounts WHERE name = 'quiet'), 'addr-quiet-' || g FROM generate_series(1, 3) g`,
+			[]any{l.assetID, l.walletID}},
+		{`ANALYZE accounts, addresses`, nil},
+	} {
+		if _, err := l.pool.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var quiet, busy, busyMid, accountsMid int64
+	if err := l.pool.QueryRow(ctx, `SELECT (SELECT id FROM accounts WHERE name = 'quiet'), a.id,
+			(SELECT id FROM addresses WHERE account_id = a.id ORDER BY id OFFSET 100 LIMIT 1), (SELECT id FROM accounts WHERE name = 'customer-500')
+		FROM accounts a WHERE a.name = 'customer-7'`).Scan(&quiet, &busy, &busyMid, &accountsMid); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name  string
+			query string
+			args  []any
+			want  int
+		}{
+			{"a quiet account's addresses", receivingAddressesSQL, []any{quiet, l.walletID, 0, Page{}.limit()}, 3},
+			{"a later page of a busy account's addresses", receivingAddressesSQL, []any{busy, l.walletID, busyMid, 5}, 5},
+			{"a later page of the accounts", accountsSQL, []any{l.walletID, accountsMid, 5}, 5},
+		} {
+			rows, pages, plan := analyzed(t, conn, c.query, c.args...)
+			t.Logf("%s, %s: %d rows, %d pages", mode, c.name, rows, pages)
+			if rows != c.want || pages > 40 {
+				t.Errorf("%s, %s: %d rows (want %d) in %d pages:\n%s", mode, c.name, rows, c.want, pages, plan)
 			}
 		}
 	}

@@ -1,0 +1,11 @@
+-- An account's receiving addresses (GET /v1/accounts/{id}/addresses, Ledger.ReceivingAddresses)
+-- had no index by account: listing one account's 10 addresses read every address of every asset
+-- on the database. On a psql copy with 1,000,000 addresses among 10 assets, that took 43-117 ms
+-- (a parallel scan of 10,310 pages); from this index, in id order, 0.02-0.24 ms, a page at a
+-- time. Only receiving addresses are in it: the addresses sends pay to (no account) are not, so
+-- sends write nothing more.
+--
+-- The accounts are paged without an index of their own: an index by wallet in id order, tried
+-- on the same copy (10 assets of 10,000 accounts each), was never chosen over the primary key
+-- (a page of 100 read 14 pages) or, for a small wallet, the unique index by name.
+CREATE INDEX addresses_account ON addresses (account_id, id) WHERE account_id IS NOT NULL;
