@@ -126,11 +126,7 @@ func TestRefusals(t *testing.T) {
 func TestListingsPage(t *testing.T) {
 	ctx := context.Background()
 	_, pool := ledgertest.DB(t, pg)
-	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1,
-		MaxTrackedConfirmations: 6, ValidateAddress: func(string) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := ledgertest.Open(t, pool)
 	srv := httptest.NewServer(New(l, nil, "token").Handler())
 	defer srv.Close()
 	get := func(path string, out any) {

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 )
 
@@ -19,11 +18,7 @@ import (
 func TestStatusPageShowsAPageOfAccounts(t *testing.T) {
 	ctx := context.Background()
 	_, pool := ledgertest.DB(t, pg)
-	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1,
-		MaxTrackedConfirmations: 6, ValidateAddress: func(string) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := ledgertest.Open(t, pool)
 	cfg := &config.Config{Asset: config.Asset{Name: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1, MaxTrackedConfirmations: 6}}
 	page := func() string {
 		t.Helper()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestTransactionsListing: every combination of filters lists the asset's transactions that
@@ -12,14 +14,7 @@ import (
 func TestTransactionsListing(t *testing.T) {
 	ctx := context.Background()
 	pool := newPool(t)
-	tenant := func(namespace string) *Ledger {
-		l, err := openAs(t, pool, namespace, "btc", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	shop, payroll := tenant("shop"), tenant("payroll")
+	shop, payroll := tenant(t, pool, "shop"), tenant(t, pool, "payroll")
 
 	type row struct {
 		id                 int64
@@ -155,20 +150,23 @@ func TestTransactionsListing(t *testing.T) {
 	}
 }
 
+// tenant opens the asset btc of a namespace on a database other namespaces' assets share.
+func tenant(t *testing.T, pool *pgxpool.Pool, namespace string) *Ledger {
+	t.Helper()
+	l, err := openAs(t, pool, namespace, "btc", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // TestAccountsAndAddressesPaged: the accounts of an asset, and the receiving addresses of an
 // account, listed a page at a time after the last page's end, are the whole listing, in id
 // order, and none of another asset's or another account's, on a database two assets share.
 func TestAccountsAndAddressesPaged(t *testing.T) {
 	ctx := context.Background()
 	pool := newPool(t)
-	tenant := func(namespace string) *Ledger {
-		l, err := openAs(t, pool, namespace, "btc", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	shop, payroll := tenant("shop"), tenant("payroll")
+	shop, payroll := tenant(t, pool, "shop"), tenant(t, pool, "payroll")
 	// The two assets' accounts interleaved, and shop's first customer's addresses interleaved
 	// with the other customers'.
 	wantAccounts := []int64{shop.FeeAccountID()}
@@ -292,31 +290,49 @@ func TestTransactionsListingReadsItsPage(t *testing.T) {
 	if err := l.pool.QueryRow(ctx, `SELECT (SELECT id FROM accounts WHERE name = 'customer-500'), (SELECT max(id) / 2 FROM transactions)`).Scan(&customer, &mid); err != nil {
 		t.Fatal(err)
 	}
-	// Both plans a statement gets: custom, for its first executions, and the generic one
-	// PostgreSQL may keep for it after five (pgx prepares and caches each statement).
-	conn, err := l.pool.Acquire(ctx)
+	var cases []pageRead
+	for _, c := range []struct {
+		f    TransactionFilter
+		want int
+	}{
+		{TransactionFilter{AccountID: quiet.ID}, 3},
+		{TransactionFilter{State: "needs_review"}, 1},
+		{TransactionFilter{State: "needs_review", Kind: "outgoing", AccountID: busy.ID}, 1},
+		{TransactionFilter{AccountID: customer, Before: mid, Limit: 5}, 5},
+	} {
+		query, args := l.transactionsQuery(c.f)
+		cases = append(cases, pageRead{fmt.Sprintf("%+v", c.f), query, args, c.want})
+	}
+	readsItsPage(t, l, cases)
+}
+
+// pageRead is a listing's statement and arguments, and how many rows it must return.
+type pageRead struct {
+	name  string
+	query string
+	args  []any
+	want  int
+}
+
+// readsItsPage checks that each listing returns its rows reading at most 40 pages of the
+// database, with both plans a statement gets: custom, for its first executions, and the generic
+// one PostgreSQL may keep for it after five (pgx prepares and caches each statement).
+func readsItsPage(t *testing.T, l *Ledger, cases []pageRead) {
+	t.Helper()
+	conn, err := l.pool.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+		if _, err := conn.Exec(context.Background(), "SET plan_cache_mode = "+mode); err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range []struct {
-			f    TransactionFilter
-			want int
-		}{
-			{TransactionFilter{AccountID: quiet.ID}, 3},
-			{TransactionFilter{State: "needs_review"}, 1},
-			{TransactionFilter{State: "needs_review", Kind: "outgoing", AccountID: busy.ID}, 1},
-			{TransactionFilter{AccountID: customer, Before: mid, Limit: 5}, 5},
-		} {
-			query, args := l.transactionsQuery(c.f)
-			rows, blocks, out := analyzed(t, conn, query, args...)
-			t.Logf("%s, %+v: %d rows, %d pages", mode, c.f, rows, blocks)
-			if rows != c.want || blocks > 40 {
-				t.Errorf("%s, %+v: %d rows (want %d) in %d pages:\n%s", mode, c.f, rows, c.want, blocks, out)
+		for _, c := range cases {
+			rows, pages, plan := analyzed(t, conn, c.query, c.args...)
+			t.Logf("%s, %s: %d rows, %d pages", mode, c.name, rows, pages)
+			if rows != c.want || pages > 40 {
+				t.Errorf("%s, %s: %d rows (want %d) in %d pages:\n%s", mode, c.name, rows, c.want, pages, plan)
 			}
 		}
 	}
@@ -354,30 +370,9 @@ func TestAccountsAndAddressesReadTheirPage(t *testing.T) {
 		FROM accounts a WHERE a.name = 'customer-7'`).Scan(&quiet, &busy, &busyMid, &accountsMid); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := l.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []struct {
-			name  string
-			query string
-			args  []any
-			want  int
-		}{
-			{"a quiet account's addresses", receivingAddressesSQL, []any{quiet, l.walletID, 0, Page{}.limit()}, 3},
-			{"a later page of a busy account's addresses", receivingAddressesSQL, []any{busy, l.walletID, busyMid, 5}, 5},
-			{"a later page of the accounts", accountsSQL, []any{l.walletID, accountsMid, 5}, 5},
-		} {
-			rows, pages, plan := analyzed(t, conn, c.query, c.args...)
-			t.Logf("%s, %s: %d rows, %d pages", mode, c.name, rows, pages)
-			if rows != c.want || pages > 40 {
-				t.Errorf("%s, %s: %d rows (want %d) in %d pages:\n%s", mode, c.name, rows, c.want, pages, plan)
-			}
-		}
-	}
+	readsItsPage(t, l, []pageRead{
+		{"a quiet account's addresses", receivingAddressesSQL, []any{quiet, l.walletID, 0, Page{}.limit()}, 3},
+		{"a later page of a busy account's addresses", receivingAddressesSQL, []any{busy, l.walletID, busyMid, 5}, 5},
+		{"a later page of the accounts", accountsSQL, []any{l.walletID, accountsMid, 5}, 5},
+	})
 }

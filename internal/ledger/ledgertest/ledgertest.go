@@ -27,3 +27,15 @@ func DB(t testing.TB, srv *pgtest.Server) (string, *pgxpool.Pool) {
 	}
 	return url, pool
 }
+
+// Open opens the asset btc (bitcoin regtest, credited at 1 confirmation) on pool, taking any
+// address as valid: for tests of what reads the ledger, not of address validation.
+func Open(t testing.TB, pool *pgxpool.Pool) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1,
+		MaxTrackedConfirmations: 6, ValidateAddress: func(string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
