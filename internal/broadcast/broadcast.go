@@ -317,7 +317,11 @@ func (b *Broadcaster) findSend(ctx context.Context, bc *ledger.Broadcast) (strin
 	if err != nil {
 		return "", err
 	}
-	known, err := b.ledger.BroadcastTxIDs(ctx)
+	txids := make([]string, len(sends))
+	for i, s := range sends {
+		txids[i] = s.TxID
+	}
+	known, err := b.ledger.KnownBroadcasts(ctx, txids)
 	if err != nil {
 		return "", err
 	}

@@ -400,6 +400,44 @@ func TestCrashBetweenSendAndRecordIsReconciled(t *testing.T) {
 	f.check(t)
 }
 
+// TestRecoveryDoesNotTakeAnEarlierPaymentForItsOwn: a send paying exactly what an earlier,
+// recorded broadcast paid is recovered as the wallet's new payment after a crash, not matched to
+// the earlier one (the ledger names the wallet's recent sends it already knows).
+func TestRecoveryDoesNotTakeAnEarlierPaymentForItsOwn(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, 5*ledger.Amount(1e8))
+	x := f.address(t)
+	first := f.send(t, x, 100_000_000)
+	earlier, err := New(f.ledger, f.backend, time.Hour, testr.New(t)).Pass(ctx)
+	if err != nil || !earlier.Sent {
+		t.Fatalf("first broadcast: %+v %v", earlier, err)
+	}
+
+	second := f.send(t, x, 100_000_000)
+	crashing := New(f.ledger, f.backend, time.Hour, testr.New(t))
+	errKilled := errors.New("killed between the send and its record")
+	crashing.afterSend = func(string) error { return errKilled }
+	if _, err := crashing.Pass(ctx); !errors.Is(err, errKilled) {
+		t.Fatalf("crash pass: %v", err)
+	}
+	r, err := New(f.ledger, f.backend, time.Hour, testr.New(t)).Pass(ctx)
+	if err != nil || !r.Reconciled || r.Sent || r.TxID == earlier.TxID {
+		t.Fatalf("recovery: %+v %v (the earlier payment is %s)", r, err, earlier.TxID)
+	}
+	if got := f.walletSends(t, map[string]ledger.Amount{x: 100_000_000}); len(got) != 2 {
+		t.Fatalf("the wallet paid %s 1 BTC %d times (%v), want twice: once per send", x, len(got), got)
+	}
+	for _, c := range []struct {
+		id   int64
+		txid string
+	}{{first.ID, earlier.TxID}, {second.ID, r.TxID}} {
+		if tx, _ := f.ledger.Transaction(ctx, c.id); tx.State != "broadcasted" || tx.TxID != c.txid {
+			t.Errorf("send %d: %s in %s, want broadcasted in %s", c.id, tx.State, tx.TxID, c.txid)
+		}
+	}
+	f.check(t)
+}
+
 func TestUnansweredSendWaitsThenSendsOnce(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t, 5*ledger.Amount(1e8))
