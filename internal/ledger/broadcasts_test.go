@@ -14,19 +14,12 @@ func TestKnownBroadcasts(t *testing.T) {
 	pool := newPool(t)
 	shop, payroll := tenant(t, pool, "shop"), tenant(t, pool, "payroll")
 	// 100,000 past broadcasts of shop, one of payroll's, and a deposit of shop's.
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
+	execAll(t, pool, []statement{
 		{`INSERT INTO network_transactions (asset_id, kind, txid, confirmations) SELECT $1, 'broadcast', 'paid-' || g, 6 FROM generate_series(1, 100000) g`, []any{shop.assetID}},
 		{`INSERT INTO network_transactions (asset_id, kind, txid, confirmations) VALUES ($1, 'broadcast', 'payroll-paid', 6)`, []any{payroll.assetID}},
 		{`INSERT INTO network_transactions (asset_id, kind, txid, confirmations) VALUES ($1, 'deposit', 'received', 6)`, []any{shop.assetID}},
 		{`ANALYZE network_transactions`, nil},
-	} {
-		if _, err := pool.Exec(ctx, q.sql, q.args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	asked := []string{"paid-7", "paid-99999", "payroll-paid", "received", "never-seen"}
 	known, err := shop.KnownBroadcasts(ctx, asked)
 	if err != nil {

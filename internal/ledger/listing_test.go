@@ -150,6 +150,22 @@ func TestTransactionsListing(t *testing.T) {
 	}
 }
 
+// statement is one SQL statement and its arguments, for execAll.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// execAll runs a test's set-up statements in order.
+func execAll(t *testing.T, pool *pgxpool.Pool, statements []statement) {
+	t.Helper()
+	for _, s := range statements {
+		if _, err := pool.Exec(context.Background(), s.sql, s.args...); err != nil {
+			t.Fatalf("%s: %v", s.sql, err)
+		}
+	}
+}
+
 // tenant opens the asset btc of a namespace on a database other namespaces' assets share.
 func tenant(t *testing.T, pool *pgxpool.Pool, namespace string) *Ledger {
 	t.Helper()
@@ -264,10 +280,7 @@ func TestTransactionsListingReadsItsPage(t *testing.T) {
 	}
 	// The quiet account's transfers and a send needing review, then 200,000 transfers among a
 	// thousand customers.
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
+	execAll(t, l.pool, []statement{
 		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount)
 			SELECT $1, $2, 'internal', 'done', $3, $4, 1000 FROM generate_series(1, 3)`, []any{l.assetID, l.walletID, quiet.ID, busy.ID}},
 		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount)
@@ -277,11 +290,7 @@ func TestTransactionsListingReadsItsPage(t *testing.T) {
 			SELECT $1, $2, 'internal', 'done', c.ids[1 + g % 1000], c.ids[1 + (7 * g + 1) % 1000], 1000
 			FROM (SELECT array_agg(id ORDER BY id) AS ids FROM accounts WHERE name LIKE 'customer-%') c, generate_series(1, 200000) g`,
 			[]any{l.assetID, l.walletID}},
-	} {
-		if _, err := l.pool.Exec(ctx, q.sql, q.args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if _, err := l.pool.Exec(ctx, `ANALYZE transactions`); err != nil {
 		t.Fatal(err)
 	}
@@ -345,10 +354,7 @@ func readsItsPage(t *testing.T, l *Ledger, cases []pageRead) {
 func TestAccountsAndAddressesReadTheirPage(t *testing.T) {
 	ctx := context.Background()
 	l := open(t, newPool(t))
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
+	execAll(t, l.pool, []statement{
 		{`INSERT INTO accounts (wallet_id, name) SELECT $1, 'customer-' || g FROM generate_series(1, 1000) g`, []any{l.walletID}},
 		{`INSERT INTO addresses (asset_id, wallet_id, account_id, address)
 			SELECT $1, $2, c.ids[1 + g % 1000], 'addr-' || g
@@ -359,11 +365,7 @@ func TestAccountsAndAddressesReadTheirPage(t *testing.T) {
 			SELECT $1, $2, (SELECT id FROM accounts WHERE name = 'quiet'), 'addr-quiet-' || g FROM generate_series(1, 3) g`,
 			[]any{l.assetID, l.walletID}},
 		{`ANALYZE accounts, addresses`, nil},
-	} {
-		if _, err := l.pool.Exec(ctx, q.sql, q.args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	var quiet, busy, busyMid, accountsMid int64
 	if err := l.pool.QueryRow(ctx, `SELECT (SELECT id FROM accounts WHERE name = 'quiet'), a.id,
 			(SELECT id FROM addresses WHERE account_id = a.id ORDER BY id OFFSET 100 LIMIT 1), (SELECT id FROM accounts WHERE name = 'customer-500')
