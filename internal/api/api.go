@@ -3,6 +3,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -147,16 +148,29 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
-// maxPage is the most rows a listing returns at once.
+// maxPage is the most rows a listing (or an events read) returns at once.
 const maxPage = 1000
+
+// queryLimit reads a listing's limit, 1 to maxPage; 0 when it is left out.
+func queryLimit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPage {
+		fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxPage, v)
+		return 0, false
+	}
+	return n, true
+}
 
 // queryPage reads a listing's after and limit: the page of rows after the id after (0 or left
 // out: from the first), at most limit of them. Without limit, all the rest, as before listings
 // were paged; a client with many accounts or addresses should page.
 func queryPage(w http.ResponseWriter, r *http.Request) (ledger.Page, bool) {
 	var p ledger.Page
-	q := r.URL.Query()
-	if v := q.Get("after"); v != "" {
+	if v := r.URL.Query().Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			fail(w, http.StatusBadRequest, "after", "after must be the id the last page ended with (an integer >= 0), got %q", v)
@@ -164,15 +178,9 @@ func queryPage(w http.ResponseWriter, r *http.Request) (ledger.Page, bool) {
 		}
 		p.After = n
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPage {
-			fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxPage, v)
-			return p, false
-		}
-		p.Limit = n
-	}
-	return p, true
+	var ok bool
+	p.Limit, ok = queryLimit(w, r)
+	return p, ok
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool { return decodeBody(w, r, v, false) }
@@ -464,13 +472,9 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Before = id
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPage {
-			fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxPage, v)
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = queryLimit(w, r); !ok {
+		return
 	}
 	txs, err := s.ledger.Transactions(r.Context(), f)
 	if err != nil {
@@ -512,8 +516,7 @@ type Event struct {
 
 // Bounds of GET /v1/events.
 const (
-	maxEventsLimit = 1000
-	maxEventsWait  = 60 * time.Second
+	maxEventsWait = 60 * time.Second
 	// eventsPoll is how often a long poll looks for new events. Events are written by the
 	// helper's own parts, but also by `cryptoassets rescan` runs in other processes, so the
 	// database, not an in-process signal, is asked.
@@ -533,15 +536,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxEventsLimit {
-			fail(w, http.StatusBadRequest, "limit", "limit must be 1-%d, got %q", maxEventsLimit, v)
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r)
+	if !ok {
+		return
 	}
+	limit = cmp.Or(limit, 100)
 	var wait time.Duration
 	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)

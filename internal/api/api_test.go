@@ -212,20 +212,16 @@ func TestListingsPage(t *testing.T) {
 	}
 	var all []item
 	get("/v1/accounts", &all)
-	check("all accounts", ids(all, func(i item) int64 { return i.ID }), wantAccounts)
+	var allIDs []int64
+	for _, a := range all {
+		allIDs = append(allIDs, a.ID)
+	}
+	check("all accounts", allIDs, wantAccounts)
 	check("accounts paged", pages("/v1/accounts?limit=2", func(last int64) string { return "/v1/accounts?limit=2&after=" + itoa(last) }), wantAccounts)
 	addresses := "/v1/accounts/" + itoa(first) + "/addresses"
 	check("addresses paged", pages(addresses+"?limit=2", func(last int64) string { return addresses + "?limit=2&after=" + itoa(last) }), wantAddresses)
 	transactions := "/v1/transactions?account=" + itoa(first)
 	check("transactions paged", pages(transactions+"&limit=2", func(last int64) string { return transactions + "&limit=2&before=" + itoa(last) }), wantTransfers)
-}
-
-func ids[T any](xs []T, id func(T) int64) []int64 {
-	out := make([]int64, len(xs))
-	for i, x := range xs {
-		out[i] = id(x)
-	}
-	return out
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }

@@ -104,12 +104,11 @@ func statusHandler(cfg *config.Config, l *ledger.Ledger, h *health, act *activit
 		ctx := r.Context()
 		dec := l.Coin().Decimals
 		data := struct {
-			Asset         config.Asset
-			Coin, Balance string
-			Health        []statusHealth
-			Accounts      []statusAccount
-			// MoreAccountsAfter: the last account shown, when there are more than statusAccounts.
-			MoreAccountsAfter             int64
+			Asset                         config.Asset
+			Coin, Balance                 string
+			Health                        []statusHealth
+			Accounts                      []statusAccount
+			MoreAccountsAfter             int64 // the last account shown, when there are more than statusAccounts
 			Transactions                  []statusTx
 			LastBroadcast                 *ledger.BroadcastRecord
 			LastNotification, LastCatchUp time.Time

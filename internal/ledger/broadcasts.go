@@ -373,25 +373,22 @@ const knownBroadcastsSQL = `SELECT txid FROM network_transactions WHERE asset_id
 // asset runs (a million in a year at 30 s), and reading them all took as many rows and their
 // memory at the moment a helper recovers an interrupted payment.
 func (l *Ledger) KnownBroadcasts(ctx context.Context, txids []string) (map[string]bool, error) {
-	rows, err := l.pool.Query(ctx, knownBroadcastsSQL, l.assetID, txids)
+	known, err := l.txidSet(ctx, knownBroadcastsSQL, l.assetID, txids)
 	if err != nil {
 		return nil, fmt.Errorf("looking up %d txids among the broadcasts: %w", len(txids), err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("looking up %d txids among the broadcasts: %w", len(txids), err)
-	}
-	out := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
-	}
-	return out, nil
+	return known, nil
 }
 
 // BroadcastTxIDs lists the txids of every broadcast the ledger knows, for an audit that checks
 // each of them against the backend.
 func (l *Ledger) BroadcastTxIDs(ctx context.Context) (map[string]bool, error) {
-	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast'`, l.assetID)
+	return l.txidSet(ctx, `SELECT txid FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast'`, l.assetID)
+}
+
+// txidSet runs a query of txids and returns them as a set.
+func (l *Ledger) txidSet(ctx context.Context, query string, args ...any) (map[string]bool, error) {
+	rows, err := l.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
