@@ -807,17 +807,30 @@ func (c *Client) SendMany(ctx context.Context, outputs map[string]amount.Amount)
 }
 
 // refusedOwnChange reports btcwallet v0.15 refusing its own change address (or, with no outputs,
-// any address of its own it drew, as getnewaddress can): on simnet it reads
-// base58 addresses that start "Sb1" as bech32 and answers "Invalid address or key: <address>"
-// (code -5) for a change address it drew itself. Such a refusal says nothing about the outputs,
-// and must not be taken for an output refusal (the broadcaster would set sends aside for
-// review); an output that is itself such an address is refused as usual.
+// any address of its own it drew, as getnewaddress can): on simnet btcd reads base58 addresses
+// that start "Sb1" as bech32, and refuses the wallet's request to watch one it drew with
+// "Invalid address or key: <address>" (code -5). getnewaddress and getrawchangeaddress pass that
+// refusal on as it is; sendmany wraps it in an internal error, code -32603 and the message
+// "-5: Invalid address or key: <address>" (recorded from btcwallet v0.15.1). Such a refusal says
+// nothing about the outputs, and must not be taken for an output refusal (the broadcaster would
+// set sends aside for review); an output that is itself such an address is refused as usual.
 func (c *Client) refusedOwnChange(err error, outputs map[string]amount.Amount) bool {
 	var rpcErr *btcjson.RPCError
-	if c.opts.Flavor != Btcwallet || c.opts.Network != "simnet" || !errors.As(err, &rpcErr) || rpcErr.Code != btcjson.ErrRPCInvalidAddressOrKey {
+	if c.opts.Flavor != Btcwallet || c.opts.Network != "simnet" || !errors.As(err, &rpcErr) {
 		return false
 	}
-	_, addr, ok := strings.Cut(rpcErr.Message, "Invalid address or key: ")
+	msg := rpcErr.Message
+	switch rpcErr.Code {
+	case btcjson.ErrRPCInvalidAddressOrKey:
+	case btcjson.ErrRPCInternal.Code:
+		var wrapped bool
+		if msg, wrapped = strings.CutPrefix(msg, fmt.Sprintf("%d: ", btcjson.ErrRPCInvalidAddressOrKey)); !wrapped {
+			return false
+		}
+	default:
+		return false
+	}
+	addr, ok := strings.CutPrefix(msg, "Invalid address or key: ")
 	if !ok || !sb1(addr) {
 		return false
 	}

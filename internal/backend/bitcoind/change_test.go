@@ -15,14 +15,17 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 )
 
-// refusingWallet answers sendmany as btcwallet v0.15 does when the change address it draws
-// starts "Sb1" ("Invalid address or key: <address>", code -5), for the first `refusals` calls, and
-// getrawchangeaddress with the same refusal (as btcwallet does, having kept the address).
+// refusingWallet answers sendmany as btcwallet v0.15.1 does when the change address it draws
+// starts "Sb1", for the first `refusals` calls: btcd's refusal wrapped in an internal error,
+// code -32603 and the message "-5: Invalid address or key: <address>" (recorded from a real
+// wallet), or with `direct` btcd's refusal as it is (code -5). getrawchangeaddress gets the
+// refusal as it is, as btcwallet answers having kept the address.
 // getnewaddress gets the refusal for its first `refusals` calls too, then hands out addresses in
 // turn (the last again once they run out).
 type refusingWallet struct {
 	refused   string
 	refusals  int
+	direct    bool
 	addresses []string
 	mu        sync.Mutex
 	calls     []string
@@ -44,11 +47,15 @@ func (w *refusingWallet) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.mu.Unlock()
 	reply := map[string]any{"id": req.ID, "result": nil, "error": nil}
 	refusal := map[string]any{"code": -5, "message": "Invalid address or key: " + w.refused}
+	sendRefusal := map[string]any{"code": -32603, "message": "-5: Invalid address or key: " + w.refused}
+	if w.direct {
+		sendRefusal = refusal
+	}
 	switch {
 	case req.Method == "getrawchangeaddress":
 		reply["error"] = refusal
 	case req.Method == "sendmany" && sends <= w.refusals:
-		reply["error"] = refusal
+		reply["error"] = sendRefusal
 	case req.Method == "sendmany":
 		reply["result"] = strings.Repeat("ab", 32)
 	case req.Method == "getnewaddress" && news <= w.refusals:
@@ -76,17 +83,19 @@ func TestSendManyMovesPastARefusedChangeAddress(t *testing.T) {
 		flavor   string
 		refused  string
 		refusals int
+		direct   bool
 		wantErr  error
 		calls    string
 	}{
-		{"change refused once", Btcwallet, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 1, nil, "sendmany getrawchangeaddress sendmany"},
-		{"change refused twice", Btcwallet, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 2, backend.ErrOutputRefused, "sendmany getrawchangeaddress sendmany"},
-		{"an output refused", Btcwallet, output, 1, backend.ErrOutputRefused, "sendmany"},
-		{"another address refused", Btcwallet, "SNN7F4L5pZFSQdMTzzyw1batvdzAvEKiht", 1, backend.ErrOutputRefused, "sendmany"},
-		{"Bitcoin Core", BitcoinCore, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 1, backend.ErrOutputRefused, "sendmany"},
+		{"change refused once", Btcwallet, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 1, false, nil, "sendmany getrawchangeaddress sendmany"},
+		{"change refused once, btcd's code as it is", Btcwallet, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 1, true, nil, "sendmany getrawchangeaddress sendmany"},
+		{"change refused twice", Btcwallet, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 2, false, backend.ErrOutputRefused, "sendmany getrawchangeaddress sendmany"},
+		{"an output refused", Btcwallet, output, 1, false, backend.ErrOutputRefused, "sendmany"},
+		{"another address refused", Btcwallet, "SNN7F4L5pZFSQdMTzzyw1batvdzAvEKiht", 1, false, backend.ErrOutputRefused, "sendmany"},
+		{"Bitcoin Core", BitcoinCore, "Sb1CmQd52fmy78f2zqAb6YMXGWND6Uu3Zm", 1, true, backend.ErrOutputRefused, "sendmany"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &refusingWallet{refused: tc.refused, refusals: tc.refusals}
+			w := &refusingWallet{refused: tc.refused, refusals: tc.refusals, direct: tc.direct}
 			srv := httptest.NewServer(w)
 			defer srv.Close()
 			c, err := New(Options{URL: srv.URL, Flavor: tc.flavor, User: "u", Password: "p", Timeout: 10 * time.Second, Coin: "bitcoin", Network: "simnet"})
