@@ -5,32 +5,68 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
+// auditPage is how many network transactions the audit reads from the ledger at a time: its
+// memory is a page's, not the history's, and it runs in the helper's container, under the
+// helper's memory limit.
+const auditPage = 500
+
 // Audit checks the ledger against the backend's chain, where `ledger check` checks it only
 // against itself: every credited deposit is on the best chain with at least the asset's
 // threshold and pays what the ledger booked, and every transaction we broadcast exists. It
-// changes nothing; a catch-up would repair most of what it finds, so run it after one.
+// changes nothing; a catch-up would repair most of what it finds, so run it after one. It walks
+// the history a page at a time, oldest first.
 func (in *Intake) Audit(ctx context.Context) ([]ledger.Violation, error) {
+	return in.audit(ctx, auditPage)
+}
+
+func (in *Intake) audit(ctx context.Context, pageSize int) ([]ledger.Violation, error) {
 	var out []ledger.Violation
-	credited, err := in.ledger.CreditedDeposits(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing credited deposits: %w", err)
-	}
-	byTx := map[string][]ledger.Observation{}
-	var order []string
-	for _, o := range credited {
-		if _, ok := byTx[o.TxID]; !ok {
-			order = append(order, o.TxID)
+	for page := (ledger.Page{Limit: pageSize}); ; {
+		credited, last, err := in.ledger.CreditedDeposits(ctx, page)
+		if err != nil {
+			return nil, err
 		}
-		byTx[o.TxID] = append(byTx[o.TxID], o)
+		if len(credited) == 0 {
+			break
+		}
+		if out, err = in.auditDeposits(ctx, credited, out); err != nil {
+			return nil, err
+		}
+		page.After = last
 	}
+	for page := (ledger.Page{Limit: pageSize}); ; {
+		txids, last, err := in.ledger.BroadcastTxIDs(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		if len(txids) == 0 {
+			break
+		}
+		if out, err = in.auditBroadcasts(ctx, txids, out); err != nil {
+			return nil, err
+		}
+		page.After = last
+	}
+	return out, nil
+}
+
+// auditDeposits checks a page of credited deposit outputs, each transaction's outputs together,
+// and appends what it finds to out.
+func (in *Intake) auditDeposits(ctx context.Context, credited []ledger.Observation, out []ledger.Violation) ([]ledger.Violation, error) {
 	threshold := in.ledger.Confirmations()
-	for _, txid := range order {
+	for len(credited) > 0 {
+		txid := credited[0].TxID
+		n := 1
+		for n < len(credited) && credited[n].TxID == txid {
+			n++
+		}
+		outputs := credited[:n]
+		credited = credited[n:]
 		tx, err := in.backend.Transaction(ctx, txid)
 		switch {
 		case errors.Is(err, backend.ErrUnknownTransaction):
@@ -47,7 +83,7 @@ func (in *Intake) Audit(ctx context.Context) ([]ledger.Violation, error) {
 			out = append(out, ledger.Violation{Check: "credited deposits are on the chain",
 				Detail: fmt.Sprintf("deposit %s is credited but has %d confirmations on the best chain, below the threshold %d", txid, tx.Confirmations, threshold)})
 		}
-		for _, o := range byTx[txid] {
+		for _, o := range outputs {
 			i := slices.IndexFunc(tx.Received, func(r backend.Output) bool { return r.Index == o.Output })
 			if i < 0 || tx.Received[i].Address != o.Address || tx.Received[i].Amount != o.Amount {
 				out = append(out, ledger.Violation{Check: "credited deposits pay what the ledger booked",
@@ -55,16 +91,13 @@ func (in *Intake) Audit(ctx context.Context) ([]ledger.Violation, error) {
 			}
 		}
 	}
-	broadcasts, err := in.ledger.BroadcastTxIDs(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing broadcasts: %w", err)
-	}
-	ids := make([]string, 0, len(broadcasts))
-	for id := range broadcasts {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, txid := range ids {
+	return out, nil
+}
+
+// auditBroadcasts checks that each of a page of our broadcasts exists and was not double-spent,
+// and appends what it finds to out.
+func (in *Intake) auditBroadcasts(ctx context.Context, txids []string, out []ledger.Violation) ([]ledger.Violation, error) {
+	for _, txid := range txids {
 		tx, err := in.backend.Transaction(ctx, txid)
 		switch {
 		case errors.Is(err, backend.ErrUnknownTransaction):

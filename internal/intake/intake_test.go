@@ -394,3 +394,57 @@ func TestCatchUpDoesNotLookUpWhatItJustListedMined(t *testing.T) {
 	}
 	f.check(t)
 }
+
+// TestAuditFindsWhatIsWrongOnAnyPage: the chain audit, walking the history one network
+// transaction per page, checks every credited deposit and every broadcast: on a ledger of four
+// credited deposits (one paying two of our addresses at once) with one booked amount altered on
+// the last page, and two broadcasts of which the backend knows one, it names exactly the altered
+// output and the unknown broadcast, as it does reading everything at once.
+func TestAuditFindsWhatIsWrongOnAnyPage(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice, err := f.ledger.CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txids []string
+	for i := range 3 {
+		txids = append(txids, node.MustPay(t, f.receivingAddress(t, alice.ID), int64(1_000_000*(i+1))))
+	}
+	both, err := f.backend.SendMany(ctx, map[string]ledger.Amount{
+		f.receivingAddress(t, alice.ID): 4_000_000, f.receivingAddress(t, alice.ID): 5_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txids = append(txids, both)
+	node.MustMine(t, 3)
+	if r, err := f.intake.CatchUp(ctx); err != nil || r.Credited != 5 {
+		t.Fatalf("catch-up: %+v %v", r, err)
+	}
+	var asset int64
+	if err := f.pool.QueryRow(ctx, `SELECT asset_id FROM network_transactions WHERE txid = $1`, txids[0]).Scan(&asset); err != nil {
+		t.Fatal(err)
+	}
+	ghost := strings.Repeat("ab", 32)
+	if _, err := f.pool.Exec(ctx, `UPDATE transactions SET amount = amount + 1 WHERE network_transaction_id =
+			(SELECT id FROM network_transactions WHERE txid = $1 AND kind = 'deposit') AND amount = 5000000`, both); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Exec(ctx, `INSERT INTO network_transactions (asset_id, kind, txid, confirmations)
+			VALUES ($1, 'broadcast', $2, 6), ($1, 'broadcast', $3, 6)`, asset, txids[1], ghost); err != nil {
+		t.Fatal(err)
+	}
+	for _, pageSize := range []int{1, 0} {
+		v, err := f.intake.audit(ctx, pageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != 2 || !strings.Contains(v[0].Detail, both) || !strings.Contains(v[0].Detail, "booked as 5000001") ||
+			!strings.Contains(v[1].Detail, "broadcast "+ghost+" is not known") {
+			t.Errorf("pages of %d: %+v", pageSize, v)
+		}
+	}
+}

@@ -380,10 +380,29 @@ func (l *Ledger) KnownBroadcasts(ctx context.Context, txids []string) (map[strin
 	return known, nil
 }
 
-// BroadcastTxIDs lists the txids of every broadcast the ledger knows, for an audit that checks
-// each of them against the backend.
-func (l *Ledger) BroadcastTxIDs(ctx context.Context) (map[string]bool, error) {
-	return l.txidSet(ctx, `SELECT txid FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast'`, l.assetID)
+// broadcastTxIDsSQL lists a page of the asset's broadcasts in id order, walking the primary key
+// from $2 on (see creditedDepositsSQL).
+const broadcastTxIDsSQL = `SELECT id, txid FROM network_transactions
+	WHERE asset_id = $1 AND kind = 'broadcast' AND id > $2 ORDER BY id LIMIT $3`
+
+// BroadcastTxIDs lists the txids of the asset's broadcasts, for an audit that checks each of
+// them against the backend, a page at a time in the order they were made: those with an id above
+// page.After, and the id of the last (page.After when there are none left).
+func (l *Ledger) BroadcastTxIDs(ctx context.Context, page Page) (txids []string, last int64, err error) {
+	rows, err := l.pool.Query(ctx, broadcastTxIDsSQL, l.assetID, page.After, page.limit())
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing broadcasts after network transaction %d: %w", page.After, err)
+	}
+	last = page.After
+	txids, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var txid string
+		err := r.Scan(&last, &txid)
+		return txid, err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing broadcasts after network transaction %d: %w", page.After, err)
+	}
+	return txids, last, nil
 }
 
 // txidSet runs a query of txids and returns them as a set.

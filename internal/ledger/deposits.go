@@ -741,10 +741,44 @@ func (l *Ledger) OpenDeposits(ctx context.Context, except ...string) ([]Observat
 		l.opts.MaxTrackedConfirmations, except)
 }
 
+// creditedDepositsSQL lists the credited deposit outputs of a page of the asset's network
+// transactions ($2 the id after which the page starts, $3 its size in network transactions), in
+// id order. The page is counted in network transactions, not outputs, so a transaction's
+// outputs are never split between pages. The page walks the primary key from $2 on: one pass
+// over the table for a whole audit, however many assets share it; an index of its own would cost
+// every deposit written for a command run by hand. The credited check repeats the bound: the
+// planner merges the two walks, and without it walked the bookings from the first on every page.
+const creditedDepositsSQL = `SELECT n.id, n.txid, t.output_index, a.address, t.amount, n.confirmations
+	FROM network_transactions n
+	JOIN transactions t ON t.network_transaction_id = n.id
+	JOIN addresses a ON a.id = t.address_id
+	WHERE n.id IN (SELECT p.id FROM network_transactions p
+			WHERE p.asset_id = $1 AND p.kind = 'deposit' AND p.id > $2
+			  AND EXISTS (SELECT FROM transactions c WHERE c.network_transaction_id = p.id AND c.network_transaction_id > $2 AND c.kind = 'deposit' AND c.credited)
+			ORDER BY p.id LIMIT $3)
+	  AND t.asset_id = $1 AND t.kind = 'deposit' AND t.credited
+	ORDER BY n.id, t.output_index`
+
 // CreditedDeposits lists the asset's credited deposit outputs as the ledger booked them, for a
-// check against the chain.
-func (l *Ledger) CreditedDeposits(ctx context.Context) ([]Observation, error) {
-	return l.deposits(ctx, `t.credited`)
+// check against the chain, a page at a time: the outputs of the next page.Limit network
+// transactions with an id above page.After that have any credited, and the id of the last of
+// them (page.After when there are none left). A history of millions of deposits is then checked
+// in the memory of one page, where the helper it runs beside has a memory limit.
+func (l *Ledger) CreditedDeposits(ctx context.Context, page Page) (obs []Observation, last int64, err error) {
+	rows, err := l.pool.Query(ctx, creditedDepositsSQL, l.assetID, page.After, page.limit())
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing credited deposits after network transaction %d: %w", page.After, err)
+	}
+	last = page.After
+	obs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
+		var o Observation
+		err := r.Scan(&last, &o.TxID, &o.Output, &o.Address, &o.Amount, &o.Confirmations)
+		return o, err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing credited deposits after network transaction %d: %w", page.After, err)
+	}
+	return obs, last, nil
 }
 
 // deposits lists the asset's deposit outputs that meet cond ($1 is the asset; args follow). The
