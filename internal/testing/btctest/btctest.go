@@ -370,6 +370,8 @@ func (n *Node) walletAfterLostBlocks(stalled error) error {
 	if err := n.WaitWalletHeight(height); err != nil {
 		return fmt.Errorf("btcwallet restarted after it lost blocks (%v) and still did not catch up: %w", stalled, err)
 	}
+	// Said in the test output, so a CI log tells how often the stall comes.
+	fmt.Fprintf(os.Stderr, "btctest: btcwallet lost blocks while set-up mined (%v); restarted, it caught up to height %d\n", stalled, height)
 	return nil
 }
 
