@@ -181,7 +181,7 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 	if err != nil {
 		return err
 	}
-	mined.add(txs, ours)
+	mined.add(txs, ours, in.ledger.TrackedConfirmations())
 	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
 		return fmt.Errorf("moving the cursor: %w", err)
 	}
@@ -197,11 +197,15 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 // chain for double spends), as is one whose booking failed.
 type minedNow map[string]bool
 
-// add adds the transactions of txs that are mined and, as ours says of each, pay us: only those
-// can have open deposits, and the re-check's listing is told to leave them out.
-func (m minedNow) add(txs []backend.Transaction, ours []bool) {
+// add adds the transactions of txs that are mined below the tracking horizon and, as ours says
+// of each, pay us: only those can have open deposits, and the re-check's listing is told to leave
+// them out. One listed at the horizon or deeper has just been booked at the horizon, so the
+// re-check would not list it anyway; keeping it out holds the set to the last few blocks' deposits,
+// where a rescan of a long history held every transaction that ever paid us (about 100 MiB a
+// million, and as much again to send them to the database).
+func (m minedNow) add(txs []backend.Transaction, ours []bool, horizon int32) {
 	for i, t := range txs {
-		if ours[i] && t.Confirmations > 0 && !t.Conflicted {
+		if ours[i] && t.Confirmations > 0 && t.Confirmations < horizon && !t.Conflicted {
 			m[t.TxID] = true
 		}
 	}
@@ -292,7 +296,7 @@ func (in *Intake) Rescan(ctx context.Context, fromHeight int64, progress func(Re
 		if err != nil {
 			return err
 		}
-		mined.add(b.Transactions, ours)
+		mined.add(b.Transactions, ours, in.ledger.TrackedConfirmations())
 		out.Done, out.Total, out.Unit = b.Done, b.Total, b.Unit
 		if progress != nil {
 			progress(out.RescanProgress)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -446,5 +448,26 @@ func TestAuditFindsWhatIsWrongOnAnyPage(t *testing.T) {
 			!strings.Contains(v[1].Detail, "broadcast "+ghost+" is not known") {
 			t.Errorf("pages of %d: %+v", pageSize, v)
 		}
+	}
+}
+
+// TestMinedNowHoldsOnlyWhatTheRecheckCouldList: what a pass remembers to leave out of its
+// re-check is the transactions paying us mined below the tracking horizon, the only ones the
+// ledger can still have open after booking them; a rescan of years of history remembers the last
+// few blocks' deposits, not every one.
+func TestMinedNowHoldsOnlyWhatTheRecheckCouldList(t *testing.T) {
+	txs := []backend.Transaction{
+		{TxID: "mined", Confirmations: 1},
+		{TxID: "below the horizon", Confirmations: 5},
+		{TxID: "at the horizon", Confirmations: 6},
+		{TxID: "deep", Confirmations: 40_000},
+		{TxID: "unmined", Confirmations: 0},
+		{TxID: "double-spent", Confirmations: -1, Conflicted: true},
+		{TxID: "not ours", Confirmations: 3},
+	}
+	mined := minedNow{}
+	mined.add(txs, []bool{true, true, true, true, true, true, false}, 6)
+	if got := strings.Join(slices.Sorted(maps.Keys(mined)), ", "); got != "below the horizon, mined" {
+		t.Errorf("remembered %s, want only the two mined below the horizon", got)
 	}
 }

@@ -79,3 +79,7 @@ func Check(ctx context.Context, pool *pgxpool.Pool) ([]Violation, error) {
 
 // Confirmations is the asset's threshold for crediting a deposit.
 func (l *Ledger) Confirmations() int32 { return l.opts.Confirmations }
+
+// TrackedConfirmations is the tracking horizon: a deposit is followed until its transaction has
+// this many confirmations, and booked with at most this many.
+func (l *Ledger) TrackedConfirmations() int32 { return l.opts.MaxTrackedConfirmations }
