@@ -26,33 +26,36 @@ func (in *Intake) Audit(ctx context.Context) ([]ledger.Violation, error) {
 
 func (in *Intake) audit(ctx context.Context, pageSize int) ([]ledger.Violation, error) {
 	var out []ledger.Violation
-	for page := (ledger.Page{Limit: pageSize}); ; {
-		credited, last, err := in.ledger.CreditedDeposits(ctx, page)
-		if err != nil {
-			return nil, err
-		}
-		if len(credited) == 0 {
-			break
-		}
-		if out, err = in.auditDeposits(ctx, credited, out); err != nil {
-			return nil, err
-		}
-		page.After = last
+	err := walk(ctx, pageSize, in.ledger.CreditedDeposits, func(credited []ledger.Observation) (err error) {
+		out, err = in.auditDeposits(ctx, credited, out)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	for page := (ledger.Page{Limit: pageSize}); ; {
-		txids, last, err := in.ledger.BroadcastTxIDs(ctx, page)
-		if err != nil {
-			return nil, err
-		}
-		if len(txids) == 0 {
-			break
-		}
-		if out, err = in.auditBroadcasts(ctx, txids, out); err != nil {
-			return nil, err
-		}
-		page.After = last
+	err = walk(ctx, pageSize, in.ledger.BroadcastTxIDs, func(txids []string) (err error) {
+		out, err = in.auditBroadcasts(ctx, txids, out)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// walk reads a ledger listing a page at a time, oldest first, and hands each page to check until
+// the listing runs out.
+func walk[T any](ctx context.Context, size int, list func(context.Context, ledger.Page) ([]T, int64, error), check func([]T) error) error {
+	for page := (ledger.Page{Limit: size}); ; {
+		rows, last, err := list(ctx, page)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		if err := check(rows); err != nil {
+			return err
+		}
+		page.After = last
+	}
 }
 
 // auditDeposits checks a page of credited deposit outputs, each transaction's outputs together,
