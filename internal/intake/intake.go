@@ -153,6 +153,8 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 	from := ""
 	if ok {
 		from = cur.Hash
+	} else if started, err := in.startAtTip(ctx); err != nil || started {
+		return err
 	}
 	txs, tip, err := in.backend.Since(ctx, from)
 	if errors.Is(err, backend.ErrRejected) && from != "" {
@@ -186,6 +188,29 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 		return fmt.Errorf("moving the cursor: %w", err)
 	}
 	return nil
+}
+
+// startAtTip starts a ledger that has neither a cursor nor a receiving address at the backend's
+// tip, and says whether it did. Nothing in the wallet's history can be booked to such a ledger,
+// and reading it all is the one listing with no bound: a new asset on a wallet with years of
+// history would wait for (or time out on) a reply of hundreds of megabytes to book nothing. The
+// tip is read before the addresses are looked for: an address handed out after the look is paid
+// after it, so in a block above that tip or unconfirmed, which the next listing since the tip
+// returns. A ledger with an address (a restored database, say) reads the whole history as before.
+func (in *Intake) startAtTip(ctx context.Context) (bool, error) {
+	tip, err := in.backend.Tip(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading the tip to start the cursor at: %w", err)
+	}
+	has, err := in.ledger.HasReceivingAddresses(ctx)
+	if err != nil || has {
+		return false, err
+	}
+	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
+		return false, fmt.Errorf("starting the cursor at the tip: %w", err)
+	}
+	in.log.Info("no receiving address yet: the cursor starts at the tip, without reading the wallet's history", "height", tip.Height, "hash", tip.Hash)
+	return true, nil
 }
 
 // minedNow are the transactions a pass has just booked as the backend listed them, mined on its

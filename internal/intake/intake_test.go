@@ -471,3 +471,57 @@ func TestMinedNowHoldsOnlyWhatTheRecheckCouldList(t *testing.T) {
 		t.Errorf("remembered %s, want only the two mined below the horizon", got)
 	}
 }
+
+// TestFirstCatchUpWithNoAddressStartsAtTheTip: a new ledger with no receiving address starts its
+// cursor at the tip without listing the wallet's history, of which it could book nothing, and
+// books what is paid to an address it hands out afterwards. A new ledger that already has an
+// address (a restored database) reads the whole history and books the payment made before.
+func TestFirstCatchUpWithNoAddressStartsAtTheTip(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	counter, url := btctest.CountingProxy(t, node.WalletURL())
+	counted := New(f.ledger, wallettest.Backend(t, node, url), testr.New(t))
+	node.MustPay(t, f.receivingAddressOutsideTheLedger(t), 1_000_000) // history the ledger has no part in
+	node.MustMine(t, 1)
+	if r, err := counted.CatchUp(ctx); err != nil || r.Seen != 0 {
+		t.Fatalf("first catch-up: %+v %v", r, err)
+	}
+	if n := counter.Count("listsinceblock"); n != 0 {
+		t.Errorf("the first catch-up of a ledger with no address listed the history %d times", n)
+	}
+	cur, ok, err := f.ledger.Cursor(ctx)
+	tip, _ := f.backend.Tip(ctx)
+	if err != nil || !ok || cur != (ledger.Cursor{Height: tip.Height, Hash: tip.Hash}) {
+		t.Fatalf("cursor %+v %v %v, want the tip %+v", cur, ok, err, tip)
+	}
+	alice, err := f.ledger.CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.MustPay(t, f.receivingAddress(t, alice.ID), 2_000_000)
+	node.MustMine(t, 3)
+	if r, err := counted.CatchUp(ctx); err != nil || r.Booked != 1 || r.Credited != 1 || f.balance(t, alice.ID) != 2_000_000 {
+		t.Fatalf("catch-up after the first address was paid: %+v %v, balance %d", r, err, f.balance(t, alice.ID))
+	}
+
+	restored := setup(t)
+	bob, err := restored.ledger.CreateAccount(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.MustPay(t, restored.receivingAddress(t, bob.ID), 3_000_000)
+	node.MustMine(t, 3)
+	if r, err := restored.intake.CatchUp(ctx); err != nil || r.Credited != 1 || restored.balance(t, bob.ID) != 3_000_000 {
+		t.Fatalf("first catch-up of a ledger with an address: %+v %v, balance %d", r, err, restored.balance(t, bob.ID))
+	}
+}
+
+// receivingAddressOutsideTheLedger is a new address of the wallet the ledger does not know.
+func (f *fixture) receivingAddressOutsideTheLedger(t *testing.T) string {
+	t.Helper()
+	addr, err := f.backend.NewAddress(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}

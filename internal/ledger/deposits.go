@@ -717,6 +717,17 @@ func (l *Ledger) Cursor(ctx context.Context) (c Cursor, ok bool, err error) {
 	return c, err == nil, err
 }
 
+// HasReceivingAddresses says whether the asset has handed out any receiving address: without
+// one, nothing in the wallet's history can be booked.
+func (l *Ledger) HasReceivingAddresses(ctx context.Context) (bool, error) {
+	var has bool
+	err := l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM addresses WHERE asset_id = $1 AND account_id IS NOT NULL)`, l.assetID).Scan(&has)
+	if err != nil {
+		return false, fmt.Errorf("looking for receiving addresses: %w", err)
+	}
+	return has, nil
+}
+
 // SetCursor records the last block catch-up fully processed.
 func (l *Ledger) SetCursor(ctx context.Context, c Cursor) error {
 	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
