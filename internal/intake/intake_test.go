@@ -58,12 +58,19 @@ func setup(t *testing.T) *fixture {
 	return &fixture{pool: pool, ledger: l, backend: b, intake: New(l, b, testr.New(t))}
 }
 
-func (f *fixture) receivingAddress(t *testing.T, account int64) string {
+// walletAddress is a new address of the wallet, which the ledger does not know.
+func (f *fixture) walletAddress(t *testing.T) string {
 	t.Helper()
 	addr, err := f.backend.NewAddress(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr
+}
+
+func (f *fixture) receivingAddress(t *testing.T, account int64) string {
+	t.Helper()
+	addr := f.walletAddress(t)
 	if _, err := f.ledger.AddReceivingAddress(context.Background(), account, addr, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +488,7 @@ func TestFirstCatchUpWithNoAddressStartsAtTheTip(t *testing.T) {
 	f := setup(t)
 	counter, url := btctest.CountingProxy(t, node.WalletURL())
 	counted := New(f.ledger, wallettest.Backend(t, node, url), testr.New(t))
-	node.MustPay(t, f.receivingAddressOutsideTheLedger(t), 1_000_000) // history the ledger has no part in
+	node.MustPay(t, f.walletAddress(t), 1_000_000) // history the ledger has no part in
 	node.MustMine(t, 1)
 	if r, err := counted.CatchUp(ctx); err != nil || r.Seen != 0 {
 		t.Fatalf("first catch-up: %+v %v", r, err)
@@ -514,14 +521,4 @@ func TestFirstCatchUpWithNoAddressStartsAtTheTip(t *testing.T) {
 	if r, err := restored.intake.CatchUp(ctx); err != nil || r.Credited != 1 || restored.balance(t, bob.ID) != 3_000_000 {
 		t.Fatalf("first catch-up of a ledger with an address: %+v %v, balance %d", r, err, restored.balance(t, bob.ID))
 	}
-}
-
-// receivingAddressOutsideTheLedger is a new address of the wallet the ledger does not know.
-func (f *fixture) receivingAddressOutsideTheLedger(t *testing.T) string {
-	t.Helper()
-	addr, err := f.backend.NewAddress(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
