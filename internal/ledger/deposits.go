@@ -745,11 +745,26 @@ func (l *Ledger) SetCursor(ctx context.Context, c Cursor) error {
 // out: a caller that has just heard about those has no use for them, and a catch-up that booked
 // a thousand mined deposits would otherwise read each back only to skip it.
 func (l *Ledger) OpenDeposits(ctx context.Context, except ...string) ([]Observation, error) {
-	// NOT IN a subquery, not <> ALL(array): the server hashes the subquery's rows once, where it
-	// would compare each open deposit with every element of a bound array (a rescan's holds
-	// every transaction of the wallet's history that paid us).
-	return l.deposits(ctx, `n.confirmations < $2 AND t.state <> 'conflicted' AND n.txid NOT IN (SELECT unnest($3::text[]))`,
-		l.opts.MaxTrackedConfirmations, except)
+	// The network transactions' own asset and kind are given too (a deposit's always match its
+	// own), so the condition on their confirmations is found through network_transactions_followed
+	// rather than by reading the asset's whole history. NOT IN a subquery, not <> ALL(array): the
+	// server hashes the subquery's rows once, where it would compare each open deposit with every
+	// element of a bound array.
+	rows, err := l.pool.Query(ctx, `SELECT n.txid, t.output_index, a.address, t.amount, n.confirmations
+		FROM transactions t
+		JOIN network_transactions n ON n.id = t.network_transaction_id
+		JOIN addresses a ON a.id = t.address_id
+		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.asset_id = $1 AND n.kind = 'deposit'
+		  AND n.confirmations < $2 AND t.state <> 'conflicted' AND n.txid NOT IN (SELECT unnest($3::text[]))
+		ORDER BY n.id, t.output_index`, l.assetID, l.opts.MaxTrackedConfirmations, except)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
+		var o Observation
+		err := r.Scan(&o.TxID, &o.Output, &o.Address, &o.Amount, &o.Confirmations)
+		return o, err
+	})
 }
 
 // creditedDepositsSQL lists the credited deposit outputs of a page of the asset's network
@@ -790,25 +805,4 @@ func (l *Ledger) CreditedDeposits(ctx context.Context, page Page) (obs []Observa
 		return nil, 0, fmt.Errorf("listing credited deposits after network transaction %d: %w", page.After, err)
 	}
 	return obs, last, nil
-}
-
-// deposits lists the asset's deposit outputs that meet cond ($1 is the asset; args follow). The
-// network transactions' own asset and kind are given too (a deposit's always match its own), so a
-// condition on their confirmations is found through network_transactions_followed rather than by
-// reading the asset's whole history.
-func (l *Ledger) deposits(ctx context.Context, cond string, args ...any) ([]Observation, error) {
-	rows, err := l.pool.Query(ctx, `SELECT n.txid, t.output_index, a.address, t.amount, n.confirmations
-		FROM transactions t
-		JOIN network_transactions n ON n.id = t.network_transaction_id
-		JOIN addresses a ON a.id = t.address_id
-		WHERE t.asset_id = $1 AND t.kind = 'deposit' AND n.asset_id = $1 AND n.kind = 'deposit' AND `+cond+`
-		ORDER BY n.id, t.output_index`, append([]any{l.assetID}, args...)...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
-		var o Observation
-		err := r.Scan(&o.TxID, &o.Output, &o.Address, &o.Amount, &o.Confirmations)
-		return o, err
-	})
 }
