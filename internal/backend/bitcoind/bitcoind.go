@@ -87,7 +87,8 @@ type Client struct {
 	chain chainMemo
 	// slots bounds the requests open at the node, abandoned ones included.
 	slots *slots
-	// parsers read the listings; a parser keeps the memory of its last listing for the next.
+	// parsers read the listings; a parser keeps the memory of its largest piece (a listing's
+	// entry, a page of headers, a broadcast's transaction) for the next.
 	parsers fastjson.ParserPool
 }
 
@@ -280,8 +281,10 @@ func (c *Client) call(ctx context.Context, method string, result any, params []a
 	if err != nil {
 		return fmt.Errorf("%s: %w: reading the reply: %v", method, backend.ErrUnreachable, err)
 	}
-	into, ok := result.(listResult)
-	if !ok {
+	into := result
+	switch result.(type) {
+	case listResult, streamedResult:
+	default:
 		into = anyResult{v: result}
 	}
 	p := c.parsers.Get()

@@ -28,35 +28,103 @@ import (
 // number, not a string. Every other reply is a few hundred bytes: its result is handed to
 // encoding/json (anyResult).
 
-// listResult is a listing's result, read from its parsed JSON.
+// listResult is a result read from its JSON parsed whole: a page of headers, a transaction.
 type listResult interface {
 	decodeJSON(v *fastjson.Value) error
 }
 
+// streamedResult is a result whose entries are parsed one at a time from the reply's text, with
+// the parser reused for each: the wallet's listings. A listing of the wallet's whole history (a
+// rescan from 0, a catch-up whose cursor was refused) has no bound, and parsed whole its tree
+// took over 20 times its text: 7.8 KB an entry of 357 bytes (testListing's entries, measured with
+// a scratch test), so some 30,000 entries filled the helper's default 256 MiB limit, and the
+// pooled parser kept the tree, and a copy of the text, for its next call. Entry by entry, the
+// tree is one entry's, and a listing of 100,000 entries allocates 460 bytes an entry, the
+// entries themselves (352 bytes each) most of it.
+type streamedResult interface {
+	// decodeStream reads the valid JSON value at b[at] and returns where it ends.
+	decodeStream(p *fastjson.Parser, b []byte, at int) (end int, err error)
+}
+
 // decodeReply reads a JSON-RPC reply: the node's error, if it sent one, or else its result into
-// result. err says the reply is not such a reply, or its result not what result reads.
-func decodeReply(p *fastjson.Parser, body []byte, result listResult) (rpcErr *btcjson.RPCError, err error) {
-	v, err := p.ParseBytes(body)
+// result, a listResult or a streamedResult. err says the reply is not such a reply, or its
+// result not what result reads. The reply's members are found by their text (walkObject), and
+// only the error and the result are parsed.
+func decodeReply(p *fastjson.Parser, body []byte, result any) (rpcErr *btcjson.RPCError, err error) {
+	if i := skipSpace(body, 0); i < len(body) && body[i] != '{' {
+		if err := fastjson.ValidateBytes(body); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the reply is a JSON %s, not an object", jsonKind(body[i]))
+	}
+	var errText []byte
+	var resultErr error
+	end, err := walkObject(body, 0, func(key []byte, at int) (int, error) {
+		switch string(key) {
+		case "error":
+			end, err := skipChecked(body, at)
+			errText = body[at:end]
+			return end, err
+		case "result":
+			end, err := decodeResult(p, body, at, result)
+			if resultErr = err; err != nil {
+				// The node's error, after the result, is still to be read, if the result's
+				// text ends where it should.
+				if end, err = skipValue(body, at); err != nil {
+					return end, resultErr
+				}
+			}
+			return end, nil
+		}
+		return skipChecked(body, at)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := v.Object(); err != nil {
-		return nil, fmt.Errorf("the reply is a JSON %s, not an object", v.Type())
+	if end = skipSpace(body, end); end < len(body) {
+		return nil, syntaxError(body, end, "the end of the reply")
 	}
-	if e := v.Get("error"); e != nil && e.Type() != fastjson.TypeNull {
+	if len(errText) > 0 && !isNull(errText, 0) {
 		// Small and rare: encoding/json reads it as everywhere else.
 		var out btcjson.RPCError
-		if err := json.Unmarshal(e.MarshalTo(nil), &out); err != nil {
+		if err := json.Unmarshal(errText, &out); err != nil {
 			return nil, fmt.Errorf("error: %w", err)
 		}
 		return &out, nil
 	}
-	if r := v.Get("result"); r != nil && r.Type() != fastjson.TypeNull {
-		if err := result.decodeJSON(r); err != nil {
-			return nil, fmt.Errorf("result: %w", err)
-		}
+	if resultErr != nil {
+		return nil, fmt.Errorf("result: %w", resultErr)
 	}
 	return nil, nil
+}
+
+// decodeResult reads the result at b[at] into result and returns where it ends.
+func decodeResult(p *fastjson.Parser, b []byte, at int, result any) (int, error) {
+	if isNull(b, at) {
+		return skipChecked(b, at)
+	}
+	switch r := result.(type) {
+	case streamedResult:
+		return r.decodeStream(p, b, at)
+	case listResult:
+		v, end, err := parseValue(p, b, at)
+		if err != nil {
+			return end, err
+		}
+		return end, r.decodeJSON(v)
+	}
+	end, err := skipChecked(b, at)
+	return end, errors.Join(err, fmt.Errorf("cannot be read into a %T", result))
+}
+
+// parseValue parses the JSON value at b[at] alone, and says where it ends.
+func parseValue(p *fastjson.Parser, b []byte, at int) (*fastjson.Value, int, error) {
+	end, err := skipValue(b, at)
+	if err != nil {
+		return nil, end, err
+	}
+	v, err := p.ParseBytes(b[at:end])
+	return v, end, err
 }
 
 // anyResult reads a result with encoding/json, numbers as json.Number (amounts stay exact); a
@@ -108,6 +176,32 @@ func visitObject(v *fastjson.Value, field func(key []byte, f *fastjson.Value) er
 		}
 	})
 	return ferr
+}
+
+// decodeEntries reads the valid JSON array at b[at] into dst, parsing one element at a time with
+// p, each with its decodeJSON, and returns where the array ends; null leaves dst nil.
+func decodeEntries[T any, P interface {
+	*T
+	listResult
+}](p *fastjson.Parser, b []byte, at int, dst *[]T) (int, error) {
+	*dst = nil
+	items, end, err := arrayItems(b, at)
+	if err != nil || items == nil {
+		return end, err
+	}
+	out := make([]T, len(items))
+	for i, it := range items {
+		// Each entry's tree replaces the one before in p.
+		v, err := p.ParseBytes(b[it.start:it.end])
+		if err == nil {
+			err = P(&out[i]).decodeJSON(v)
+		}
+		if err != nil {
+			return end, fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	*dst = out
+	return end, nil
 }
 
 // decodeArray reads the array v into dst, each element with its decodeJSON; null leaves dst nil.
@@ -236,19 +330,24 @@ func (t *walletTx) decodeJSON(v *fastjson.Value) error {
 // walletTxs is a listtransactions result.
 type walletTxs []walletTx
 
-func (w *walletTxs) decodeJSON(v *fastjson.Value) error {
-	return decodeArray(v, (*[]walletTx)(w))
+func (w *walletTxs) decodeStream(p *fastjson.Parser, b []byte, at int) (int, error) {
+	return decodeEntries(p, b, at, (*[]walletTx)(w))
 }
 
-func (l *listing) decodeJSON(v *fastjson.Value) error {
-	return visitObject(v, func(key []byte, f *fastjson.Value) error {
+func (l *listing) decodeStream(p *fastjson.Parser, b []byte, at int) (int, error) {
+	*l = listing{}
+	return walkObject(b, at, func(key []byte, at int) (int, error) {
 		switch string(key) {
 		case "transactions":
-			return decodeArray(f, &l.Transactions)
+			return decodeEntries(p, b, at, &l.Transactions)
 		case "lastblock":
-			return jsonString(f, &l.LastBlock)
+			v, end, err := parseValue(p, b, at)
+			if err != nil {
+				return end, err
+			}
+			return end, jsonString(v, &l.LastBlock)
 		}
-		return nil
+		return skipChecked(b, at)
 	})
 }
 
@@ -273,8 +372,8 @@ func (s *sendEntry) decodeJSON(v *fastjson.Value) error {
 
 type sendEntries []sendEntry
 
-func (s *sendEntries) decodeJSON(v *fastjson.Value) error {
-	return decodeArray(v, (*[]sendEntry)(s))
+func (s *sendEntries) decodeStream(p *fastjson.Parser, b []byte, at int) (int, error) {
+	return decodeEntries(p, b, at, (*[]sendEntry)(s))
 }
 
 // stringList is a JSON array of strings: a page of hex block headers (getheaders).

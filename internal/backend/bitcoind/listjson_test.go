@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -143,6 +144,19 @@ func TestListingDecodeErrors(t *testing.T) {
 		{"txid a number", `{"result":{"transactions":[{"txid":12}]}}`, "txid: is a JSON number, not a string"},
 		{"detail wrong", `{"result":{"transactions":[{"details":[{"vout":true}]}]}}`, "details: entry 0: vout: is a JSON true, not a number"},
 		{"error not an RPC error", `{"result":null,"error":"boom"}`, "error: json: cannot unmarshal string"},
+		// The reply's text is walked, not parsed whole: what the walk crosses and what it skips
+		// are held to JSON's rules all the same.
+		{"text after the reply", `{"result":null} {}`, "the end of the reply expected at offset 16"},
+		{"no colon", `{"result" null}`, "':' expected at offset 10"},
+		{"no comma between entries", `{"result":{"transactions":[{} {}]}}`, "',' or ']' expected"},
+		{"no comma between keys", `{"result":null "id":1}`, "',' or '}' expected"},
+		{"a key that is not a string", `{result:null}`, "a key expected at offset 1"},
+		{"a skipped value that is not JSON", `{"id":1x,"result":null}`, `id: unexpected tail: "x"`},
+		{"a skipped key of the listing that is not JSON", `{"result":{"removed":[tru],"transactions":[]}}`, "cannot parse JSON"},
+		{"an entry that is not JSON", `{"result":{"transactions":[{"txid":"a",}]}}`, "transactions: entry 0: cannot parse JSON"},
+		{"cut off in an entry", `{"result":{"transactions":[{"txid":"ab`, "the text ends where a closing quote was expected"},
+		{"cut off between entries", `{"result":{"transactions":[{},`, "the text ends where a value was expected"},
+		{"cut off in a skipped array", `{"result":{"removed":[[1,2]`, "the text ends where a closing bracket was expected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p fastjson.Parser
@@ -160,9 +174,50 @@ func TestListingDecodeErrors(t *testing.T) {
 	if err != nil || rpcErr == nil || rpcErr.Code != -5 || rpcErr.Message != "Block not found" {
 		t.Fatalf("node's error: %+v %v", rpcErr, err)
 	}
+	// The node's error wins over a result, wherever each is in the reply, and whether or not the
+	// result reads.
+	for _, body := range []string{
+		`{"result":{"transactions":[{"txid":"a"}]},"error":{"code":-8,"message":"busy"},"id":1}`,
+		`{"result":{"transactions":[{"txid":7}]},"error":{"code":-8,"message":"busy"},"id":1}`,
+		`{"error":{"code":-8,"message":"busy"},"result":7}`,
+	} {
+		rpcErr, err := decodeReply(&p, []byte(body), &l)
+		if err != nil || rpcErr == nil || rpcErr.Code != -8 {
+			t.Fatalf("%s: %+v %v", body, rpcErr, err)
+		}
+	}
+	// Keys are compared unescaped, and the last of a repeated key wins, as encoding/json has it.
+	if _, err := decodeReply(&p, []byte(` {"res\u0075lt" : {"transactions":[{"txid":"x"}],"lastblock":"a\"b","lastblock":"00cd"}, "error" : null } `), &l); err != nil ||
+		len(l.Transactions) != 1 || l.Transactions[0].TxID != "x" || l.LastBlock != "00cd" {
+		t.Fatalf("escaped key, repeated key: %v %+v", err, l)
+	}
 	if !cutShort([]byte(`{"result":{"transactions":[{"txid":"ab`)) || !cutShort(nil) || cutShort([]byte(`{"result":]`)) {
 		t.Fatal("cutShort tells a reply cut off from a malformed one wrongly")
 	}
+}
+
+// TestListingDecodeHoldsOneEntryAtATime: a listing is parsed an entry at a time, so reading one
+// allocates little more than the entries it holds, however long it is. Parsed whole, the tree of
+// a listing of testListing's entries allocated about 8 KB an entry, and the pooled parser kept
+// most of it for its next call.
+func TestListingDecodeHoldsOneEntryAtATime(t *testing.T) {
+	const n = 20000
+	body := testListing(n)
+	var p fastjson.Parser
+	var l listing
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := decodeReply(&p, body, &l); err != nil || len(l.Transactions) != n {
+		t.Fatalf("%d entries: %v", len(l.Transactions), err)
+	}
+	runtime.ReadMemStats(&after)
+	perEntry := int(after.TotalAlloc-before.TotalAlloc) / n
+	// The entries themselves (a 168-byte struct and its strings, under 400 bytes in all), the
+	// spans of the text they were found at, and one entry's parse tree.
+	if perEntry > 1024 {
+		t.Fatalf("reading %d entries allocated %d bytes an entry, over 1 KB: the listing was not read an entry at a time", n, perEntry)
+	}
+	t.Logf("%d bytes of text an entry; %d bytes allocated an entry", len(body)/n, perEntry)
 }
 
 // BenchmarkListingDecode reads a rescan-sized listing (3,600 entries, 1.6 MB) with fastjson, as
