@@ -251,6 +251,11 @@ func Deployment(ca *v1alpha1.CryptoAsset, opts Options, configHash string) *apps
 	env := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+		// The collector paces itself by the container's memory limit rather than by doubling the
+		// live heap: a rescan's listing (see the README's Rescans) then fits in what the limit
+		// leaves instead of being killed at twice what it holds. As the operator's chart does.
+		{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
 	}
 	configArgs := []string{"--config", ConfigPath}
 	probe := func(p string, period, failures int32) *corev1.Probe {

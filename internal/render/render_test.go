@@ -236,6 +236,10 @@ func TestDeployment(t *testing.T) {
 			if c.Resources.Requests.Memory().Cmp(resource.MustParse("64Mi")) != 0 || c.Resources.Limits.Memory().Cmp(resource.MustParse("256Mi")) != 0 {
 				t.Errorf("default resources %v", c.Resources)
 			}
+			if ref := envFrom(c.Env, "GOMEMLIMIT"); ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" ||
+				ref.ResourceFieldRef.Divisor.Value() != 1 {
+				t.Errorf("GOMEMLIMIT is not the container's memory limit in bytes: %+v", ref)
+			}
 			if tpl.Annotations[v1alpha1.ConfigHashAnnotation] != "HASH" {
 				t.Errorf("hash annotation %v", tpl.Annotations)
 			}
@@ -438,4 +442,14 @@ func TestSidecarsRefused(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.raw, err, tc.want)
 		}
 	}
+}
+
+// envFrom is where the variable name takes its value from, nil when it is absent or a plain value.
+func envFrom(env []corev1.EnvVar, name string) *corev1.EnvVarSource {
+	for _, e := range env {
+		if e.Name == name {
+			return e.ValueFrom
+		}
+	}
+	return nil
 }

@@ -437,8 +437,15 @@ func (l *Launcher) env(_ context.Context, d *appsv1.Deployment, c corev1.Contain
 			env = append(env, e.Name+"="+d.Name+"-launched")
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			env = append(env, e.Name+"="+d.Namespace)
+		case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+			// kubelet gives the node's memory when there is no limit; a process here is not
+			// limited at all, so the variable is left out.
+			if limit, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+				divisor := max(1, e.ValueFrom.ResourceFieldRef.Divisor.Value())
+				env = append(env, fmt.Sprintf("%s=%d", e.Name, (limit.Value()+divisor-1)/divisor))
+			}
 		default:
-			return nil, fmt.Errorf("env %s: only values and pod name/namespace are supported by the launcher", e.Name)
+			return nil, fmt.Errorf("env %s: only values, pod name/namespace and the memory limit are supported by the launcher", e.Name)
 		}
 	}
 	return env, nil

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +101,16 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 		}
 		return h.Ready()
 	})
+
+	// It runs with the environment kubelet would give it: GOMEMLIMIT is the container's memory
+	// limit in bytes.
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", h.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Split(string(environ), "\x00"), "GOMEMLIMIT=268435456") {
+		t.Fatalf("the helper's environment has no GOMEMLIMIT of its 256Mi limit: %q", environ)
+	}
 
 	// The helper works from the rendered config: a simulated payment is credited.
 	var acct struct{ ID int64 }
