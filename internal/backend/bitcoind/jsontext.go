@@ -28,28 +28,13 @@ func syntaxError(b []byte, i int, want string) error {
 	return fmt.Errorf("cannot parse JSON: %s expected at offset %d, found %q", want, i, tail)
 }
 
-// arrayItems finds the elements of the JSON array at b[at] and where the array ends; null has no
-// elements (nil), and [] has none ([]span{}). The elements are found before any is read, so that
-// what they are read into is sized once. The elements themselves are not checked: their reader
-// parses them.
+// arrayItems finds the elements of the JSON array at b[at] and where the array ends; null has
+// none. The elements are found before any is read, so that what they are read into is sized
+// once. The elements themselves are not checked: their reader parses them.
 func arrayItems(b []byte, at int) (items []span, end int, err error) {
-	i := skipSpace(b, at)
-	if isNull(b, i) {
-		return nil, i + 4, nil
-	}
-	if i < len(b) && b[i] != '[' {
-		end, err := skipChecked(b, i)
-		if err != nil {
-			return nil, end, err
-		}
-		return nil, end, fmt.Errorf("is a JSON %s, not an array", jsonKind(b[i]))
-	}
-	if i >= len(b) {
-		return nil, i, syntaxError(b, i, "a value")
-	}
-	items = []span{}
-	if i = skipSpace(b, i+1); i < len(b) && b[i] == ']' {
-		return items, i + 1, nil
+	i, end, err := enter(b, at, '[', ']', "array")
+	if i < 0 || err != nil {
+		return nil, end, err
 	}
 	for {
 		end, err := skipValue(b, i)
@@ -57,13 +42,8 @@ func arrayItems(b []byte, at int) (items []span, end int, err error) {
 			return nil, end, err
 		}
 		items = append(items, span{i, end})
-		switch i = skipSpace(b, end); {
-		case i < len(b) && b[i] == ']':
-			return items, i + 1, nil
-		case i < len(b) && b[i] == ',':
-			i = skipSpace(b, i+1)
-		default:
-			return nil, i, syntaxError(b, i, "',' or ']'")
+		if i, end, err = next(b, end, ']'); i < 0 || err != nil {
+			return items, end, err
 		}
 	}
 }
@@ -73,29 +53,12 @@ func arrayItems(b []byte, at int) (items []span, end int, err error) {
 // the object ends; null is an object without keys. A key is compared as text once unescaped, as
 // fastjson's Visit gives it.
 func walkObject(b []byte, at int, member func(key []byte, at int) (int, error)) (int, error) {
-	i := skipSpace(b, at)
-	if isNull(b, i) {
-		return i + 4, nil
-	}
-	if i < len(b) && b[i] != '{' {
-		end, err := skipChecked(b, i)
-		if err != nil {
-			return end, err
-		}
-		return end, fmt.Errorf("is a JSON %s, not an object", jsonKind(b[i]))
-	}
-	if i >= len(b) {
-		return i, syntaxError(b, i, "a value")
-	}
-	if i = skipSpace(b, i+1); i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
+	i, end, err := enter(b, at, '{', '}', "object")
+	for i >= 0 && err == nil {
+		if b[i] != '"' {
 			return i, syntaxError(b, i, "a key")
 		}
-		end, err := skipString(b, i)
-		if err != nil {
+		if end, err = skipString(b, i); err != nil {
 			return end, err
 		}
 		key := b[i+1 : end-1]
@@ -112,14 +75,50 @@ func walkObject(b []byte, at int, member func(key []byte, at int) (int, error)) 
 		if end, err = member(key, skipSpace(b, i+1)); err != nil {
 			return end, fmt.Errorf("%s: %w", key, err)
 		}
-		switch i = skipSpace(b, end); {
-		case i < len(b) && b[i] == '}':
-			return i + 1, nil
-		case i < len(b) && b[i] == ',':
-			i = skipSpace(b, i+1)
-		default:
-			return i, syntaxError(b, i, "',' or '}'")
+		i, end, err = next(b, end, '}')
+	}
+	return end, err
+}
+
+// enter opens the array or object (open, close, kind) at b[at]: it returns where its first
+// member starts, or -1 and where the value ends when it is null or empty, or an error when it
+// is something else.
+func enter(b []byte, at int, open, close byte, kind string) (first, end int, err error) {
+	i := skipSpace(b, at)
+	switch {
+	case i >= len(b):
+		return -1, i, syntaxError(b, i, "a value")
+	case isNull(b, i):
+		return -1, i + 4, nil
+	case b[i] != open:
+		end, err := skipChecked(b, i)
+		if err == nil {
+			err = fmt.Errorf("is a JSON %s, not an %s", jsonKind(b[i]), kind)
 		}
+		return -1, end, err
+	}
+	if i = skipSpace(b, i+1); i < len(b) && b[i] == close {
+		return -1, i + 1, nil
+	}
+	if i >= len(b) {
+		return -1, i, syntaxError(b, i, "a value")
+	}
+	return i, 0, nil
+}
+
+// next reads what follows a member ending at b[end] of the array or object closed by close: it
+// returns where the next member starts, or -1 and where the whole ends.
+func next(b []byte, end int, close byte) (following, whole int, err error) {
+	switch i := skipSpace(b, end); {
+	case i < len(b) && b[i] == close:
+		return -1, i + 1, nil
+	case i < len(b) && b[i] == ',':
+		if i = skipSpace(b, i+1); i >= len(b) {
+			return -1, i, syntaxError(b, i, "a value")
+		}
+		return i, 0, nil
+	default:
+		return -1, i, syntaxError(b, i, fmt.Sprintf("',' or '%c'", close))
 	}
 }
 

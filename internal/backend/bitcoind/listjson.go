@@ -187,7 +187,7 @@ func decodeEntries[T any, P interface {
 }](p *fastjson.Parser, b []byte, at int, dst *[]T) (int, error) {
 	*dst = nil
 	items, end, err := arrayItems(b, at)
-	if err != nil || items == nil {
+	if err != nil || isNull(b, skipSpace(b, at)) {
 		return end, err
 	}
 	out := make([]T, len(items))

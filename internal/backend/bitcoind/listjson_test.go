@@ -157,6 +157,9 @@ func TestListingDecodeErrors(t *testing.T) {
 		{"cut off in an entry", `{"result":{"transactions":[{"txid":"ab`, "the text ends where a closing quote was expected"},
 		{"cut off between entries", `{"result":{"transactions":[{},`, "the text ends where a value was expected"},
 		{"cut off in a skipped array", `{"result":{"removed":[[1,2]`, "the text ends where a closing bracket was expected"},
+		{"a comma after the last entry", `{"result":{"transactions":[{"txid":"a"},]}}`, "transactions: cannot parse JSON: a value expected at offset 40"},
+		{"a comma after the last key", `{"result":{},}`, "a key expected at offset 13"},
+		{"an empty reply", ``, "the text ends where a value was expected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p fastjson.Parser
