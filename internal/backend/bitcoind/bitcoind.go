@@ -637,7 +637,8 @@ type detailKey struct {
 
 // newCollector makes a collector for about n entries.
 func newCollector(c *Client, method string, tipHeight int64, n int) *collector {
-	return &collector{c: c, method: method, tipHeight: tipHeight, byTx: make(map[string]int, n), details: make(map[detailKey]bool, n)}
+	return &collector{c: c, method: method, tipHeight: tipHeight, byTx: make(map[string]int, n), details: make(map[detailKey]bool, n),
+		txs: make([]walletTx, 0, n), txDetails: make([][]detail, 0, n)}
 }
 
 func (col *collector) add(e walletTx) {
@@ -661,6 +662,9 @@ func (col *collector) add(e walletTx) {
 // other entries (its own sends, a miner's coinbase outputs: a block each) are not looked up;
 // those transactions keep the wallet's word.
 func (col *collector) finish(ctx context.Context) ([]backend.Transaction, error) {
+	// What finding duplicates took is not needed any more; dropped now, it is not held beside
+	// the Transactions made below (a listing of the whole history makes them by the 100,000).
+	col.byTx, col.details = nil, nil
 	seen := places{}
 	receives := make([]bool, len(col.txs))
 	var paying []walletTx
