@@ -1,9 +1,15 @@
 package bitcoind
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"runtime"
 	"strings"
@@ -221,6 +227,60 @@ func TestListingDecodeHoldsOneEntryAtATime(t *testing.T) {
 		t.Fatalf("reading %d entries allocated %d bytes an entry, over 1 KB: the listing was not read an entry at a time", n, perEntry)
 	}
 	t.Logf("%d bytes of text an entry; %d bytes allocated an entry", len(body)/n, perEntry)
+}
+
+// TestRepliesOfUnknownLength: a reply sent chunked, with no length (btcwallet's long ones), is
+// read whole across the pieces it is read in, and one cut off on its way is an error, not a
+// shorter reply.
+func TestRepliesOfUnknownLength(t *testing.T) {
+	want := testListing(20000) // 7 MB: pieces of 16 KB, doubling to 4 MB
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for rest := want; len(rest) > 0; {
+			n := min(len(rest), 50_000)
+			_, _ = w.Write(rest[:n])
+			w.(http.Flusher).Flush()
+			rest = rest[n:]
+		}
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength != -1 {
+		t.Fatalf("the reply has a length (%d): the test does not read one of unknown length", resp.ContentLength)
+	}
+	got, err := readReply(resp)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes of %d: %v", len(got), len(want), err)
+	}
+
+	// Cut off in the middle of a chunk, as a node that dies while it answers leaves it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+			return
+		}
+		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s", 100_000, want[:60_000])
+	}()
+	resp, err = http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if got, err := readReply(resp); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a reply cut off after %d bytes read as %d bytes and %v, want io.ErrUnexpectedEOF", 60_000, len(got), err)
+	}
 }
 
 // BenchmarkListingDecode reads a rescan-sized listing (3,600 entries, 1.6 MB) with fastjson, as
