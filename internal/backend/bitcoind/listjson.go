@@ -52,12 +52,6 @@ type streamedResult interface {
 // result not what result reads. The reply's members are found by their text (walkObject), and
 // only the error and the result are parsed.
 func decodeReply(p *fastjson.Parser, body []byte, result any) (rpcErr *btcjson.RPCError, err error) {
-	if i := skipSpace(body, 0); i < len(body) && body[i] != '{' {
-		if err := fastjson.ValidateBytes(body); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("the reply is a JSON %s, not an object", jsonKind(body[i]))
-	}
 	var errText []byte
 	var resultErr error
 	end, err := walkObject(body, 0, func(key []byte, at int) (int, error) {
@@ -79,6 +73,10 @@ func decodeReply(p *fastjson.Parser, body []byte, result any) (rpcErr *btcjson.R
 		}
 		return skipChecked(body, at)
 	})
+	if i := skipSpace(body, 0); err != nil && i < len(body) && body[i] != '{' {
+		// walkObject refused the reply itself, not one of its members.
+		return nil, fmt.Errorf("the reply %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
