@@ -163,7 +163,7 @@ func (c *Client) readChain(ctx context.Context, prev string, prevHeight int64, w
 // does not find are left to blockPlace, which asks about each: a wallet's numbers can put a block
 // below the range read. It is an optimisation only; when the headers cannot be read, every block
 // is asked about on its own.
-func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []walletTx, tipHeight int64) {
+func (c *Client) placeOnMainChain(ctx context.Context, seen places, txs []*walletTx, tipHeight int64) {
 	if c.opts.Flavor != Btcwallet {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,4 +84,105 @@ func TestListingReplies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListingEntriesMakeOneTransactionEach: a listing has an entry per detail of a transaction,
+// in any order, and a paged listing can show one twice when the wallet gains entries between
+// pages. Each transaction comes out once, where its first entry stood, with its outputs in the
+// listing's order and no output twice.
+func TestListingEntriesMakeOneTransactionEach(t *testing.T) {
+	ctx := context.Background()
+	const lastBlock = "0000000000000000000000000000000000000000000000000000000000000abc"
+	txA, txB := strings.Repeat("aa", 32), strings.Repeat("bb", 32)
+	entry := func(txid, category string, vout int) string {
+		return fmt.Sprintf(`{"txid":%q,"category":%q,"address":"SZnvB5hxHe3ZCrbE1DnjC5ZsRo7HumJWCF","amount":0.0000000%d,"vout":%d,"confirmations":0,"fee":null}`,
+			txid, category, vout+1, vout)
+	}
+	// Recent's first page is full, so it reads a second, which starts with the first page's
+	// last entry again: the wallet gained an entry in between.
+	var firstPage []string
+	for i := range recentPage - 1 {
+		firstPage = append(firstPage, entry(fmt.Sprintf("%064x", i+1), "receive", 0))
+	}
+	firstPage = append(firstPage, entry(txA, "receive", 0))
+	secondPage := []string{entry(txA, "receive", 0), entry(txB, "send", 1), entry(txA, "receive", 2), entry(txB, "receive", 0)}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Method string            `json:"method"`
+			Params []json.RawMessage `json:"params"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		switch req.Method {
+		case "listsinceblock":
+			// The same transactions, their entries interleaved and one repeated.
+			_, _ = io.WriteString(rw, `{"result":{"transactions":[`+strings.Join([]string{entry(txA, "receive", 0), entry(txB, "send", 1),
+				entry(txA, "receive", 2), entry(txA, "receive", 0), entry(txB, "receive", 0)}, ",")+`],"lastblock":"`+lastBlock+`"},"error":null,"id":1}`)
+		case "listtransactions":
+			page := firstPage
+			if len(req.Params) == 3 && string(req.Params[2]) != "0" {
+				page = secondPage
+			}
+			_, _ = io.WriteString(rw, `{"result":[`+strings.Join(page, ",")+`],"error":null,"id":1}`)
+		case "getblockheader":
+			_, _ = io.WriteString(rw, `{"result":{"height":7},"error":null,"id":1}`)
+		case "getblockcount":
+			_, _ = io.WriteString(rw, `{"result":7,"error":null,"id":1}`)
+		case "getblockhash":
+			_, _ = io.WriteString(rw, `{"result":"`+lastBlock+`","error":null,"id":1}`)
+		default:
+			http.Error(rw, "unexpected "+req.Method, http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	c, err := New(Options{URL: srv.URL, Flavor: Btcwallet, User: "u", Password: "p", Timeout: 10 * time.Second, Coin: "bitcoin", Network: "simnet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// outputs names a transaction's outputs as vout:amount, in order.
+	outputs := func(tx backend.Transaction) string {
+		var s []string
+		for _, o := range tx.Received {
+			s = append(s, fmt.Sprintf("%d:%d", o.Index, o.Amount))
+		}
+		return strings.Join(s, " ")
+	}
+	check := func(t *testing.T, txs []backend.Transaction, before int) {
+		t.Helper()
+		if len(txs) != before+2 {
+			t.Fatalf("%d transactions, want %d", len(txs), before+2)
+		}
+		for i, tx := range txs[:before] {
+			if tx.TxID != fmt.Sprintf("%064x", i+1) || outputs(tx) != "0:1" || tx.Sent {
+				t.Fatalf("transaction %d: %+v", i, tx)
+			}
+		}
+		a, b := txs[before], txs[before+1]
+		if a.TxID != txA || outputs(a) != "0:1 2:3" || a.Sent {
+			t.Errorf("first transaction %s: outputs %q, sent %v; want %s with 0:1 2:3, not sent", a.TxID, outputs(a), a.Sent, txA)
+		}
+		if b.TxID != txB || outputs(b) != "0:1" || !b.Sent {
+			t.Errorf("second transaction %s: outputs %q, sent %v; want %s with 0:1, sent", b.TxID, outputs(b), b.Sent, txB)
+		}
+	}
+	t.Run("listsinceblock", func(t *testing.T) {
+		txs, _, err := c.Since(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, txs, 0)
+	})
+	t.Run("listtransactions in pages", func(t *testing.T) {
+		txs, _, err := c.Recent(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, txs, recentPage-1)
+	})
 }

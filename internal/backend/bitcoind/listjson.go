@@ -40,8 +40,8 @@ type listResult interface {
 // and its copy of the text, for as long as it is reused. Measured with scratch tests on a fake
 // node answering 100,000 entries of 419 bytes, chunked, the heap's peak during Since was 8.7 KB
 // an entry parsed whole (some 30,000 entries filled the helper's default 256 MiB limit) and is
-// 1.1 KB entry by entry: the reply's text, the entries read from it, and the Transactions made
-// from them.
+// 0.9 KB entry by entry: the reply's text, the entries read from it, and the Transactions made
+// from them (see collector).
 type streamedResult interface {
 	// decodeStream reads the valid JSON value at b[at] and returns where it ends.
 	decodeStream(p *fastjson.Parser, b []byte, at int) (end int, err error)
