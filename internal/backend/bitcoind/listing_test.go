@@ -38,31 +38,15 @@ func TestListingReplies(t *testing.T) {
 		{"not a listing", http.StatusOK, `{"result":{"transactions":"none"},"error":null,"id":1}`, nil, "does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-				var req struct {
-					Method string `json:"method"`
-				}
-				if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-					http.Error(rw, err.Error(), http.StatusBadRequest)
-					return
-				}
-				rw.Header().Set("Content-Type", "application/json")
-				switch req.Method {
+			c := scriptedWallet(t, func(method string, _ []json.RawMessage) (int, string) {
+				switch method {
 				case "listsinceblock":
-					rw.WriteHeader(tc.status)
-					_, _ = io.WriteString(rw, tc.reply)
+					return tc.status, tc.reply
 				case "getblockheader":
-					_, _ = io.WriteString(rw, `{"result":{"height":7},"error":null,"id":2}`)
-				default:
-					http.Error(rw, "unexpected "+req.Method, http.StatusNotFound)
+					return http.StatusOK, `{"result":{"height":7},"error":null,"id":2}`
 				}
-			}))
-			defer srv.Close()
-			c, err := New(Options{URL: srv.URL, Flavor: Btcwallet, User: "u", Password: "p", Timeout: 10 * time.Second, Coin: "bitcoin", Network: "simnet"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+				return 0, ""
+			})
 			txs, tip, err := c.Since(ctx, "")
 			if tc.words != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.words) || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) {
@@ -107,43 +91,30 @@ func TestListingEntriesMakeOneTransactionEach(t *testing.T) {
 	firstPage = append(firstPage, entry(txA, "receive", 0))
 	secondPage := []string{entry(txA, "receive", 0), entry(txB, "send", 1), entry(txA, "receive", 2), entry(txB, "receive", 0)}
 
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Method string            `json:"method"`
-			Params []json.RawMessage `json:"params"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(rw, err.Error(), http.StatusBadRequest)
-			return
-		}
-		rw.Header().Set("Content-Type", "application/json")
-		switch req.Method {
+	ok := func(result string) (int, string) {
+		return http.StatusOK, `{"result":` + result + `,"error":null,"id":1}`
+	}
+	c := scriptedWallet(t, func(method string, params []json.RawMessage) (int, string) {
+		switch method {
 		case "listsinceblock":
 			// The same transactions, their entries interleaved and one repeated.
-			_, _ = io.WriteString(rw, `{"result":{"transactions":[`+strings.Join([]string{entry(txA, "receive", 0), entry(txB, "send", 1),
-				entry(txA, "receive", 2), entry(txA, "receive", 0), entry(txB, "receive", 0)}, ",")+`],"lastblock":"`+lastBlock+`"},"error":null,"id":1}`)
+			return ok(`{"transactions":[` + strings.Join([]string{entry(txA, "receive", 0), entry(txB, "send", 1),
+				entry(txA, "receive", 2), entry(txA, "receive", 0), entry(txB, "receive", 0)}, ",") + `],"lastblock":"` + lastBlock + `"}`)
 		case "listtransactions":
 			page := firstPage
-			if len(req.Params) == 3 && string(req.Params[2]) != "0" {
+			if len(params) == 3 && string(params[2]) != "0" {
 				page = secondPage
 			}
-			_, _ = io.WriteString(rw, `{"result":[`+strings.Join(page, ",")+`],"error":null,"id":1}`)
+			return ok(`[` + strings.Join(page, ",") + `]`)
 		case "getblockheader":
-			_, _ = io.WriteString(rw, `{"result":{"height":7},"error":null,"id":1}`)
+			return ok(`{"height":7}`)
 		case "getblockcount":
-			_, _ = io.WriteString(rw, `{"result":7,"error":null,"id":1}`)
+			return ok(`7`)
 		case "getblockhash":
-			_, _ = io.WriteString(rw, `{"result":"`+lastBlock+`","error":null,"id":1}`)
-		default:
-			http.Error(rw, "unexpected "+req.Method, http.StatusNotFound)
+			return ok(`"` + lastBlock + `"`)
 		}
-	}))
-	defer srv.Close()
-	c, err := New(Options{URL: srv.URL, Flavor: Btcwallet, User: "u", Password: "p", Timeout: 10 * time.Second, Coin: "bitcoin", Network: "simnet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+		return 0, ""
+	})
 
 	// outputs names a transaction's outputs as vout:amount, in order.
 	outputs := func(tx backend.Transaction) string {
@@ -185,4 +156,36 @@ func TestListingEntriesMakeOneTransactionEach(t *testing.T) {
 		}
 		check(t, txs, recentPage-1)
 	})
+}
+
+// scriptedWallet is a client of a fake wallet that answers each call as answer says: an HTTP
+// status and the reply's text. A status of 0 means the call was not expected, which the
+// client sees as a 404 naming the method.
+func scriptedWallet(t *testing.T, answer func(method string, params []json.RawMessage) (status int, reply string)) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Method string            `json:"method"`
+			Params []json.RawMessage `json:"params"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		status, reply := answer(req.Method, req.Params)
+		if status == 0 {
+			http.Error(rw, "unexpected "+req.Method, http.StatusNotFound)
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(status)
+		_, _ = io.WriteString(rw, reply)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(Options{URL: srv.URL, Flavor: Btcwallet, User: "u", Password: "p", Timeout: 10 * time.Second, Coin: "bitcoin", Network: "simnet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
