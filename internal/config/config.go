@@ -6,6 +6,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -299,9 +300,17 @@ func Parse(data []byte) (*Config, error) {
 	return &cfg, nil
 }
 
-// Marshal writes the config as YAML with a stable field order, so its hash is stable too.
+// Marshal writes the config as YAML, its fields in the order the types declare them, so the
+// same config always makes the same bytes and the same hash.
 func (c *Config) Marshal() ([]byte, error) {
-	return yaml.Marshal(c)
+	// Without HTML's escapes, so a URL's & stays readable in the ConfigMap.
+	var j bytes.Buffer
+	enc := json.NewEncoder(&j)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("writing the config: %w", err)
+	}
+	return blockYAML(j.Bytes())
 }
 
 // SetDefaults fills every optional field that is unset.
