@@ -16,9 +16,10 @@ import (
 // 140 µs and 170 KB of garbage per config, a quarter of everything the operator allocated while
 // converging 1,000 assets. Copying the JSON's own tokens into place costs a few microseconds.
 //
-// Every scalar keeps its JSON spelling, which YAML reads as the same value: numbers, true,
-// false, null, and strings double-quoted with JSON's escapes (a subset of YAML's). Only keys
-// that a YAML 1.1 reader could take for anything but the same plain string are quoted.
+// Numbers, true, false and null keep their JSON spelling, which YAML reads as the same value.
+// Strings that a YAML 1.1 reader can only take for the same string, such as names, paths and
+// URLs, are written plain so that a person reading the ConfigMap sees "flavor: btcwallet"; any
+// other string is double-quoted with JSON's escapes, a subset of YAML's.
 func blockYAML(j []byte) ([]byte, error) {
 	if !json.Valid(j) {
 		return nil, errors.New("writing YAML: the input is not JSON")
@@ -151,7 +152,11 @@ func (w *yamlWriter) value(indent int, item bool) {
 		}
 	case c == '"':
 		w.out.WriteByte(' ')
-		w.quoted(w.scalar())
+		if s := w.scalar(); isPlainValue(s[1 : len(s)-1]) {
+			w.out.Write(s[1 : len(s)-1])
+		} else {
+			w.quoted(s)
+		}
 		w.out.WriteByte('\n')
 	default:
 		w.out.WriteByte(' ')
@@ -204,9 +209,35 @@ func isPlainKey(k []byte) bool {
 			return false
 		}
 	}
-	switch strings.ToLower(string(k)) {
-	case "y", "yes", "n", "no", "true", "false", "on", "off", "null":
+	return !isYAMLWord(k)
+}
+
+// isPlainValue reports whether a string value, as written between JSON's quotes, reads back from
+// YAML unquoted as the same string. It starts with a letter, '_', '/' or a ':' that is not the
+// last character (YAML takes ':' for an indicator only before a space), so YAML cannot take it
+// for a number, a date or an indicator; it holds no space, quote, backslash, '#' or flow
+// character, and no ':' at its end, so it cannot end the scalar early; and it is not a word that
+// YAML 1.1 reads as a boolean or null.
+func isPlainValue(v []byte) bool {
+	if len(v) == 0 || v[len(v)-1] == ':' {
 		return false
 	}
-	return true
+	if c := v[0]; !(c == '_' || c == '/' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		return false
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_./:@-", c) >= 0) {
+			return false
+		}
+	}
+	return !isYAMLWord(v)
+}
+
+// isYAMLWord reports whether YAML 1.1 reads s, unquoted, as a boolean or null in some spelling.
+func isYAMLWord(s []byte) bool {
+	switch strings.ToLower(string(s)) {
+	case "y", "yes", "n", "no", "true", "false", "on", "off", "null":
+		return true
+	}
+	return false
 }
