@@ -105,8 +105,9 @@ func renderedHash(obj client.Object) (string, error) {
 // apply creates desired or brings the existing object in line with it, writing only when the
 // rendered content changed since the last write or someone else changed the object. It reports
 // whether it wrote. uncached reads straight from the API server: for whose an object is that
-// exists but the cache has not seen, and for the whole object before an update.
-func apply(ctx context.Context, c client.Client, uncached client.Reader, w *writes, desired client.Object, merge mergeFunc) (bool, error) {
+// exists but the cache has not seen, and for the whole object before an update. create need set
+// on desired only its UID and versions.
+func apply(ctx context.Context, c client.Client, create Creator, uncached client.Reader, w *writes, desired client.Object, merge mergeFunc) (bool, error) {
 	hash, err := renderedHash(desired)
 	if err != nil {
 		return false, err
@@ -118,7 +119,7 @@ func apply(ctx context.Context, c client.Client, uncached client.Reader, w *writ
 	err = c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		if err := c.Create(ctx, desired); err != nil {
+		if err := create.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				// Invisible to the cache: someone else's (the cache holds only objects the
 				// operator labelled), or ours and the cache is behind.

@@ -48,7 +48,7 @@ func TestApplyTellsACacheBehindFromSomeoneElsesObject(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			server := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.existing).Build()
-			wrote, err := apply(ctx, behindCache{server}, server, &writes{}, desired(), mergeConfigMap)
+			wrote, err := apply(ctx, behindCache{server}, server, server, &writes{}, desired(), mergeConfigMap)
 			if wrote || !tc.want(err) {
 				t.Fatalf("wrote %v, error %v", wrote, err)
 			}

@@ -60,6 +60,9 @@ type CryptoAssetReconciler struct {
 	// so the operator never keeps every Secret of the cluster in memory), and a child whose
 	// create found it existing while the cache had not seen it.
 	APIReader client.Reader
+	// Creator creates children; nil creates them through Client. The operator's reads back only
+	// a created child's metadata, which is all the reconciler keeps of it.
+	Creator Creator
 	// MetadataCache reads the cached metadata of Secrets (the Secret watch's cache); nil reads
 	// the Secrets every reconcile.
 	MetadataCache client.Reader
@@ -244,6 +247,18 @@ type child struct {
 }
 
 // applyAll applies children concurrently and returns the first failure in their order.
+// Creator creates an object and sets on it what the API server assigned: client.Client is one.
+type Creator interface {
+	Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error
+}
+
+func (r *CryptoAssetReconciler) creator() Creator {
+	if r.Creator != nil {
+		return r.Creator
+	}
+	return r.Client
+}
+
 func (r *CryptoAssetReconciler) applyAll(ctx context.Context, children []child) error {
 	errs := make([]error, len(children))
 	var wg sync.WaitGroup
@@ -251,7 +266,7 @@ func (r *CryptoAssetReconciler) applyAll(ctx context.Context, children []child) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			wrote, err := apply(ctx, r.Client, r.APIReader, &r.writes, c.obj, c.merge)
+			wrote, err := apply(ctx, r.Client, r.creator(), r.APIReader, &r.writes, c.obj, c.merge)
 			if wrote {
 				logf.FromContext(ctx).Info("applied helper object", "object", fmt.Sprintf("%T %s", c.obj, c.obj.GetName()))
 			}

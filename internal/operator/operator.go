@@ -199,6 +199,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	r := &controllers.CryptoAssetReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		Creator:   newMetadataCreator(mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetConfig(), mgr.GetHTTPClient()),
 		// The client reads Secrets from the API server; their metadata, which the Secret
 		// watch caches, comes from the cache itself.
 		MetadataCache: mgr.GetCache(),
