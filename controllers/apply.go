@@ -105,8 +105,8 @@ func renderedHash(obj client.Object) (string, error) {
 // apply creates desired or brings the existing object in line with it, writing only when the
 // rendered content changed since the last write or someone else changed the object. It reports
 // whether it wrote. uncached reads straight from the API server: for whose an object is that
-// exists but the cache has not seen, and for the whole object before an update. create need set
-// on desired only its UID and versions.
+// exists but the cache has not seen, and for the whole object before an update. create need only
+// set desired's UID and versions: nothing else of a created child is kept.
 func apply(ctx context.Context, c client.Client, create Creator, uncached client.Reader, w *writes, desired client.Object, merge mergeFunc) (bool, error) {
 	hash, err := renderedHash(desired)
 	if err != nil {

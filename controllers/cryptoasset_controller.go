@@ -246,7 +246,6 @@ type child struct {
 	merge mergeFunc
 }
 
-// applyAll applies children concurrently and returns the first failure in their order.
 // Creator creates an object and sets on it what the API server assigned: client.Client is one.
 type Creator interface {
 	Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error
@@ -259,6 +258,7 @@ func (r *CryptoAssetReconciler) creator() Creator {
 	return r.Client
 }
 
+// applyAll applies children concurrently and returns the first failure in their order.
 func (r *CryptoAssetReconciler) applyAll(ctx context.Context, children []child) error {
 	errs := make([]error, len(children))
 	var wg sync.WaitGroup
