@@ -63,6 +63,10 @@ type CryptoAssetReconciler struct {
 	// Creator creates children; nil creates them through Client. The operator's reads back only
 	// a created child's metadata, which is all the reconciler keeps of it.
 	Creator Creator
+	// StatusPatcher patches the CryptoAsset's status; nil patches it through Client. The
+	// operator's reads back only the patched resource's metadata: the reconciler does not use
+	// the rest.
+	StatusPatcher StatusPatcher
 	// MetadataCache reads the cached metadata of Secrets (the Secret watch's cache); nil reads
 	// the Secrets every reconcile.
 	MetadataCache client.Reader
@@ -142,7 +146,7 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		// travels whole, and the helper writes two of its entries: the resourceVersion in the
 		// patch makes a write from a stale cache a conflict, retried on the fresh object, instead
 		// of taking back what the helper wrote.
-		if err := r.Client.Status().Patch(ctx, ca, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := r.patchStatus(ctx, ca, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsNotFound(err) {
 				return ctrl.Result{}, nil
 			}
@@ -256,6 +260,19 @@ func (r *CryptoAssetReconciler) creator() Creator {
 		return r.Creator
 	}
 	return r.Client
+}
+
+// StatusPatcher patches an object's status subresource and sets on it the resourceVersion the
+// API server assigned.
+type StatusPatcher interface {
+	PatchStatus(ctx context.Context, obj client.Object, patch client.Patch) error
+}
+
+func (r *CryptoAssetReconciler) patchStatus(ctx context.Context, obj client.Object, patch client.Patch) error {
+	if r.StatusPatcher != nil {
+		return r.StatusPatcher.PatchStatus(ctx, obj, patch)
+	}
+	return r.Client.Status().Patch(ctx, obj, patch)
 }
 
 // applyAll applies children concurrently and returns the first failure in their order.

@@ -19,11 +19,12 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
-// TestMetadataCreatorSetsWhatTheServerAssigned: against a real API server, objects of a core
+// TestMetadataWriterSetsWhatTheServerAssigned: against a real API server, objects of a core
 // kind, a grouped kind, a cluster-scoped kind and a custom resource (JSON, not protobuf) are
 // created, and the object handed in carries the UID, resourceVersion, generation and creation
-// time the server has, without the server's defaults. Refusals are the API server's errors.
-func TestMetadataCreatorSetsWhatTheServerAssigned(t *testing.T) {
+// time the server has, without the server's defaults. A custom resource's status is patched,
+// and the object carries the server's new resourceVersion. Refusals are the API server's errors.
+func TestMetadataWriterSetsWhatTheServerAssigned(t *testing.T) {
 	if code, ok := testassets.Check("KUBEBUILDER_ASSETS"); !ok {
 		if code != 0 {
 			t.Fatal("KUBEBUILDER_ASSETS is not set")
@@ -60,7 +61,7 @@ func TestMetadataCreatorSetsWhatTheServerAssigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	create := newMetadataCreator(scheme, mapper, cfg, httpClient)
+	create := newMetadataWriter(scheme, mapper, cfg, httpClient)
 
 	labels := map[string]string{"app": "helper"}
 	for _, obj := range []client.Object{
@@ -118,6 +119,48 @@ func TestMetadataCreatorSetsWhatTheServerAssigned(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("status patch", func(t *testing.T) {
+		ca := &v1alpha1.CryptoAsset{}
+		if err := server.Get(ctx, client.ObjectKey{Namespace: "default", Name: "btc"}, ca); err != nil {
+			t.Fatal(err)
+		}
+		stale := ca.DeepCopy()
+		base := ca.DeepCopy()
+		ca.Status.ObservedGeneration = ca.Generation
+		ca.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "HelperStarting",
+			Message: "waiting for the helper", LastTransitionTime: metav1.Now()}}
+		want := ca.Status.DeepCopy()
+		lock := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+		if err := create.PatchStatus(ctx, ca, lock); err != nil {
+			t.Fatalf("patching status: %v", err)
+		}
+		got := &v1alpha1.CryptoAsset{}
+		if err := server.Get(ctx, client.ObjectKeyFromObject(ca), got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.ObservedGeneration != 1 || len(got.Status.Conditions) != 1 || got.Status.Conditions[0].Reason != "HelperStarting" {
+			t.Errorf("the server has status %+v, want observedGeneration 1 and the HelperStarting condition", got.Status)
+		}
+		if ca.ResourceVersion != got.ResourceVersion || ca.ResourceVersion == base.ResourceVersion {
+			t.Errorf("resourceVersion %q set, the server has %q (it was %q before the patch)", ca.ResourceVersion, got.ResourceVersion, base.ResourceVersion)
+		}
+		if ca.Status.ObservedGeneration != want.ObservedGeneration || len(ca.Status.Conditions) != 1 || ca.UID != got.UID {
+			t.Errorf("the patched object changed beyond its resourceVersion: status %+v, uid %q", ca.Status, ca.UID)
+		}
+
+		// A patch made from the version before is refused, not applied over the newer status.
+		stale.Status.ObservedGeneration = 7
+		if err := create.PatchStatus(ctx, stale, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); !apierrors.IsConflict(err) {
+			t.Errorf("patching from a stale version: %v, want Conflict", err)
+		}
+		gone := ca.DeepCopy()
+		gone.Name = "not-there"
+		gone.Status.ObservedGeneration = 2
+		if err := create.PatchStatus(ctx, gone, client.MergeFrom(ca)); !apierrors.IsNotFound(err) {
+			t.Errorf("patching a CryptoAsset that does not exist: %v, want NotFound", err)
+		}
+	})
 
 	bad := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "Not_A_Name", Namespace: "default"}}
 	if err := create.Create(ctx, bad); !apierrors.IsInvalid(err) {

@@ -196,10 +196,12 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	writer := newMetadataWriter(mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetConfig(), mgr.GetHTTPClient())
 	r := &controllers.CryptoAssetReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Creator:   newMetadataCreator(mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetConfig(), mgr.GetHTTPClient()),
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Creator:       writer,
+		StatusPatcher: writer,
 		// The client reads Secrets from the API server; their metadata, which the Secret
 		// watch caches, comes from the cache itself.
 		MetadataCache: mgr.GetCache(),
