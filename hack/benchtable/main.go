@@ -32,6 +32,7 @@ type row struct {
 
 var rows = []row{
 	{bench: "OperatorConvergence", name: "operator: converge N assets vs direct writes", ours: "operator-s", base: "direct-s", goal: 1.25, unit: "s"},
+	{bench: "OperatorConvergence", name: "operator: converge CPU, all processes vs direct", ours: "converge-cpu-s", base: "direct-cpu-s", unit: "s"},
 	{bench: "OperatorConvergence", name: "operator: peak RSS", ours: "peak-rss-MiB", goal: 64, unit: "MiB"},
 	{bench: "OperatorConvergence", name: "operator: peak anonymous memory (no binary pages)", ours: "peak-anon-MiB", unit: "MiB"},
 	{bench: "OperatorConvergence", name: "operator: RSS when ready, before any asset", ours: "ready-rss-MiB", unit: "MiB"},

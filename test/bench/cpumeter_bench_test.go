@@ -161,3 +161,12 @@ func (u cpuUse) per(units float64, unit string) string {
 	}
 	return fmt.Sprintf("per %s: %s; the machine busy %.2f of %d CPUs", unit, strings.Join(parts, ", "), busy, runtime.NumCPU())
 }
+
+// total is the CPU time of all the metered processes.
+func (u cpuUse) total() time.Duration {
+	var t time.Duration
+	for _, d := range u.used {
+		t += d
+	}
+	return t
+}
