@@ -192,6 +192,19 @@ func TestEndToEndOnRealPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("helper API through its Service: http://%s, walletnotify: http://%s", apiAddr, hookAddr)
+		// Ready is the pod's; the Service routes to it once the EndpointSlice lists it and
+		// kube-proxy has written its rules, a moment later on a loaded machine (until then the
+		// ClusterIP answers "no route to host"). Any HTTP answer on both ports is the route.
+		testassets.Eventually(t, time.Minute, "the helper's Service routes to its pod", func() error {
+			for _, addr := range []string{apiAddr, hookAddr} {
+				resp, err := http.Get("http://" + addr + "/")
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+			}
+			return nil
+		})
 	})
 
 	t.Run("2 a deposit notified through the Service is booked, credited and announced", func(t *testing.T) {
