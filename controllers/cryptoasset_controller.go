@@ -139,14 +139,12 @@ func (r *CryptoAssetReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	r.recordTransitions(ca, before, status)
 
 	if !equality.Semantic.DeepEqual(before, status) {
-		patchBase := ca.DeepCopy()
+		patch, err := statusMergePatch(ca.ResourceVersion, before, status)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 		ca.Status = *status
-		// A merge patch built from the cached object carries only the fields that changed, so
-		// the helper's status.rescan is never overwritten by the operator. The conditions list
-		// travels whole, and the helper writes two of its entries: the resourceVersion in the
-		// patch makes a write from a stale cache a conflict, retried on the fresh object, instead
-		// of taking back what the helper wrote.
-		if err := r.patchStatus(ctx, ca, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := r.patchStatus(ctx, ca, patch); err != nil {
 			if apierrors.IsNotFound(err) {
 				return ctrl.Result{}, nil
 			}
