@@ -279,8 +279,10 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	anonPeak := sampleAnonPeak(runCtx, cmd.Process.Pid, 20*time.Millisecond)
 
 	// converge has the operator converge N new assets in round r's namespace and returns how long
-	// that took; the CPU every process used meanwhile, the operator's last, goes to use.
-	converge := func(r int, use *cpuUse) time.Duration {
+	// that took, and the CPU every process used meanwhile, the operator's last.
+	withOperator := append(slices.Clone(meter), cpuProcess{name: "the operator", pid: cmd.Process.Pid})
+	converge := func(r int) (time.Duration, cpuUse) {
+		use := cpuUse{meter: withOperator}
 		ns := operated(r)
 		initial := &v1alpha1.CryptoAssetList{}
 		if err := c.List(ctx, initial, client.InNamespace(ns)); err != nil {
@@ -315,9 +317,8 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 		if len(use.used) == 0 {
 			b.Fatalf("round %d: reading CPU times failed", r)
 		}
-		return took
+		return took, use
 	}
-	withOperator := append(slices.Clone(meter), cpuProcess{name: "the operator", pid: cmd.Process.Pid})
 	converges, convergeCPUs := make([]time.Duration, rounds), make([]cpuUse, rounds)
 
 	// The first round, profiled: the operator's CPU for its first 30 s, its heap at the end, the
@@ -330,8 +331,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 			b.Error(err)
 		}
 	}()
-	convergeCPUs[0] = cpuUse{meter: withOperator}
-	converges[0] = converge(0, &convergeCPUs[0])
+	converges[0], convergeCPUs[0] = converge(0)
 	<-profileDone
 	// The benchmark's own creates and its watch are in these counts too.
 	b.Logf("API requests while converging: %s", requestDelta(requestsBefore, apiRequests(b, cfg)))
@@ -371,9 +371,8 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	// check of each event against its watches.
 	requests := make([]string, rounds)
 	for r := 1; r < rounds; r++ {
-		convergeCPUs[r] = cpuUse{meter: withOperator}
 		before := apiRequests(b, cfg)
-		converges[r] = converge(r, &convergeCPUs[r])
+		converges[r], convergeCPUs[r] = converge(r)
 		requests[r] = ". API requests: " + requestDelta(before, apiRequests(b, cfg))
 		directRound(r + 1)
 	}
@@ -522,8 +521,8 @@ func waitReady(b *testing.B, url string, within time.Duration, explain func() st
 	b.Fatalf("not ready at %s within %s%s", url, within, explain())
 }
 
-// waitCurrent watches the operated namespace's CryptoAssets from resourceVersion rv until n of
-// them have a current observedGeneration and a config hash.
+// waitCurrent watches the CryptoAssets of namespace ns from resourceVersion rv until n of them
+// have a current observedGeneration and a config hash.
 func waitCurrent(ctx context.Context, wc client.WithWatch, ns string, n int, rv string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
