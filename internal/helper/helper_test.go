@@ -142,7 +142,7 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 
 	// A deposit: bitcoind's walletnotify posts the txid; the catch-up follows confirmations.
 	to, _ := address.DecodeAddress(addr.Address, &chaincfg.SimNetParams)
-	if err := node.Wallet.WalletPassphrase(btctest.WalletPassphrase, 600); err != nil {
+	if err := node.Unlock(10 * time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	h, err := node.Wallet.SendToAddress(to, btcutil.Amount(50_000_000))

@@ -45,6 +45,8 @@ type Node struct {
 	hostLn net.Listener
 	btcd   *process
 	wallet *process
+	// unlockPatience replaces the package's unlockPatience when set.
+	unlockPatience time.Duration
 	// MiningAddress receives the block rewards; it belongs to the wallet.
 	MiningAddress string
 	// Node is an RPC client of btcd; Wallet of btcwallet.
@@ -105,7 +107,7 @@ func (n *Node) start(name string, args ...string) (*process, error) {
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	// The binaries want to write a default config into $HOME; give them the test's directory.
-	cmd.Env = append(os.Environ(), "HOME="+n.dir)
+	cmd.Env = append(os.Environ(), "HOME="+n.dir, "GOTRACEBACK=all")
 	// A test binary that panics or times out must not leave servers running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -173,7 +175,7 @@ func (n *Node) walletAfterNodeRestart() error {
 	if err := n.startWallet(false); err != nil {
 		return fmt.Errorf("restarting btcwallet, which holds an Sb1 address, after the node: %w", err)
 	}
-	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 3600) }); err != nil {
+	if err := n.Unlock(time.Hour); err != nil {
 		return fmt.Errorf("unlocking the restarted wallet: %w; btcwallet's last log lines:\n%s", err, walletLogTail(n.dir, 15))
 	}
 	return nil
@@ -315,7 +317,7 @@ func (n *Node) setUp() error {
 			return err
 		}
 	}
-	if err := n.Wallet.WalletPassphrase(WalletPassphrase, 3600); err != nil {
+	if err := n.Unlock(time.Hour); err != nil {
 		return fmt.Errorf("unlocking the wallet: %w", err)
 	}
 	// Funded means spendable: prove it with a payment to itself, mining while the wallet catches up.
@@ -463,7 +465,7 @@ func (n *Node) Pay(to string, sat int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 600) }); err != nil {
+	if err := n.Unlock(10 * time.Minute); err != nil {
 		return "", fmt.Errorf("unlocking the wallet to pay %s: %w; btcwallet's last log lines:\n%s", to, err, walletLogTail(n.dir, 15))
 	}
 	// btcwallet v0.15 cannot decode its own base58 simnet addresses that start "Sb1" (it takes
@@ -544,10 +546,16 @@ func (n *Node) SetWalletPassword(pass string) error {
 	if err := n.startWallet(false); err != nil {
 		return fmt.Errorf("restarting btcwallet: %w", err)
 	}
-	if err := whileBusy(func() error { return n.Wallet.WalletPassphrase(WalletPassphrase, 3600) }); err != nil {
+	if err := n.Unlock(time.Hour); err != nil {
 		return fmt.Errorf("unlocking the restarted wallet: %w; btcwallet's last log lines:\n%s", err, walletLogTail(n.dir, 15))
 	}
-	return nil
+	// A restarted wallet syncs with the node before it follows new blocks; the test pays and
+	// mines next, so let that sync end first.
+	height, err := n.Node.GetBlockCount()
+	if err != nil {
+		return err
+	}
+	return n.WaitWalletHeight(height)
 }
 
 // whileBusy calls f again while btcwallet answers "429 Too Many Requests", for up to two

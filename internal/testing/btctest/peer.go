@@ -202,7 +202,7 @@ func (p *Peer) DoubleSpend(txid string) (string, error) {
 	if err := spend.Serialize(&unsigned); err != nil {
 		return "", err
 	}
-	if err := p.n.Wallet.WalletPassphrase(WalletPassphrase, 600); err != nil {
+	if err := p.n.Unlock(10 * time.Minute); err != nil {
 		return "", err
 	}
 	signed, err := p.n.Wallet.RawRequest("signrawtransaction", raw(hex.EncodeToString(unsigned.Bytes()), prevs))
