@@ -12,14 +12,7 @@ import (
 // TestNodeSendsAndConfirms is the harness's own check: a funded wallet that can send, and a node
 // that mines the send.
 func TestNodeSendsAndConfirms(t *testing.T) {
-	n, err := Start()
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer n.Stop()
+	n := startNode(t)
 	bal, err := n.Wallet.GetBalance("default")
 	if err != nil || bal < 500*btcutil.SatoshiPerBitcoin {
 		t.Fatalf("wallet balance %v, %v: want at least 500 spendable", bal, err)
@@ -61,4 +54,19 @@ func TestNodeSendsAndConfirms(t *testing.T) {
 	if _, err := n.Mine(1); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startNode starts a funded node for the test and stops it afterwards; without the binaries the
+// test is skipped, unless REQUIRE_TEST_ASSETS says they must be there.
+func startNode(t *testing.T) *Node {
+	t.Helper()
+	n, err := Start()
+	if err != nil {
+		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(n.Stop)
+	return n
 }

@@ -53,14 +53,7 @@ func TestBlockedGoroutines(t *testing.T) {
 // that takes requests and never answers, as the wedged wallet did: Unlock must give up waiting,
 // stop the real wallet for its stacks, start it again, unlock it, and say so in a notice.
 func TestUnlockRestartsAWalletThatDoesNotAnswer(t *testing.T) {
-	n, err := Start()
-	if err != nil {
-		if os.Getenv("REQUIRE_TEST_ASSETS") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer n.Stop()
+	n := startNode(t)
 	notices := filepath.Join(t.TempDir(), "notices.log")
 	t.Setenv("TEST_NOTICES", notices)
 
