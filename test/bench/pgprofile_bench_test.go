@@ -28,7 +28,8 @@ import (
 // pg_stat_statements (nested statements too, so each foreign key's check query is counted, and
 // planning time kept apart from execution) and auto_explain (EXPLAIN ANALYZE, with buffers and
 // trigger times, of every statement that takes BENCH_PG_EXPLAIN_MS, default 5, or longer; 0 for
-// all). At the end it writes
+// all; "off" for none, so the statements' times are read without EXPLAIN ANALYZE's overhead).
+// At the end it writes
 //   - DIR/<benchmark>.statements: the statements by total time, over all the run's databases
 //     (the baselines' too);
 //   - DIR/<benchmark>.plans: the server's log, with auto_explain's plans;
@@ -49,17 +50,23 @@ func pgProfileSettings(b *testing.B) []string {
 	if os.Getenv("BENCH_PG_PROFILE_DIR") == "" {
 		return nil
 	}
-	ms := explainMs(b)
-	return []string{
-		"shared_preload_libraries=pg_stat_statements,auto_explain",
+	statements := []string{
 		"pg_stat_statements.track=all",
 		"pg_stat_statements.track_planning=on",
-		"auto_explain.log_min_duration=" + strconv.Itoa(ms) + "ms",
+	}
+	ms, explain := explainMs(b)
+	if !explain {
+		// auto_explain with log_analyze instruments every statement, logged or not: off means
+		// not loaded at all.
+		return append([]string{"shared_preload_libraries=pg_stat_statements"}, statements...)
+	}
+	return append([]string{"shared_preload_libraries=pg_stat_statements,auto_explain"}, append(statements,
+		"auto_explain.log_min_duration="+strconv.Itoa(ms)+"ms",
 		"auto_explain.log_analyze=on",
 		"auto_explain.log_buffers=on",
 		"auto_explain.log_triggers=on",
 		"auto_explain.log_nested_statements=on",
-	}
+	)...)
 }
 
 // pgStatement is one statement's line of pg_stat_statements, summed over databases.
@@ -105,21 +112,28 @@ func writePGProfile(b *testing.B, srv *pgtest.Server) {
 	for _, t := range triggers {
 		b.Logf("PostgreSQL, in the explained statements: trigger %s: %d calls, %.1f ms", t.name, t.calls, t.ms)
 	}
-	b.Logf("PostgreSQL's statements in %s, plans of those over %d ms in %s", statements, explainMs(b), plans)
+	if ms, explain := explainMs(b); explain {
+		b.Logf("PostgreSQL's statements in %s, plans of those over %d ms in %s", statements, ms, plans)
+	} else {
+		b.Logf("PostgreSQL's statements in %s, its log in %s (no plans: BENCH_PG_EXPLAIN_MS=off)", statements, plans)
+	}
 }
 
 // explainMs is BENCH_PG_EXPLAIN_MS, the duration from which auto_explain logs a statement's
-// plan: 5 ms unless set; 0 logs every statement's.
-func explainMs(b *testing.B) int {
+// plan: 5 ms unless set; 0 logs every statement's; explain is false for off.
+func explainMs(b *testing.B) (ms int, explain bool) {
 	s := os.Getenv("BENCH_PG_EXPLAIN_MS")
-	if s == "" {
-		return 5
+	switch s {
+	case "":
+		return 5, true
+	case "off":
+		return 0, false
 	}
 	ms, err := strconv.Atoi(s)
 	if err != nil || ms < 0 {
-		b.Fatalf("BENCH_PG_EXPLAIN_MS=%q is not a number of milliseconds", s)
+		b.Fatalf("BENCH_PG_EXPLAIN_MS=%q is neither a number of milliseconds nor off", s)
 	}
-	return ms
+	return ms, true
 }
 
 // pgStatements reads pg_stat_statements, summed by statement text over databases, slowest first,
