@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -307,18 +308,32 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 	if len(chIDs) > 0 && !write {
 		return nil, errWouldWrite
 	}
+	// Each network transaction's confirmations as the ledger has them after this statement.
+	confNow := make(map[int64]int32, len(nts))
+	for _, nr := range nts {
+		confNow[nr.id] = nr.oldConf
+	}
 	if len(chIDs) > 0 {
 		// A conflicted transaction keeps the -1 it was given (see the state check below).
-		if _, err := tx.Exec(ctx, `UPDATE network_transactions n SET confirmations = u.conf, block_hash = nullif(u.hash, ''),
+		rows, err := tx.Query(ctx, `UPDATE network_transactions n SET confirmations = u.conf, block_hash = nullif(u.hash, ''),
 				block_height = nullif(u.height, 0), updated_at = now()
 			FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::bigint[]) AS u(id, conf, hash, height)
-			WHERE n.id = u.id AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.network_transaction_id = u.id AND t.state = 'conflicted')`,
-			chIDs, chConfs, chHashes, chHeights); err != nil {
+			WHERE n.id = u.id AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.network_transaction_id = u.id AND t.state = 'conflicted')
+			RETURNING n.id, n.confirmations`,
+			chIDs, chConfs, chHashes, chHeights)
+		if err != nil {
+			return nil, err
+		}
+		var (
+			id   int64
+			conf int32
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &conf}, func() error { confNow[id] = conf; return nil }); err != nil {
 			return nil, err
 		}
 	}
 
-	// The deposits already booked, locked.
+	// The deposits already booked: the outputs to look for.
 	keyNT, keyOut := make([]int64, 0, len(ours)), make([]int32, 0, len(ours))
 	for _, i := range ours {
 		nr := nts[obs[i].TxID]
@@ -335,73 +350,67 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 	}
 	booked := make(map[outputKey]txRow, len(ours))
 	var k outputKey
-	// Read-only, the deposits are read in full: when nothing would change, they are what the
-	// booking returns, and are not read a second time at the end (for a rescan going over what
-	// it booked before, that second read was most of the check's time).
-	var asBooked map[int64]Transaction
+	// The deposits already booked, read in full, and locked in id order to write: they are what
+	// the booking returns, with what it changes, so they are not read a second time at the end.
+	// Only the transactions table: the address, txid and confirmations that transactionSelect
+	// joins in are what depositAddresses and the network transactions above have just read and
+	// written, and a deposit is in no broadcast. With the joins, PostgreSQL probed three more
+	// indexes per deposit (one of them the open broadcasts', for every row): for a rescan's 500
+	// booked deposits 5-7 ms of a second pass's 20 ms in the ledger, against under 1 ms without
+	// (auto_explain on the rescan benchmark); the read-back after a write was 5.6 ms of an
+	// intake's 1,000 new deposits (pg_stat_statements on the intake benchmark).
+	addrOf := make(map[int64]string, len(known))
+	for a, ar := range known {
+		addrOf[ar.id] = a
+	}
+	txidOf := make(map[int64]string, len(nts))
+	for txid, nr := range nts {
+		txidOf[nr.id] = txid
+	}
+	read := `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, t.amount, t.output_index,
+			t.credited, t.processed_at, coalesce(t.idempotency_key, ''), t.created_at, coalesce(t.reason, ''),
+			t.network_transaction_id, t.address_id, t.broadcast_id IS NOT NULL
+		FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
+		WHERE t.kind = 'deposit'`
 	if write {
-		rows, err = tx.Query(ctx, `SELECT t.network_transaction_id, t.output_index, t.id, t.amount, t.receiving_account_id, t.address_id, t.credited, t.state
-			FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
-			WHERE t.kind = 'deposit' ORDER BY t.id FOR UPDATE OF t`, keyNT, keyOut)
-		if err != nil {
-			return nil, err
+		read += ` ORDER BY t.id FOR UPDATE OF t`
+	}
+	rows, err = tx.Query(ctx, read, keyNT, keyOut)
+	if err != nil {
+		return nil, err
+	}
+	asBooked := make(map[int64]Transaction, len(ours))
+	// readBack: a row this read cannot fill in alone (a deposit in a broadcast, which is never
+	// booked so, would show its broadcast's note); the written rows are then read in full.
+	readBack := false
+	var (
+		t           Transaction
+		addrID      *int64
+		inBroadcast bool
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Amount, &t.OutputIndex,
+		&t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Reason, &k.nt, &addrID, &inBroadcast}, func() error {
+		if t.ReceivingAccountID == nil || t.OutputIndex == nil {
+			return fmt.Errorf("deposit %d has no receiving account or output", t.ID)
 		}
-		var tr txRow
-		if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &tr.id, &tr.amount, &tr.receiver, &tr.addrID, &tr.credited, &tr.state},
-			func() error { booked[k] = tr; return nil }); err != nil {
-			return nil, err
-		}
-	} else {
-		// Only the transactions table: the address, txid and confirmations that transactionSelect
-		// joins in are what depositAddresses and the network transactions above have just read,
-		// and a deposit is in no broadcast. With the joins, PostgreSQL probed three more indexes
-		// per deposit (one of them the open broadcasts', for every row): for a rescan's 500
-		// booked deposits 5-7 ms of a second pass's 20 ms in the ledger, against under 1 ms
-		// without (auto_explain on the rescan benchmark).
-		addrOf := make(map[int64]string, len(known))
-		for a, ar := range known {
-			addrOf[ar.id] = a
-		}
-		txidOf := make(map[int64]string, len(nts))
-		for txid, nr := range nts {
-			txidOf[nr.id] = txid
-		}
-		rows, err = tx.Query(ctx, `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, t.amount, t.output_index,
-				t.credited, t.processed_at, coalesce(t.idempotency_key, ''), t.created_at, coalesce(t.reason, ''),
-				t.network_transaction_id, t.address_id, t.broadcast_id IS NOT NULL
-			FROM transactions t JOIN unnest($1::bigint[], $2::integer[]) AS k(nt, out) ON t.network_transaction_id = k.nt AND t.output_index = k.out
-			WHERE t.kind = 'deposit'`, keyNT, keyOut)
-		if err != nil {
-			return nil, err
-		}
-		asBooked = make(map[int64]Transaction, len(ours))
-		var (
-			t           Transaction
-			addrID      *int64
-			inBroadcast bool
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&t.ID, &t.Kind, &t.State, &t.SendingAccountID, &t.ReceivingAccountID, &t.Amount, &t.OutputIndex,
-			&t.Credited, &t.ProcessedAt, &t.IdempotencyKey, &t.CreatedAt, &t.Reason, &k.nt, &addrID, &inBroadcast}, func() error {
-			if t.ReceivingAccountID == nil || t.OutputIndex == nil {
-				return fmt.Errorf("deposit %d has no receiving account or output", t.ID)
+		if inBroadcast {
+			if !write {
+				return errWouldWrite // the booking reads it back in full
 			}
-			if inBroadcast {
-				// Never booked so; the booking below reads such a row in full.
-				return errWouldWrite
-			}
-			t.TxID, t.Confirmations, t.Address = txidOf[k.nt], nts[txidOf[k.nt]].oldConf, ""
-			if addrID != nil {
-				t.Address = addrOf[*addrID]
-			}
-			booked[outputKey{k.nt, *t.OutputIndex}] = txRow{id: t.ID, amount: t.Amount, receiver: *t.ReceivingAccountID,
-				addrID: addrID, credited: t.Credited, state: t.State}
-			asBooked[t.ID] = t
-			// Fresh pointers for the next row: the row just read keeps these.
-			t, addrID = Transaction{}, nil
-			return nil
-		}); err != nil {
-			return nil, err
+			readBack = true
 		}
+		t.TxID, t.Confirmations, t.Address = txidOf[k.nt], confNow[k.nt], ""
+		if addrID != nil {
+			t.Address = addrOf[*addrID]
+		}
+		booked[outputKey{k.nt, *t.OutputIndex}] = txRow{id: t.ID, amount: t.Amount, receiver: *t.ReceivingAccountID,
+			addrID: addrID, credited: t.Credited, state: t.State}
+		asBooked[t.ID] = t
+		// Fresh pointers for the next row: the row just read keeps these.
+		t, addrID = Transaction{}, nil
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 
 	// What each output's state becomes, and what that moves between accounts.
@@ -489,19 +498,31 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 			FROM unnest($3::text[], $4::boolean[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[])
 				WITH ORDINALITY AS u(state, credited, acct, addr, amount, nt, out, n)
 			ORDER BY u.n
-			RETURNING network_transaction_id, output_index, id`, l.assetID, l.walletID, states, credited, accts, addrIDs, amounts, ntIDs, outs)
+			RETURNING network_transaction_id, output_index, id, created_at`, l.assetID, l.walletID, states, credited, accts, addrIDs, amounts, ntIDs, outs)
 		if err != nil {
 			return nil, err
 		}
-		byKey := make(map[outputKey]int64, len(newIdx))
-		var id int64
-		if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &id}, func() error { byKey[k] = id; return nil }); err != nil {
+		type inserted struct {
+			id      int64
+			created time.Time
+		}
+		byKey := make(map[outputKey]inserted, len(newIdx))
+		var in inserted
+		if _, err := pgx.ForEachRow(rows, []any{&k.nt, &k.out, &in.id, &in.created}, func() error { byKey[k] = in; return nil }); err != nil {
 			return nil, err
 		}
 		for _, i := range newIdx {
-			if bk[i].txID = byKey[outputKey{bk[i].ntID, obs[i].Output}]; bk[i].txID == 0 {
-				return nil, fmt.Errorf("deposit %s:%d was not booked", obs[i].TxID, obs[i].Output)
+			b, o := &bk[i], obs[i]
+			in, ok := byKey[outputKey{b.ntID, o.Output}]
+			if !ok {
+				return nil, fmt.Errorf("deposit %s:%d was not booked", o.TxID, o.Output)
 			}
+			receiver, output := b.receiver, o.Output
+			b.txID = in.id
+			// As inserted: the columns the insert leaves to their defaults are null, and created_at.
+			asBooked[in.id] = Transaction{ID: in.id, Kind: "deposit", State: b.newState, ReceivingAccountID: &receiver,
+				Address: o.Address, Amount: b.amount, TxID: o.TxID, OutputIndex: &output, Confirmations: confNow[b.ntID],
+				Credited: b.credited, CreatedAt: in.created}
 		}
 	}
 	if len(chgIDs) > 0 {
@@ -516,8 +537,8 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 	}
 
 	// Every booked output as the ledger now has it, and an event for each that changed.
-	now := asBooked // read-only, nothing was written
-	if write {
+	now := asBooked
+	if readBack {
 		ids := make([]int64, 0, len(ours))
 		for _, i := range ours {
 			if bk[i].txID != 0 {
@@ -534,6 +555,11 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		last := lastOfOutput[reportKey{o.TxID, o.Output}]
 		if last != i {
 			continue
+		}
+		if t, ok := now[bk[i].txID]; ok && !readBack {
+			// As read or inserted, with the state it was given (the same when nothing changed).
+			t.State, t.Credited = bk[i].newState, bk[i].credited
+			now[bk[i].txID] = t
 		}
 		bk[i].up.Transaction = now[bk[i].txID]
 		if bk[i].up.Changed {

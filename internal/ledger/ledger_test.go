@@ -580,6 +580,11 @@ func TestConflictedDepositIsFinal(t *testing.T) {
 			t.Fatal(err)
 		}
 		mustCheck(t, pool)
+		// What the booking returns is what the ledger has, the confirmations a conflicted
+		// transaction keeps included.
+		if stored, err := l.Transaction(ctx, up.Transaction.ID); err != nil || !reflect.DeepEqual(up.Transaction, stored) {
+			t.Fatalf("the booking returned %+v, the ledger has %+v (%v)", up.Transaction, stored, err)
+		}
 		return up
 	}
 	if up := record(Observation{Confirmations: 3, BlockHash: "b1", BlockHeight: 10}); !up.Credited {
