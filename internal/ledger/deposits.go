@@ -340,13 +340,10 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		bk[i].ntID, bk[i].oldConf = nr.id, nr.oldConf
 		keyNT, keyOut = append(keyNT, nr.id), append(keyOut, obs[i].Output)
 	}
+	// Each booked output's row id and address id; the rest of the row is in asBooked.
 	type txRow struct {
-		id       int64
-		amount   Amount
-		receiver int64
-		addrID   *int64
-		credited bool
-		state    string
+		id     int64
+		addrID *int64
 	}
 	booked := make(map[outputKey]txRow, len(ours))
 	var k outputKey
@@ -403,8 +400,7 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		if addrID != nil {
 			t.Address = addrOf[*addrID]
 		}
-		booked[outputKey{k.nt, *t.OutputIndex}] = txRow{id: t.ID, amount: t.Amount, receiver: *t.ReceivingAccountID,
-			addrID: addrID, credited: t.Credited, state: t.State}
+		booked[outputKey{k.nt, *t.OutputIndex}] = txRow{id: t.ID, addrID: addrID}
 		asBooked[t.ID] = t
 		// Fresh pointers for the next row: the row just read keeps these.
 		t, addrID = Transaction{}, nil
@@ -426,17 +422,18 @@ func (l *Ledger) bookDeposits(ctx context.Context, tx pgx.Tx, obs []Observation,
 		}
 		key := outputKey{b.ntID, o.Output}
 		row, ok := booked[key]
+		was := asBooked[row.id]
 		switch {
 		case !ok:
 			b.up.New = true
 			b.credited, b.state, b.amount = false, "incoming", o.Amount
-		case row.amount != o.Amount || row.addrID == nil || *row.addrID != b.addrID:
+		case was.Amount != o.Amount || row.addrID == nil || *row.addrID != b.addrID:
 			// An output of a transaction cannot change; a backend saying so is wrong, and the
 			// ledger keeps what it booked until a human looks.
 			return nil, fmt.Errorf("deposit %s:%d was booked as %s to %s, the backend now reports %s to %s: %w",
-				o.TxID, o.Output, row.amount.Format(l.coin.Decimals), o.Address, o.Amount.Format(l.coin.Decimals), o.Address, ErrInconsistent)
+				o.TxID, o.Output, was.Amount.Format(l.coin.Decimals), o.Address, o.Amount.Format(l.coin.Decimals), o.Address, ErrInconsistent)
 		default:
-			b.txID, b.amount, b.receiver, b.credited, b.state = row.id, row.amount, row.receiver, row.credited, row.state
+			b.txID, b.amount, b.receiver, b.credited, b.state = row.id, was.Amount, *was.ReceivingAccountID, was.Credited, was.State
 		}
 		b.newState = b.state
 		if b.state == "conflicted" {
