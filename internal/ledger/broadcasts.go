@@ -223,7 +223,7 @@ func (l *Ledger) settleSends(ctx context.Context, tx pgx.Tx, broadcastID, ntID i
 // closedSendJoins is transactionJoins for the sends of one closed broadcast, whose network
 // transaction's txid and confirmations the statement takes as $3 and $4: only each send's
 // address is looked up.
-const closedSendJoins = `LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true
+const closedSendJoins = addressJoin + `
 	CROSS JOIN (SELECT $3::text AS txid, $4::integer AS confirmations) n
 	CROSS JOIN (SELECT NULL::text AS last_error) b`
 

@@ -682,10 +682,13 @@ const (
 	transactionColumns = `SELECT t.id, t.kind, t.state, t.sending_account_id, t.receiving_account_id, coalesce(a.address, ''),
 	t.amount, coalesce(n.txid, ''), t.output_index, coalesce(n.confirmations, -1), t.credited, t.processed_at,
 	coalesce(t.idempotency_key, ''), t.created_at, coalesce(b.last_error, ''), coalesce(t.reason, '')`
-	transactionJoins = `LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true
+	transactionJoins = addressJoin + `
 	LEFT JOIN LATERAL (SELECT txid, confirmations FROM network_transactions WHERE id = t.network_transaction_id LIMIT 1) n ON true
 	LEFT JOIN LATERAL (SELECT last_error FROM broadcasts WHERE id = t.broadcast_id AND state = 'opened' LIMIT 1) b ON true`
 )
+
+// addressJoin is transactionJoins' lookup of each row's address, which closedSendJoins shares.
+const addressJoin = `LEFT JOIN LATERAL (SELECT address FROM addresses WHERE id = t.address_id LIMIT 1) a ON true`
 
 // scanTransaction reads a row of transactionColumns; extra receives the columns a query selects
 // after them.
