@@ -59,3 +59,34 @@ BenchmarkRescan-2   	       1	1 ns/op	  0.2 rescan-again-s	 0.1 bare-rpc-s	 0.15
 		}
 	}
 }
+
+// The rows of an option appear only when the benchmark ran with it.
+func TestOptionalRows(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want []string
+		not  []string
+	}{
+		{line: "BenchmarkOperatorConvergence-2 1 1 ns/op 80.5 peak-rss-MiB 10 operator-s 5 direct-s",
+			not: []string{"BENCH_OPERATOR_MEMORY_LIMIT", "(no limited"}},
+		{line: "BenchmarkOperatorConvergence-2 1 1 ns/op 80.5 peak-rss-MiB 10 operator-s 5 direct-s 61.25 limited-working-set-MiB 0 oom-kills",
+			want: []string{"operator: working set under BENCH_OPERATOR_MEMORY_LIMIT  61.25 MiB", "operator: OOM kills under BENCH_OPERATOR_MEMORY_LIMIT    0 kills"}},
+	} {
+		metrics, _, err := parse(strings.NewReader(tc.line), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		table(&out, metrics)
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("table lacks %q:\n%s", w, out.String())
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(out.String(), n) {
+				t.Errorf("table has %q:\n%s", n, out.String())
+			}
+		}
+	}
+}

@@ -37,6 +37,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/loopback"
@@ -104,8 +105,9 @@ func parallelOn(w, n int, f func(i int) error) error {
 // directly, with the same client rate limit as the operator's. The watched namespaces also hold
 // BENCH_UNRELATED (default 10000) Secrets and ConfigMaps that are none of the operator's business,
 // half each. It also reports the operator's peak RSS and the writes it makes in 30 s of idling.
-// BENCH_OPERATOR_MEMORY_LIMIT (say 64MiB) runs the operator with that GOMEMLIMIT, as the chart
-// does from its memory limit.
+// BENCH_OPERATOR_MEMORY_LIMIT (say 64MiB) runs the operator as a pod with that memory limit runs
+// it: in a memory cgroup with that limit, and told the limit as the chart tells it; it then also
+// reports the working set as the kubelet counts it, and OOM kills.
 //
 // The operator converges BENCH_OPERATOR_ROUNDS (default 3) times, N new assets in a namespace of
 // their own each time, and the direct writes run before the first and after each: every round is
@@ -258,22 +260,67 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	pprofAddr := "127.0.0.1:" + strconv.Itoa(pprofPort)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(runCtx, bin, "operator", "--kubeconfig", kubeconfig, "--helper-image", "bench:1",
+	exe := bin
+	args := []string{"operator", "--kubeconfig", kubeconfig, "--helper-image", "bench:1",
 		"--kube-api-qps", strconv.Itoa(int(fast.QPS)), "--kube-api-burst", strconv.Itoa(fast.Burst),
 		"--max-concurrent-reconciles", strconv.Itoa(workers), "--watch-namespace", strings.Join(watched, ","),
-		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr, "--pprof-bind-address", pprofAddr, "--zap-log-level", "error")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if limit := os.Getenv("BENCH_OPERATOR_MEMORY_LIMIT"); limit != "" {
-		// As the chart runs it: GOMEMLIMIT is the container's memory limit. Only the operator's
-		// process gets it, not the API server's or this one's.
-		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
-		b.Logf("operator runs with GOMEMLIMIT=%s", limit)
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr, "--pprof-bind-address", pprofAddr, "--zap-log-level", "error"}
+	var operatorEnv []string
+	var limited *memoryCgroup
+	limit := os.Getenv("BENCH_OPERATOR_MEMORY_LIMIT")
+	if limit != "" {
+		// As a pod with this memory limit runs it under the chart: in a memory cgroup with that
+		// limit, which is charged the binary's pages as the operator reads them, and told the
+		// limit, from which it sets its Go memory limit. Only the operator's process gets either.
+		bytes, err := parseByteSize(limit)
+		if err != nil {
+			b.Fatalf("BENCH_OPERATOR_MEMORY_LIMIT: %v", err)
+		}
+		if limited, err = newMemoryCgroup(fmt.Sprintf("bench-operator-%d", os.Getpid()), bytes); err != nil {
+			b.Fatalf("BENCH_OPERATOR_MEMORY_LIMIT=%s: %v", limit, err)
+		}
+		// Deferred first, so it runs after the operator has been waited for.
+		defer func() {
+			if err := limited.remove(); err != nil {
+				b.Error(err)
+			}
+		}()
+		if exe, err = uncachedCopy(bin, b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
+		operatorEnv = append(os.Environ(), memlimit.EnvVar+"="+strconv.FormatInt(bytes, 10))
+		b.Logf("operator runs in a memory cgroup limited to %s (%s), with %s set to it", limit, limited.dir, memlimit.EnvVar)
 	}
+	argv := append([]string{exe}, args...)
+	if limited != nil {
+		argv = limited.wrap(argv...)
+	}
+	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Env = os.Stderr, os.Stderr, operatorEnv
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("starting the operator: %v", err)
 	}
-	defer func() { cancel(); _ = cmd.Wait() }()
-	waitReady(b, "http://"+probeAddr+"/readyz", time.Minute, func() string { return " (the operator)" })
+	// Waited for at once, so that an operator that dies (say, killed for memory under a limit)
+	// stops the wait for its assets instead of letting it run to its timeout.
+	exited := make(chan struct{})
+	var exitErr error
+	alive, died := context.WithCancel(ctx)
+	defer died()
+	go func() {
+		exitErr = cmd.Wait()
+		close(exited)
+		died()
+	}()
+	defer func() { cancel(); <-exited }()
+	whyNot := func() string {
+		select {
+		case <-exited:
+			return fmt.Sprintf(" (the operator exited: %v)", exitErr)
+		default:
+			return ""
+		}
+	}
+	waitReady(b, "http://"+probeAddr+"/readyz", time.Minute, func() string { return " (the operator)" + whyNot() })
 	// What the process costs before any asset: the runtime, the binary's touched pages, and the
 	// caches of the unrelated objects.
 	readyRSS := procStatusKiB(b, cmd.Process.Pid, "VmRSS:")
@@ -286,6 +333,10 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	// The kernel keeps no high-water mark of anonymous memory alone, so it is sampled: the peak
 	// of what the operator itself allocated, apart from the binary's pages that VmHWM also counts.
 	anonPeak := sampleAnonPeak(runCtx, cmd.Process.Pid, 20*time.Millisecond)
+	var workingSetPeak func() int64
+	if limited != nil {
+		workingSetPeak = samplePeak(runCtx, 20*time.Millisecond, limited.workingSet)
+	}
 
 	// converge has the operator converge N new assets in round r's namespace and returns how long
 	// that took, and the CPU every process used meanwhile, the operator's last.
@@ -311,8 +362,8 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 			}
 			// Watched, not polled: listing a thousand assets ten times a second would take the API
 			// server's time from the operator being measured.
-			if err := waitCurrent(ctx, wc, ns, n, initial.ResourceVersion, 15*time.Minute); err != nil {
-				return err
+			if err := waitCurrent(alive, wc, ns, n, initial.ResourceVersion, 15*time.Minute); err != nil {
+				return fmt.Errorf("%w%s", err, whyNot())
 			}
 			if done, err := converged(ctx, c, ns, n); err != nil || !done {
 				return fmt.Errorf("every asset reported current, but children are missing (%v)", err)
@@ -353,11 +404,21 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 	rss := peakRSS(b, cmd.Process.Pid)
 	peakAnon := anonPeak()
 	endAnon, endFile := rssParts(b, cmd.Process.Pid)
+	var workingSet int64
+	if limited != nil {
+		workingSet = workingSetPeak()
+		anon, cache, mapped, err := limited.parts()
+		if err != nil {
+			b.Fatalf("reading the operator's memory cgroup: %v", err)
+		}
+		b.Logf("operator under its %s limit, after converging and idling: working set (usage less inactive file pages, as the kubelet counts it) at most %d KiB; now anonymous %d KiB, page cache %d KiB of which %d KiB mapped",
+			limit, workingSet>>10, anon>>10, cache>>10, mapped>>10)
+	}
 	// Resident memory is the binary's pages read from its file (the one binary carries the
 	// operator, the helper and every backend client) and the process's own (heap, stacks).
 	b.Logf("operator resident memory, anonymous + file-backed: %d + %d KiB when ready, %d + %d KiB after converging and idling; anonymous at most %d KiB (sampled)",
 		readyAnon, readyFile, endAnon, endFile, peakAnon)
-	if pages, blocks, err := binaryResidency(cmd.Process.Pid, bin); err == nil {
+	if pages, blocks, err := binaryResidency(cmd.Process.Pid, exe); err == nil {
 		// The kernel maps a file's pages around each one touched (fault-around, 64 KiB), so the
 		// binary's resident pages come in whole blocks: what RSS counts of it is not what the
 		// operator reads of it.
@@ -386,7 +447,17 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 		directRound(r + 1)
 	}
 	cancel()
-	_ = cmd.Wait()
+	<-exited
+	if limited != nil {
+		// Every round ran under the limit: an operator killed for memory would have failed its
+		// round, so this is 0 unless the kernel killed it while it was being stopped.
+		kills, err := limited.oomKills()
+		if err != nil {
+			b.Fatalf("reading the operator's memory cgroup: %v", err)
+		}
+		b.ReportMetric(float64(workingSet)/(1<<20), "limited-working-set-MiB")
+		b.ReportMetric(float64(kills), "oom-kills")
+	}
 
 	// Each round against the mean of the direct writes either side of it.
 	type round struct {
@@ -704,11 +775,21 @@ func rssParts(b *testing.B, pid int) (anon, file int) {
 // sampleAnonPeak reads the process's anonymous resident memory every interval until ctx ends or
 // the returned function is called, which gives the largest value read, in KiB.
 func sampleAnonPeak(ctx context.Context, pid int, interval time.Duration) func() int {
+	peak := samplePeak(ctx, interval, func() (int64, error) {
+		v, err := statusKiB(pid, "RssAnon:")
+		return int64(v), err
+	})
+	return func() int { return int(peak()) }
+}
+
+// samplePeak calls read every interval until ctx ends or the returned function is called, which
+// gives the largest value read. The kernel keeps no high-water mark of these figures.
+func samplePeak(ctx context.Context, interval time.Duration, value func() (int64, error)) func() int64 {
 	var peak atomic.Int64
 	read := func() {
-		// An error means the process has ended; the peak so far stands.
-		if v, err := statusKiB(pid, "RssAnon:"); err == nil && int64(v) > peak.Load() {
-			peak.Store(int64(v))
+		// An error means the process (or its cgroup) has ended; the peak so far stands.
+		if v, err := value(); err == nil && v > peak.Load() {
+			peak.Store(v)
 		}
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -726,11 +807,11 @@ func sampleAnonPeak(ctx context.Context, pid int, interval time.Duration) func()
 			}
 		}
 	}()
-	return func() int {
+	return func() int64 {
 		stop()
 		<-done
 		read()
-		return int(peak.Load())
+		return peak.Load()
 	}
 }
 
