@@ -253,7 +253,9 @@ func Deployment(ca *v1alpha1.CryptoAsset, opts Options, configHash string) *apps
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
 		// The collector paces itself by the container's memory limit rather than by doubling the
 		// live heap: a rescan's listing (see the README's Rescans) then fits in what the limit
-		// leaves instead of being killed at twice what it holds. As the operator's chart does.
+		// leaves instead of being killed at twice what it holds. The operator leaves room below
+		// its limit for the binary's pages (internal/memlimit); the helper's 256Mi default is five
+		// times its idle footprint, and changing this variable would roll every helper.
 		{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 			Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
 	}
