@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -67,10 +68,10 @@ func memoryCgroupParent() (dir string, v2 bool, err error) {
 			continue
 		}
 		switch {
-		case g[0] == "cgroup" && hasOption(g[2], "memory"):
+		case g[0] == "cgroup" && slices.Contains(strings.Split(g[2], ","), "memory"):
 			for _, line := range strings.Split(string(own), "\n") {
 				// "4:memory:/path"
-				if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && hasOption(parts[1], "memory") {
+				if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "memory") {
 					return filepath.Join(f[4], parts[2]), false, nil
 				}
 			}
@@ -82,22 +83,11 @@ func memoryCgroupParent() (dir string, v2 bool, err error) {
 		return "", false, err
 	}
 	if unified != "" {
-		if sub, err := os.ReadFile(filepath.Join(unified, "cgroup.subtree_control")); err == nil && hasField(string(sub), "memory") {
+		if sub, err := os.ReadFile(filepath.Join(unified, "cgroup.subtree_control")); err == nil && slices.Contains(strings.Fields(string(sub)), "memory") {
 			return unified, true, nil
 		}
 	}
 	return "", false, errors.New("no memory cgroup can be made here: neither a cgroup v1 memory hierarchy nor a cgroup v2 root that delegates memory is mounted")
-}
-
-func hasOption(list, want string) bool { return hasField(strings.ReplaceAll(list, ",", " "), want) }
-
-func hasField(list, want string) bool {
-	for _, f := range strings.Fields(list) {
-		if f == want {
-			return true
-		}
-	}
-	return false
 }
 
 // wrap returns the command line that runs argv inside the cgroup from its first instruction: a
