@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/address/v2/base58"
 	"github.com/btcsuite/btcd/address/v2/bech32"
@@ -134,4 +135,53 @@ func TestBase58AddressThatLooksLikeBech32(t *testing.T) {
 		}
 		return
 	}
+}
+
+// Every network of every registered coin has address parameters, and a pair the registry does
+// not have is refused with the registry's own reason.
+func TestParamsCoverTheRegistry(t *testing.T) {
+	for _, name := range Names() {
+		c, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, network := range c.Networks {
+			p, err := Params(name, network)
+			if err != nil || len(p.PubKeyHash) == 0 || len(p.ScriptHash) == 0 {
+				t.Errorf("%s %s: %+v %v", name, network, p, err)
+			}
+		}
+	}
+	for _, tc := range []struct{ coin, network, err string }{
+		{"dogecoin", "simnet", `coin dogecoin has no network "simnet"`},
+		{"monero", "mainnet", `unknown coin "monero"`},
+	} {
+		if _, err := Params(tc.coin, tc.network); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s %s: error %v, want %q", tc.coin, tc.network, err, tc.err)
+		}
+	}
+}
+
+// BenchmarkValidateAddress checks an address as a payment's every output is checked, next to
+// the part no check can skip, base58check decoding (a hash of the payload), in the same run.
+// The ratio is what the rest costs: the network's parameters and the version and length checks.
+func BenchmarkValidateAddress(b *testing.B) {
+	addr := base58.CheckEncode(hash20(), 0x3f)
+	start := time.Now()
+	for range b.N {
+		if _, _, err := base58.CheckDecode(addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	decode := time.Since(start)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := ValidateAddress("bitcoin", "simnet", addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(decode.Nanoseconds())/float64(b.N), "decode-ns/op")
+	b.ReportMetric(float64(b.Elapsed())/float64(decode), "ratio")
 }
