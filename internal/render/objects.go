@@ -20,6 +20,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 )
 
 // Port names on the helper container and Service.
@@ -253,10 +254,11 @@ func Deployment(ca *v1alpha1.CryptoAsset, opts Options, configHash string) *apps
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
 		// The collector paces itself by the container's memory limit rather than by doubling the
 		// live heap: a rescan's listing (see the README's Rescans) then fits in what the limit
-		// leaves instead of being killed at twice what it holds. The operator leaves room below
-		// its limit for the binary's pages (internal/memlimit); the helper's 256Mi default is five
-		// times its idle footprint, and changing this variable would roll every helper.
-		{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+		// leaves instead of being killed at twice what it holds. The helper sets the Go limit
+		// below the container's by the binary's pages it has resident (internal/memlimit), as the
+		// operator does: the kernel charges those to the container too, and a heap let grow to
+		// the whole limit made the kernel evict the code and read it back at every turn.
+		{Name: memlimit.EnvVar, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 			Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
 	}
 	configArgs := []string{"--config", ConfigPath}

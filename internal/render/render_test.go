@@ -1,6 +1,7 @@
 package render
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 )
 
 func sref(name, key string) v1alpha1.SecretKeyRef { return v1alpha1.SecretKeyRef{Name: name, Key: key} }
@@ -236,9 +238,12 @@ func TestDeployment(t *testing.T) {
 			if c.Resources.Requests.Memory().Cmp(resource.MustParse("64Mi")) != 0 || c.Resources.Limits.Memory().Cmp(resource.MustParse("256Mi")) != 0 {
 				t.Errorf("default resources %v", c.Resources)
 			}
-			if ref := envFrom(c.Env, "GOMEMLIMIT"); ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" ||
+			if ref := envFrom(c.Env, memlimit.EnvVar); ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" ||
 				ref.ResourceFieldRef.Divisor.Value() != 1 {
-				t.Errorf("GOMEMLIMIT is not the container's memory limit in bytes: %+v", ref)
+				t.Errorf("%s is not the container's memory limit in bytes: %+v", memlimit.EnvVar, ref)
+			}
+			if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" }) {
+				t.Errorf("GOMEMLIMIT is set; it would override the limit the helper sets below the container's")
 			}
 			if tpl.Annotations[v1alpha1.ConfigHashAnnotation] != "HASH" {
 				t.Errorf("hash annotation %v", tpl.Annotations)

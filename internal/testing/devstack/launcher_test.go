@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/cryptoassets/cryptoassets-operator/api/v1alpha1"
+	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 	"github.com/cryptoassets/cryptoassets-operator/internal/render"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
@@ -102,15 +103,22 @@ func TestLauncherRunsRenderedHelpers(t *testing.T) {
 		return h.Ready()
 	})
 
-	// It runs with the environment kubelet would give it: GOMEMLIMIT is the container's memory
-	// limit in bytes.
+	// It runs with the environment kubelet would give it: the container's memory limit in
+	// bytes. From that the helper sets its Go memory limit below the container's, by the binary's
+	// pages it holds (internal/memlimit), as its own metrics report.
 	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", h.cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(strings.Split(string(environ), "\x00"), "GOMEMLIMIT=268435456") {
-		t.Fatalf("the helper's environment has no GOMEMLIMIT of its 256Mi limit: %q", environ)
+	const limit = 256 << 20
+	if !slices.Contains(strings.Split(string(environ), "\x00"), fmt.Sprintf("%s=%d", memlimit.EnvVar, limit)) {
+		t.Fatalf("the helper's environment has no %s of its 256Mi limit: %q", memlimit.EnvVar, environ)
 	}
+	goLimit := testassets.Metric(t, h.Ops, "go_gc_gomemlimit_bytes")
+	if goLimit >= limit || goLimit < limit/4 {
+		t.Fatalf("the helper's Go memory limit is %.0f bytes, want below its container's %d and at least a quarter of it", goLimit, limit)
+	}
+	t.Logf("the helper's Go memory limit: %.1f MiB of its container's 256 MiB", goLimit/(1<<20))
 
 	// The helper works from the rendered config: a simulated payment is credited.
 	var acct struct{ ID int64 }
