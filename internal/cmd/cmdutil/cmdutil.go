@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
+	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 )
 
 // ConnectLedger opens a pool on the database the config file names.
@@ -80,5 +82,21 @@ func ReportViolations(w io.Writer, violations []ledger.Violation) error {
 		return fmt.Errorf("%d ledger invariant violations", len(violations))
 	}
 	fmt.Fprintln(w, "ledger check: all invariants hold")
+	return nil
+}
+
+// SetMemoryLimit sets the Go memory limit below the container's (memlimit.Apply) and logs what
+// it chose. The long-running commands, the operator and the helper, call it first thing in their
+// run: after every package's init, whose pages of the binary are then resident and are what the
+// limit leaves room for.
+func SetMemoryLimit(log logr.Logger) error {
+	limits, applied, err := memlimit.Apply(os.Getenv, memlimit.FileResident)
+	if err != nil {
+		return err
+	}
+	if applied {
+		log.Info("Go memory limit set below the container's", "containerBytes", limits.Container,
+			"fileResidentBytes", limits.FileResident, "goMemoryLimitBytes", limits.Go)
+	}
 	return nil
 }

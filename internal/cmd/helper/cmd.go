@@ -3,7 +3,6 @@ package helper
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,7 +13,6 @@ import (
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
 	"github.com/cryptoassets/cryptoassets-operator/internal/helper"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
-	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 )
 
 // NewCmd is the helper subcommand; version goes into the API server user agent.
@@ -41,15 +39,8 @@ func NewCmd(version string) *cobra.Command {
 				level = zapcore.ErrorLevel
 			}
 			log := zap.New(zap.Level(level)).WithValues("asset", ledger.AssetRef(cfg.Asset.Namespace, cfg.Asset.Name))
-			// As the operator does (internal/cmd/operator): after every package's init, whose
-			// pages of the binary are resident and are what the Go limit leaves room for.
-			limits, applied, err := memlimit.Apply(os.Getenv, memlimit.FileResident)
-			if err != nil {
+			if err := cmdutil.SetMemoryLimit(log); err != nil {
 				return err
-			}
-			if applied {
-				log.Info("Go memory limit set below the container's", "containerBytes", limits.Container,
-					"fileResidentBytes", limits.FileResident, "goMemoryLimitBytes", limits.Go)
 			}
 			if cfg.Kubernetes != nil {
 				kube, err := cmdutil.RestConfig(kubeconfig)

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/cmd/cmdutil"
-	"github.com/cryptoassets/cryptoassets-operator/internal/memlimit"
 	"github.com/cryptoassets/cryptoassets-operator/internal/operator"
 )
 
@@ -37,15 +36,8 @@ func NewCmd(version string) *cobra.Command {
 		Short: "Run the operator that reconciles CryptoAsset resources",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-			// Here, after every package's init: the binary's pages those touched are resident
-			// and are what the Go limit leaves room for.
-			limits, applied, err := memlimit.Apply(os.Getenv, memlimit.FileResident)
-			if err != nil {
+			if err := cmdutil.SetMemoryLimit(ctrl.Log); err != nil {
 				return err
-			}
-			if applied {
-				ctrl.Log.Info("Go memory limit set below the container's", "containerBytes", limits.Container,
-					"fileResidentBytes", limits.FileResident, "goMemoryLimitBytes", limits.Go)
 			}
 			if opts.Render.Image == "" {
 				return errors.New("--helper-image (or CRYPTOASSETS_HELPER_IMAGE) is required: the image helper pods run, normally the operator's own")
