@@ -163,14 +163,15 @@ func readInt(path string) (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }
 
-// keyedValue reads the value of key from a file of "key value" lines.
+// keyedValue reads the value of key from a file of "key value [unit]" lines: a cgroup's
+// memory.stat, or /proc/PID/status (whose keys end in a colon, and sizes in " kB").
 func keyedValue(path, key string) (int64, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == key {
 			return strconv.ParseInt(f[1], 10, 64)
 		}
 	}

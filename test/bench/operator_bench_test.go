@@ -907,16 +907,8 @@ func procStatusKiB(b *testing.B, pid int, field string) int {
 
 // statusKiB reads a size in KiB (field "VmRSS:", "RssAnon:", ...) from /proc/PID/status.
 func statusKiB(pid int, field string) (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
-			return strconv.Atoi(f[1])
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	v, err := keyedValue(fmt.Sprintf("/proc/%d/status", pid), field)
+	return int(v), err
 }
 
 // controlPlanePIDs finds the API server and etcd that envtest started: children of this process.
