@@ -33,3 +33,51 @@ func TestKnownBroadcasts(t *testing.T) {
 	}
 	readsItsPage(t, shop, []pageRead{{"five txids among 100,000 broadcasts", knownBroadcastsSQL, []any{shop.assetID, asked}, 2}})
 }
+
+// TestBroadcastSendsReadByBroadcast: on a ledger with 100,000 sends of past broadcasts, the
+// statements that read or change the sends of one broadcast (recovering an open one, settling a
+// paid one, putting an open one's sends back) read that broadcast's sends only, custom plan or
+// generic. The index by broadcast holds broadcasting sends only (migration 16), so a statement
+// that does not name their state scans the whole table: about 1,830 pages here.
+func TestBroadcastSendsReadByBroadcast(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, newPool(t))
+	payer, err := l.CreateAccount(ctx, "payer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 past broadcasts of 1,000 confirmed sends each, one of one send paid and not yet
+	// settled, one of two open. Few sends, because what a statement writes counts too: each send
+	// written is a new row version in four or five indexes (settling three sends took 37 pages,
+	// against the 40 readsItsPage allows).
+	execAll(t, l.pool, []statement{
+		{`INSERT INTO addresses (asset_id, wallet_id, address) VALUES ($1, $2, 'addr-payee')`, []any{l.assetID, l.walletID}},
+		{`INSERT INTO network_transactions (asset_id, kind, txid, confirmations)
+			SELECT $1::bigint, 'broadcast', 'past-' || g, 6 FROM generate_series(1, 100) g UNION ALL SELECT $1::bigint, 'broadcast', 'paid', 0`, []any{l.assetID}},
+		{`INSERT INTO broadcasts (asset_id, wallet_id, state, txid, closed_at)
+			SELECT $1, $2, 'broadcasted', txid, now() FROM network_transactions WHERE asset_id = $1 ORDER BY id`, []any{l.assetID, l.walletID}},
+		{`INSERT INTO broadcasts (asset_id, wallet_id, state) VALUES ($1, $2, 'opened')`, []any{l.assetID, l.walletID}},
+		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount, broadcast_id, network_transaction_id)
+			SELECT $1, $2, 'outgoing', 'confirmed', $3, (SELECT id FROM addresses WHERE address = 'addr-payee'), 1000, b.id, n.id
+			FROM broadcasts b JOIN network_transactions n ON n.txid = b.txid, generate_series(1, 1000) g
+			WHERE b.txid LIKE 'past-%'`, []any{l.assetID, l.walletID, payer.ID}},
+		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount, broadcast_id)
+			SELECT $1, $2, 'outgoing', 'broadcasting', $3, (SELECT id FROM addresses WHERE address = 'addr-payee'), 1000, b.id
+			FROM broadcasts b, generate_series(1, CASE b.state WHEN 'opened' THEN 2 ELSE 1 END) g WHERE b.txid = 'paid' OR b.state = 'opened'`, []any{l.assetID, l.walletID, payer.ID}},
+		{`ANALYZE transactions, broadcasts, network_transactions`, nil},
+	})
+	var open, paid, paidTx, kept int64
+	if err := l.pool.QueryRow(ctx, `SELECT b.id, p.id, n.id, (SELECT min(id) FROM transactions WHERE broadcast_id = b.id)
+		FROM broadcasts b, broadcasts p JOIN network_transactions n ON n.txid = p.txid
+		WHERE b.state = 'opened' AND p.txid = 'paid'`).Scan(&open, &paid, &paidTx, &kept); err != nil {
+		t.Fatal(err)
+	}
+	// An update without RETURNING returns no rows; the two that put sends back are checked for
+	// what they read only (TestRefusedSendNeedsReview and the broadcaster's tests check what they change).
+	readsItsPage(t, l, []pageRead{
+		{"an open broadcast's sends, to recover it", openBroadcastSendsSQL, []any{open}, 2},
+		{"a paid broadcast's send, to settle it", settleSendsSQL, []any{paidTx, paid, "paid", 0}, 1},
+		{"an open broadcast's sends, back to pending", returnSendsSQL, []any{open, []int64{}}, 0},
+		{"all but one of them, back to pending", returnSendsSQL, []any{open, []int64{kept}}, 0},
+	})
+}
