@@ -46,10 +46,10 @@ func TestBroadcastSendsReadByBroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 100 past broadcasts of 1,000 confirmed sends each, one of one send paid and not yet
-	// settled, one of two open. Few sends, because what a statement writes counts too: each send
-	// written is a new row version in four or five indexes (settling three sends took 37 pages,
-	// against the 40 readsItsPage allows).
+	// 100 past broadcasts of 1,000 confirmed sends each; a paid broadcast of one send, not yet
+	// settled; an open broadcast of two. Few sends, because what a statement writes counts too:
+	// each send written is a new row version in four or five indexes (settling three sends took
+	// 37 pages, against the 40 readsItsPage allows).
 	execAll(t, l.pool, []statement{
 		{`INSERT INTO addresses (asset_id, wallet_id, address) VALUES ($1, $2, 'addr-payee')`, []any{l.assetID, l.walletID}},
 		{`INSERT INTO network_transactions (asset_id, kind, txid, confirmations)
@@ -72,8 +72,9 @@ func TestBroadcastSendsReadByBroadcast(t *testing.T) {
 		WHERE b.state = 'opened' AND p.txid = 'paid'`).Scan(&open, &paid, &paidTx, &kept); err != nil {
 		t.Fatal(err)
 	}
-	// An update without RETURNING returns no rows; the two that put sends back are checked for
-	// what they read only (TestRefusedSendNeedsReview and the broadcaster's tests check what they change).
+	// An update without RETURNING returns no rows: the two that put sends back are checked for
+	// what they read only. What they change, TestRefusedSendNeedsReview and the broadcaster's
+	// tests check.
 	readsItsPage(t, l, []pageRead{
 		{"an open broadcast's sends, to recover it", openBroadcastSendsSQL, []any{open}, 2},
 		{"a paid broadcast's send, to settle it", settleSendsSQL, []any{paidTx, paid, "paid", 0}, 1},
