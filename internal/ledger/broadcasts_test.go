@@ -41,11 +41,7 @@ func TestKnownBroadcasts(t *testing.T) {
 // that does not name their state scans the whole table: about 1,830 pages here.
 func TestBroadcastSendsReadByBroadcast(t *testing.T) {
 	ctx := context.Background()
-	l := open(t, newPool(t))
-	payer, err := l.CreateAccount(ctx, "payer")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, _, payer := withAlice(t)
 	// 100 past broadcasts of 1,000 confirmed sends each; a paid broadcast of one send, not yet
 	// settled; an open broadcast of two. Few sends, because what a statement writes counts too:
 	// each send written is a new row version in four or five indexes (settling three sends took
