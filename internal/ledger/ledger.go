@@ -516,8 +516,12 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 	if err != nil {
 		return Transaction{}, err
 	}
-	// $1, $2 and $4 are outboxWrite's.
-	args := []any{l.assetID, "txupdate", before, l.eventTargets(), after, l.walletID, from, to, amount, key}
+	eventID, err := newEventID()
+	if err != nil {
+		return Transaction{}, err
+	}
+	// $1, $2 and $4 are outboxWrite's; the event's id is $11.
+	args := []any{l.assetID, "txupdate", before, l.eventTargets(), after, l.walletID, from, to, amount, key, eventID}
 	// ok has a row only when the transfer is allowed; every write reads it, so none runs before
 	// both rows are locked, and none runs at all when it is refused.
 	err = q.QueryRow(ctx, `WITH drawn AS MATERIALIZED (SELECT nextval('transactions_id_seq') AS id),
@@ -531,7 +535,7 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 		t AS (INSERT INTO transactions (id, asset_id, wallet_id, kind, state, sending_account_id, receiving_account_id, amount, idempotency_key)
 			SELECT drawn.id, $1, $6, 'internal', 'done', $7, $8, $9, nullif($10, '') FROM ok, drawn RETURNING id, created_at),
 		gate AS (SELECT FROM t),
-		`+outboxWriteHead+`(SELECT $3::text || t.id || $5::text AS p, 1 AS n FROM t) AS u`+outboxWriteTail+`
+		`+outboxWriteHead+`(SELECT $3::text || t.id || $5::text AS p, $11::uuid AS id, 1 AS n FROM t) AS u`+outboxWriteTail+`
 		SELECT id, created_at FROM t`, args...).Scan(&t.ID, &t.CreatedAt)
 	var pgErr *pgconn.PgError
 	switch {

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -179,6 +181,57 @@ func TestEventsWrittenAsJSONBAreDeliveredAfterTheUpgrade(t *testing.T) {
 	pulled, err := l.Events(ctx, 0, 10)
 	if err != nil || len(pulled) != 1 || string(pulled[0].Payload) != string(due[0].Payload) {
 		t.Errorf("pulled after the upgrade: %+v %v", pulled, err)
+	}
+}
+
+// TestEventIDsFollowTheirOrder: the ids the ledger gives its events, in one statement with many
+// (a deposit batch) or one (a transfer), are UUIDs of version 7 drawn when the event was
+// written, each later than the one before, so the unique index on them is appended to; each
+// event is due at every target under the id it is pulled with.
+func TestEventIDsFollowTheirOrder(t *testing.T) {
+	ctx := context.Background()
+	l, _, alice := withAlice(t, "app")
+	start := time.Now().Truncate(time.Millisecond)
+	var obs []Observation
+	for i := range 3 {
+		obs = append(obs, Observation{TxID: fmt.Sprintf("tx-%d", i), Address: "addr-alice", Amount: 50_000, Confirmations: 6})
+	}
+	if _, err := l.RecordDeposits(ctx, obs); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := l.CreateAccount(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SendInternal(ctx, alice.ID, bob.ID, 10_000, ""); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+
+	pulled, err := l.Events(ctx, 0, 100)
+	if err != nil || len(pulled) != 4 {
+		t.Fatalf("pulled %d events (%v), want 3 deposits and a transfer", len(pulled), err)
+	}
+	due, _, err := l.DueDeliveries(ctx, "app", DueCursor{}, 100)
+	if err != nil || len(due) != len(pulled) {
+		t.Fatalf("%d events due at app (%v), want %d", len(due), err, len(pulled))
+	}
+	var last uuid.UUID
+	for i, e := range pulled {
+		id, err := uuid.Parse(e.EventID)
+		if err != nil || id.Version() != 7 {
+			t.Fatalf("event %d has id %q (%v), want a UUID of version 7", e.Position, e.EventID, err)
+		}
+		if at := time.Unix(id.Time().UnixTime()); at.Before(start) || at.After(end) {
+			t.Errorf("event %d's id %s was drawn at %s, not while the test wrote it (%s to %s)", e.Position, id, at, start, end)
+		}
+		if i > 0 && bytes.Compare(id[:], last[:]) <= 0 {
+			t.Errorf("event %d's id %s does not follow the one before it, %s", e.Position, id, last)
+		}
+		last = id
+		if due[i].EventID != e.EventID {
+			t.Errorf("event %d is due at app as %s, pulled as %s", e.Position, due[i].EventID, e.EventID)
+		}
 	}
 }
 
