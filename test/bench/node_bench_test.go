@@ -91,6 +91,21 @@ func roundMs(ds []time.Duration) string {
 	return strings.Join(parts, " ") + " ms"
 }
 
+// pairedRatios lists each round's ratio of ours to the baseline and their median. The table
+// divides the median of our rounds by the median of the baseline's, as every benchmark does; but
+// where the machine slows down for some rounds and not others (another process on the cores,
+// the collector's pacing), the two medians can fall in different rounds. A round runs both back
+// to back, so the median of the rounds' own ratios tells such drift from a cost of ours.
+func pairedRatios(ours, base []time.Duration) string {
+	rs := make([]float64, min(len(ours), len(base)))
+	parts := make([]string, len(rs))
+	for i := range rs {
+		rs[i] = ours[i].Seconds() / base[i].Seconds()
+		parts[i] = strconv.FormatFloat(rs[i], 'f', 2, 64)
+	}
+	return fmt.Sprintf("%s; median %.2f", strings.Join(parts, " "), median(rs))
+}
+
 func timeIt(f func() error) (time.Duration, error) {
 	start := time.Now()
 	err := f()
@@ -187,6 +202,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	b.ReportMetric(took.Seconds()/bare.Seconds(), "ratio")
 	b.Logf("%d queued sends broadcast in %s (median of %d: %s); bare sendmany of as many outputs %s (%s); ratio %.2f",
 		n, took.Round(time.Millisecond), rounds, roundMs(tooks), bare.Round(time.Millisecond), roundMs(bares), took.Seconds()/bare.Seconds())
+	b.Logf("each round's ratio, broadcast over bare sendmany: %s", pairedRatios(tooks, bares))
 	// Where the CPU went, over all rounds: the broadcaster's work beyond the wallet's is
 	// PostgreSQL's and this process's, on the same two cores as the wallet and the node.
 	per := float64(n*rounds) / 1000
