@@ -643,6 +643,14 @@ func BenchmarkRescan(b *testing.B) {
 		first.Total, walletTxs, first.TxFound, rounds, roundMs(firsts), took.Round(time.Millisecond), scanned/took.Seconds(), first.TxBooked,
 		rounds, roundMs(agains), again.Round(time.Millisecond), scanned/again.Seconds(), bareRPC.Round(time.Millisecond), len(bareRPCs), roundMs(bareRPCs),
 		bareInsert.Round(time.Millisecond), roundMs(bareInserts), took.Seconds()/bare.Seconds(), again.Seconds()/bareRPC.Seconds())
+	// Each round's own ratios: the bare calls taken just before each pass (bareRPCs holds the
+	// one before the first round, then one per round of each pass).
+	firstBares, againBares := make([]time.Duration, rounds), bareRPCs[1+rounds:]
+	for r := range rounds {
+		firstBares[r] = bareRPCs[1+r] + bareInserts[r]
+	}
+	b.Logf("each round's ratio, first pass over its bare calls and insert: %s; second pass over its bare calls: %s",
+		pairedRatios(firsts, firstBares), pairedRatios(agains, againBares))
 	b.Logf("the backend's scan alone, as the second pass makes it (median of %d: %s): %s, %.2fx the bare calls; the rest of the second pass is the ledger's",
 		rounds, roundMs(scans), scan.Round(time.Millisecond), scan.Seconds()/bareRPC.Seconds())
 	b.Logf("the ledgers' part alone, over a replay of the scan's batches: first pass (median of %d: %s) %s, against the bare insert's %s; second pass (median of %d: %s) %s",
