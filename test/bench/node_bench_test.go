@@ -122,7 +122,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	srv := startPG(b)
 	node, backend := startNode(b)
 	ctx := context.Background()
-	l, _ := openLedger(b, srv)
+	l, _ := openLedger(b, srv, eventTargets(b)...)
 	acct := accountWith(b, l, "payouts", "funding")
 	var err error
 	if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: "ff", Address: "funding", Amount: 100 * 1e8, Confirmations: 1}); err != nil {
@@ -232,7 +232,8 @@ func BenchmarkIntake(b *testing.B) {
 	srv := startPG(b)
 	node, backend := startNode(b)
 	ctx := context.Background()
-	l, _ := openLedger(b, srv)
+	targets := eventTargets(b)
+	l, _ := openLedger(b, srv, targets...)
 	in := intake.New(l, backend, logr.Discard())
 	if _, err := in.CatchUp(ctx); err != nil { // the cursor: where the benchmark's deposits start
 		b.Fatal(err)
@@ -302,14 +303,14 @@ func BenchmarkIntake(b *testing.B) {
 	for round := range rounds {
 		rin, rl, racct, name := in, l, acct, "intake"
 		if round > 0 {
-			rl, racct = shopLedger(b, srv, addrs, 0)
+			rl, racct = shopLedger(b, srv, targets, addrs, 0)
 			if err := rl.SetCursor(ctx, cursor); err != nil {
 				b.Fatal(err)
 			}
 			rin, name = intake.New(rl, backend, logr.Discard()), "" // one profile is enough
 		}
 		bareCall()
-		bareInserts = append(bareInserts, bareDepositInsert(b, srv, n, len(txids)))
+		bareInserts = append(bareInserts, bareDepositInsert(b, srv, targets, n, len(txids)))
 		var r intake.Result
 		catchUps[round], err = profiled(b, name, func() (err error) { r, err = rin.CatchUp(ctx); return err })
 		if err != nil || r.Booked != n || r.Credited != n {
@@ -320,7 +321,7 @@ func BenchmarkIntake(b *testing.B) {
 			b.Fatalf("round %d: account holds %d, want %d", round, a.Balance, n*100_000)
 		}
 
-		ol, oacct := shopLedger(b, srv, addrs, history)
+		ol, oacct := shopLedger(b, srv, targets, addrs, history)
 		if err := ol.SetCursor(ctx, cursor); err != nil {
 			b.Fatal(err)
 		}
@@ -349,12 +350,12 @@ func BenchmarkIntake(b *testing.B) {
 		history, oldTook.Round(time.Millisecond), rounds, roundMs(oldCatchUps), oldTook.Seconds()/took.Seconds())
 }
 
-// shopLedger opens a ledger of its own with a "shop" account that has the receiving addresses
-// addrs: a fresh ledger for a benchmark round that books the same payments again. With a
-// history above 0, the ledger is an old one: it holds that many past deposits, to another
-// account, and as many addresses handed out before.
-func shopLedger(b *testing.B, srv *pgtest.Server, addrs []string, history int) (*ledger.Ledger, ledger.Account) {
-	l, pool := openLedger(b, srv)
+// shopLedger opens a ledger of its own, with the event targets given, and a "shop" account that
+// has the receiving addresses addrs: a fresh ledger for a benchmark round that books the same
+// payments again. With a history above 0, the ledger is an old one: it holds that many past
+// deposits, to another account, and as many addresses handed out before.
+func shopLedger(b *testing.B, srv *pgtest.Server, targets, addrs []string, history int) (*ledger.Ledger, ledger.Account) {
+	l, pool := openLedger(b, srv, targets...)
 	if history > 0 {
 		ctx := context.Background()
 		past := accountWith(b, l, "past", "past-address")
@@ -392,10 +393,10 @@ func mustJSON(b *testing.B, v any) json.RawMessage {
 }
 
 // bareDepositInsert measures the floor for booking n deposits of txs transactions: the rows a
-// catch-up writes (network transactions, deposits, their events, the balances), inserted into a
-// ledger database of its own in one transaction, one statement per table, with nothing read
-// back or checked.
-func bareDepositInsert(b *testing.B, srv *pgtest.Server, n, txs int) time.Duration {
+// catch-up writes (network transactions, deposits, their events and the events' deliveries to
+// targets, the balances), inserted into a ledger database of its own in one transaction, one
+// statement per table, with nothing read back or checked.
+func bareDepositInsert(b *testing.B, srv *pgtest.Server, targets []string, n, txs int) time.Duration {
 	ctx := context.Background()
 	l, pool := openLedger(b, srv)
 	acct := accountWith(b, l, "shop")
@@ -452,8 +453,10 @@ func bareDepositInsert(b *testing.B, srv *pgtest.Server, n, txs int) time.Durati
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO outbox_events (asset_id, name, payload, event_id)
-				SELECT $1, 'txupdate', u.p::json, u.id FROM unnest($2::text[], $3::uuid[]) AS u(p, id)`, assetID, payloads, ids)
+		_, err = tx.Exec(ctx, `WITH ev AS (INSERT INTO outbox_events (asset_id, name, payload, event_id)
+				SELECT $1, 'txupdate', u.p::json, u.id FROM unnest($2::text[], $3::uuid[]) AS u(p, id) RETURNING id)
+			INSERT INTO outbox_deliveries (event_id, asset_id, target) SELECT ev.id, $1, t FROM ev CROSS JOIN unnest($4::text[]) AS t`,
+			assetID, payloads, ids, targets)
 		return err
 	}
 	// Once rolled back, so the connection's first statements (catalog lookups, plans) are not
@@ -487,7 +490,8 @@ func BenchmarkRescan(b *testing.B) {
 	srv := startPG(b)
 	node, be := startNode(b)
 	ctx := context.Background()
-	l, _ := openLedger(b, srv)
+	targets := eventTargets(b)
+	l, _ := openLedger(b, srv, targets...)
 	in := intake.New(l, be, logr.Discard())
 	acct := accountWith(b, l, "shop")
 	tip, err := be.Tip(ctx)
@@ -570,16 +574,16 @@ func BenchmarkRescan(b *testing.B) {
 	for r := range rounds {
 		rin, name := in, "rescan"
 		if r > 0 {
-			rl, _ := shopLedger(b, srv, addrs, 0)
+			rl, _ := shopLedger(b, srv, targets, addrs, 0)
 			rin, name = intake.New(rl, wallettest.Backend(b, node, ""), logr.Discard()), "" // one profile is enough
 		}
 		bareCall()
-		bareInserts = append(bareInserts, bareDepositInsert(b, srv, txs, txs))
+		bareInserts = append(bareInserts, bareDepositInsert(b, srv, targets, txs, txs))
 		firsts[r], err = profiled(b, name, func() (err error) { first, err = rin.Rescan(ctx, 0, nil); return err })
 		if err != nil || first.TxFound != txs || first.TxBooked != txs || first.Credited != txs {
 			b.Fatalf("first rescan, round %d: %+v %v", r, first, err)
 		}
-		rl, _ := shopLedger(b, srv, addrs, 0)
+		rl, _ := shopLedger(b, srv, targets, addrs, 0)
 		replayIn := intake.New(rl, replay, logr.Discard())
 		var replayed intake.RescanResult
 		firstLedgers[r], err = timeIt(func() (err error) { replayed, err = replayIn.Rescan(ctx, 0, nil); return err })
