@@ -43,11 +43,16 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	return def
 }
 
-func envInt(b *testing.B, name string, def int) int {
+// envInt reads a size from the environment variable name: a positive whole number, def when unset.
+func envInt(b *testing.B, name string, def int) int { return envAtLeast(b, name, def, 1) }
+
+// envAtLeast reads a whole number of at least least from the environment variable name, def when
+// unset; for the sizes where none is a size too.
+func envAtLeast(b *testing.B, name string, def, least int) int {
 	if s := os.Getenv(name); s != "" {
 		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			b.Fatalf("%s=%q is not a positive number", name, s)
+		if err != nil || v < least {
+			b.Fatalf("%s=%q is not a whole number of at least %d", name, s, least)
 		}
 		return v
 	}
@@ -98,15 +103,7 @@ func startPG(b *testing.B) *pgtest.Server {
 // helper that notifies its application has one, and each of its events then gets a delivery row
 // in the same transaction; 0 books as a helper read only through the pull API does.
 func eventTargets(b *testing.B) []string {
-	n := 1
-	if s := os.Getenv("BENCH_EVENT_TARGETS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			b.Fatalf("BENCH_EVENT_TARGETS=%q is not a number of targets (0 or more)", s)
-		}
-		n = v
-	}
-	targets := make([]string, n)
+	targets := make([]string, envAtLeast(b, "BENCH_EVENT_TARGETS", 1, 0))
 	for i := range targets {
 		targets[i] = fmt.Sprintf("app-%d", i+1)
 	}

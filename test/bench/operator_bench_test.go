@@ -165,12 +165,7 @@ func BenchmarkOperatorConvergence(b *testing.B) {
 			}
 		}
 	}
-	unrelated := 10000
-	if s := os.Getenv("BENCH_UNRELATED"); s != "" {
-		if unrelated, err = strconv.Atoi(s); err != nil || unrelated < 0 {
-			b.Fatalf("BENCH_UNRELATED=%q is not a number", s)
-		}
-	}
+	unrelated := envAtLeast(b, "BENCH_UNRELATED", 10000, 0)
 	// Unrelated objects the size of typical application config, with labels and annotations.
 	filler := strings.Repeat("x", 1024)
 	if err := parallelOn(16, unrelated, func(i int) error {
