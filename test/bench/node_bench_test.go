@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend"
 	"github.com/cryptoassets/cryptoassets-operator/internal/backend/bitcoind"
@@ -445,13 +446,16 @@ func bareDepositInsert(b *testing.B, srv *pgtest.Server, targets []string, n, tx
 		if _, err := tx.Exec(ctx, `UPDATE wallets SET balance = balance + $1 WHERE id = $2`, int64(n)*100_000, walletID); err != nil {
 			return err
 		}
-		// The event ids as the ledger draws them, with the events (cheaper than the column's
-		// default: see the ledger's newEventID), so the floor is no higher than the ledger's way.
-		ids := make([]uuid.UUID, n)
+		// The event ids as the ledger draws and sends them, with the events (cheaper than the
+		// column's default, and sent as pgtype.UUID, which pgx writes as 16 bytes: see the
+		// ledger's newEventID), so the floor is no higher than the ledger's way.
+		ids := make([]pgtype.UUID, n)
 		for i := range ids {
-			if ids[i], err = uuid.NewV7(); err != nil {
+			id, err := uuid.NewV7()
+			if err != nil {
 				return err
 			}
+			ids[i] = pgtype.UUID{Bytes: id, Valid: true}
 		}
 		_, err = tx.Exec(ctx, `WITH ev AS (INSERT INTO outbox_events (asset_id, name, payload, event_id)
 				SELECT $1, 'txupdate', u.p::json, u.id FROM unnest($2::text[], $3::uuid[]) AS u(p, id) RETURNING id)
