@@ -110,8 +110,9 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		waitReady(b, "http://"+cfg.Server.MetricsListen+"/readyz", 3*time.Minute, func() string { return "; the helper's log:\n" + logs[i].String() })
 	}
 	// Start-up work (migrations checked, first catch-up) is not idling, and the connections it
-	// opened are closed once idle for ledger.PoolIdleTime (checked every half of it).
-	time.Sleep(ledger.PoolIdleTime*3/2 + poll)
+	// opened are closed at the pool's first check (one every ledger.PoolIdleTime) after they have
+	// been idle for ledger.PoolIdleTime.
+	time.Sleep(ledger.PoolIdleTime*2 + poll)
 
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	var probes sync.WaitGroup
