@@ -54,14 +54,14 @@ func TestPoolClosesWhatABurstOpened(t *testing.T) {
 	// dispatcher make them.
 	queries := make(chan error, 1)
 	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				queries <- nil
 				return
-			case <-t.C:
+			case <-tick.C:
 			}
 			if _, err := pool.Exec(ctx, "SELECT 1"); err != nil && ctx.Err() == nil {
 				queries <- err
