@@ -46,6 +46,7 @@ var rows = []row{
 	{bench: "HelperFootprint", name: "helper idle: RSS per helper", ours: "rss-MiB/helper", unit: "MiB"},
 	{bench: "HelperFootprint", name: "helper idle: PSS per helper (binary pages shared)", ours: "pss-MiB/helper", unit: "MiB"},
 	{bench: "HelperFootprint", name: "helper idle: CPU per helper per minute", ours: "cpu-ms/helper/min", unit: "ms"},
+	{bench: "HelperFootprint", name: "helper idle: PostgreSQL CPU per helper per minute", ours: "pg-cpu-ms/helper/min", unit: "ms"},
 	{bench: "HelperFootprint", name: "helper idle: PostgreSQL connections per helper", ours: "pg-conns/helper", unit: "conns"},
 	{bench: "IdleCatchUp", name: "idle poll: catch-up, long history vs none", ours: "history-catchup-ms", base: "fresh-catchup-ms", goal: 1.5, unit: "ms"},
 	{bench: "Intake", name: "intake: deposits booked vs bare RPC + bare insert", ours: "catchup-s", base: "bare-rpc-s", sum: []string{"bare-insert-s"}, goal: 1.3, unit: "s"},

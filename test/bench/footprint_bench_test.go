@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,11 +72,30 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		b.Fatal(err)
 	}
 	counter, proxyURL := btctest.CountingProxy(b, node.WalletURL())
+	// The application's webhook, as a helper that notifies its application has (BENCH_EVENT_TARGETS):
+	// an idle helper has nothing to post, so what the targets cost is the dispatcher's idling.
+	targets := eventTargets(b)
+	var posts atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Cleanup(receiver.Close)
+	eventsURL := ""
+	if len(targets) > 0 {
+		eventsURL = receiver.URL
+	}
 
 	cfgs := make([]*config.Config, helpers)
 	paths := make([]string, helpers)
 	for i := range helpers {
-		cfg := testassets.HelperConfig(b, node, dbURL, "")
+		cfg := testassets.HelperConfig(b, node, dbURL, eventsURL)
+		for j, name := range targets {
+			if j > 0 {
+				cfg.Events = append(cfg.Events, cfg.Events[0])
+			}
+			cfg.Events[j].Name = name
+		}
 		cfg.Asset.Name = fmt.Sprintf("asset-%02d", i)
 		cfg.Backend.Bitcoind.URL = proxyURL
 		cfg.Notify.PollInterval = config.Duration{Duration: poll}
@@ -136,7 +157,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 			}
 		}()
 	}
-	before := counter.Snapshot()
+	before, postsBefore := counter.Snapshot(), posts.Load()
 	// What the helpers log while idle: a step that failed is retried before the poll interval,
 	// a call more than idling needs, and the log says why.
 	logFrom := make([]int, helpers)
@@ -147,8 +168,20 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	for i, p := range procs {
 		cpuBefore[i] = readProc(b, p.Process.Pid).cpu
 	}
+	// The database's side of idling: the server is the helpers' alone here, and a platform team
+	// pays it once per asset on a shared database.
+	pgMeter := cpuMeter{{name: "PostgreSQL", pid: srv.PID(), children: true}}
+	pgBefore, err := pgMeter.read()
+	if err != nil {
+		b.Fatal(err)
+	}
 	time.Sleep(idle)
-	after := counter.Snapshot()
+	pgAfter, err := pgMeter.read()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pgCPU := pgAfter.used[0] - pgBefore.used[0]
+	after, posted := counter.Snapshot(), posts.Load()-postsBefore
 	stopProbes()
 	probes.Wait()
 
@@ -195,6 +228,9 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	if retries > 0 {
 		b.Logf("%d steps failed and were retried early while idle; the first: %s", retries, example)
 	}
+	if posted > 0 {
+		b.Logf("%d events were posted while idle: something wrote events, and its cost is in the figures", posted)
+	}
 	sort.Ints(rssKiB)
 	total := 0
 	for _, k := range rssKiB {
@@ -206,13 +242,14 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	b.ReportMetric(float64(rssKiB[len(rssKiB)-1])/1024, "max-rss-MiB")
 	b.ReportMetric(float64(pssAnonKiB+pssFileKiB)/float64(helpers)/1024, "pss-MiB/helper")
 	b.ReportMetric(cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), "cpu-ms/helper/min")
+	b.ReportMetric(pgCPU.Seconds()*1000/float64(helpers)/idle.Minutes(), "pg-cpu-ms/helper/min")
 	b.ReportMetric(float64(conns)/float64(helpers), "pg-conns/helper")
 	b.ReportMetric(perHelperCalls/idle.Minutes(), "calls/helper/min")
 	b.ReportMetric(perHelperCalls/intervals, "calls/helper/poll")
-	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
-		helpers, idle, poll, float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
+	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s, %d event targets each): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute, and PostgreSQL's %.1f ms for it; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
+		helpers, idle, poll, len(targets), float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
 		float64(pssAnonKiB+pssFileKiB)/float64(helpers)/1024, float64(pssAnonKiB)/float64(helpers)/1024, float64(pssFileKiB)/float64(helpers)/1024,
-		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers), calls, perHelperCalls/intervals,
+		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), pgCPU.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers), calls, perHelperCalls/intervals,
 		strings.Join(byMethod, " "))
 }
 
