@@ -55,9 +55,17 @@ type Dispatcher struct {
 
 // NewDispatcher returns a dispatcher for the targets.
 func NewDispatcher(l *ledger.Ledger, targets []Target, backoff Backoff, log logr.Logger) *Dispatcher {
-	return &Dispatcher{ledger: l, targets: targets, backoff: backoff, log: log, poll: time.Second,
+	return &Dispatcher{ledger: l, targets: targets, backoff: backoff, log: log, poll: idlePoll,
 		wake: make(chan struct{}, 1), now: time.Now}
 }
+
+// idlePoll is how often a target looks for due events when nothing woke it and no retry it
+// scheduled is due. What the helper writes wakes it (ledger.Options.OnEvents), so the poll finds
+// only what it could not be told of: events of another process (the `cryptoassets rescan`
+// command), and retries scheduled before the helper started. Polling every second, an idle
+// helper cost its database 60 queries a minute per target, a thousand a second for a thousand
+// assets on one database.
+const idlePoll = 10 * time.Second
 
 // Wake makes the dispatcher look for new events now instead of at its next poll.
 func (d *Dispatcher) Wake() {
@@ -96,10 +104,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// runTarget looks for a target's due events when woken (new events committed), when a retry it
+// scheduled falls due, and otherwise every poll.
 func (d *Dispatcher) runTarget(ctx context.Context, t Target, wake <-chan struct{}) {
 	log := d.log.WithValues("target", t.Name())
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// retryAt is the earliest retry this target's passes scheduled that no pass has taken yet.
+	var retryAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,13 +119,23 @@ func (d *Dispatcher) runTarget(ctx context.Context, t Target, wake <-chan struct
 		case <-timer.C:
 		case <-wake:
 		}
-		n, err := d.DeliverDue(ctx, t)
+		began := d.now()
+		n, failedUntil, err := d.deliverDue(ctx, t)
 		if err != nil && ctx.Err() == nil {
 			log.Error(err, "reading the outbox")
 		}
+		if !retryAt.After(began) {
+			retryAt = time.Time{} // it was due when the pass began, so the pass took it
+		}
+		if !failedUntil.IsZero() && (retryAt.IsZero() || failedUntil.Before(retryAt)) {
+			retryAt = failedUntil
+		}
 		next := d.poll
-		if n > 0 {
+		switch {
+		case n > 0:
 			next = 0 // a full batch: there may be more
+		case !retryAt.IsZero():
+			next = min(next, max(0, retryAt.Sub(d.now())))
 		}
 		timer.Reset(next)
 	}
@@ -143,6 +165,13 @@ type concurrent interface {
 // Posting one at a time, a backlog drains at one round trip per event: with a receiver 50 ms
 // away, 20 events a second.
 func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
+	n, _, err := d.deliverDue(ctx, t)
+	return n, err
+}
+
+// deliverDue is DeliverDue, also returning the earliest retry its failures scheduled (zero if
+// none failed, or those that did were given up on).
+func (d *Dispatcher) deliverDue(ctx context.Context, t Target) (int, time.Time, error) {
 	workers := 1
 	if c, ok := t.(concurrent); ok {
 		workers = max(1, c.MaxInFlight())
@@ -193,6 +222,10 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 		}
 	}()
 	out := &tally{page: page, full: delivered}
+	var (
+		retriesMu sync.Mutex
+		retryAt   time.Time
+	)
 
 	var wg sync.WaitGroup
 	for range workers {
@@ -207,10 +240,18 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 				if ctx.Err() != nil {
 					continue // drain: the reader stops at ctx's end
 				}
-				switch err := d.attempt(ctx, t, ev); {
+				switch next, err := d.attempt(ctx, t, ev); {
 				case err == nil:
 					out.add(ev.Seq)
-				case !errors.Is(err, errAttemptFailed):
+				case errors.Is(err, errAttemptFailed):
+					if !next.IsZero() {
+						retriesMu.Lock()
+						if retryAt.IsZero() || next.Before(retryAt) {
+							retryAt = next
+						}
+						retriesMu.Unlock()
+					}
+				default:
 					// The ledger could not record the failure, or ctx ended: stop here.
 					stop(err)
 				}
@@ -222,10 +263,10 @@ func (d *Dispatcher) DeliverDue(ctx context.Context, t Target) (int, error) {
 	close(delivered)
 	<-recorded
 	if err := context.Cause(ctx); err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	// The reader has closed pages, so read is its last word.
-	return read, nil
+	return read, retryAt, nil
 }
 
 // defaultPage is how many events the dispatcher reads, and records as delivered, at a time;
@@ -293,18 +334,18 @@ func (t *tally) flush() {
 var errAttemptFailed = errors.New("delivery failed; retry recorded")
 
 // attempt delivers one event, recording a failure and its next attempt. It returns
-// errAttemptFailed after a recorded failure, and any other error when the ledger could not be
-// told or ctx ended.
-func (d *Dispatcher) attempt(ctx context.Context, t Target, ev ledger.Delivery) error {
+// errAttemptFailed after a recorded failure, with the time of the next attempt (zero when it
+// gave up), and any other error when the ledger could not be told or ctx ended.
+func (d *Dispatcher) attempt(ctx context.Context, t Target, ev ledger.Delivery) (time.Time, error) {
 	err := t.Deliver(ctx, ev)
 	if d.OnResult != nil {
 		d.OnResult(t.Name(), err)
 	}
 	if err == nil {
-		return nil
+		return time.Time{}, nil
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 	now := d.now()
 	next := d.backoff.next(now, ev.Attempts)
@@ -313,7 +354,7 @@ func (d *Dispatcher) attempt(ctx context.Context, t Target, ev ledger.Delivery) 
 		d.log.Error(err, "giving up on an event", "target", t.Name(), "event", ev.EventID, "attempts", ev.Attempts+1)
 	}
 	if err := d.ledger.MarkAttemptFailed(ctx, ev.Seq, t.Name(), err.Error(), next); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	return errAttemptFailed
+	return next, errAttemptFailed
 }

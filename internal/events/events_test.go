@@ -3,6 +3,8 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -308,4 +310,80 @@ func TestRunDeliversToPGNotifyAndHTTP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestRunIsWokenByWhatTheLedgerCommits: with a poll far longer than the test, events are
+// delivered because the ledger says it committed them (Options.OnEvents), and a failed delivery is
+// retried when its backoff ends, not at the next poll.
+func TestRunIsWokenByWhatTheLedgerCommits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, pool := ledgertest.DB(t, pg)
+	var dispatcher atomic.Pointer[Dispatcher]
+	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3,
+		MaxTrackedConfirmations: 100, ValidateAddress: func(string) error { return nil }, EventTargets: []string{"web"},
+		OnEvents: func() {
+			if d := dispatcher.Load(); d != nil {
+				d.Wake()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := l.CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AddReceivingAddress(ctx, a.ID, "addr-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	web := &receiver{key: []byte("k")}
+	web.failing.Store(true)
+	var refused atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if web.failing.Load() {
+			refused.Add(1)
+		}
+		web.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	d := NewDispatcher(l, []Target{NewHTTPTarget("web", srv.URL, web.key, 5*time.Second, 1)},
+		Backoff{Base: 200 * time.Millisecond, Max: time.Second, GiveUpAfter: time.Hour}, testr.New(t))
+	d.poll = time.Hour
+	dispatcher.Store(d)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// The deposit's event is refused, and retried when its backoff ends.
+	if _, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-1", Amount: 1000, Confirmations: 3}); err != nil {
+		t.Fatal(err)
+	}
+	testassets.Eventually(t, 30*time.Second, "the event posted and refused", func() error {
+		if refused.Load() == 0 {
+			return errors.New("not posted")
+		}
+		return nil
+	})
+	web.failing.Store(false)
+	testassets.Eventually(t, 30*time.Second, "the refused event retried and delivered", func() error {
+		if n := web.unique(); n != 1 {
+			return fmt.Errorf("%d events received", n)
+		}
+		return nil
+	})
+	// An internal transfer commits its event in a statement on the pool, not in a transaction.
+	b, err := l.CreateAccount(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SendInternal(ctx, a.ID, b.ID, 400, ""); err != nil {
+		t.Fatal(err)
+	}
+	testassets.Eventually(t, 30*time.Second, "the transfer's event delivered", func() error {
+		if n := web.unique(); n != 2 {
+			return fmt.Errorf("%d events received", n)
+		}
+		return nil
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -145,8 +146,9 @@ func newTargets(cfg *config.Config, l *ledger.Ledger) ([]events.Target, error) {
 	return out, nil
 }
 
-// openAsset opens the asset's ledger on pool and its backend.
-func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*ledger.Ledger, backend.Backend, func(), error) {
+// openAsset opens the asset's ledger on pool and its backend; onEvents (ledger.Options.OnEvents)
+// may be nil.
+func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, onEvents func()) (*ledger.Ledger, backend.Backend, func(), error) {
 	if err := ledger.CheckSchema(ctx, pool); err != nil {
 		return nil, nil, nil, err
 	}
@@ -161,6 +163,7 @@ func openAsset(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*le
 	opts := ledgerOptions(cfg, k)
 	opts.ValidateAddress = func(a string) error { return coin.ValidateAddress(k.Name, cfg.Asset.Network, a) }
 	opts.EventTargets = targetNames
+	opts.OnEvents = onEvents
 	l, err := ledger.Open(ctx, pool, opts)
 	if err != nil {
 		return nil, nil, nil, err
@@ -183,7 +186,7 @@ func ledgerOptions(cfg *config.Config, k coin.Coin) ledger.Options {
 // Rescan runs one rescan outside the helper service (the `cryptoassets rescan` command): it books
 // into the ledger through the same path, so running it beside a live helper is safe.
 func Rescan(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, fromHeight int64, log logr.Logger, progress func(intake.RescanProgress)) (intake.RescanResult, error) {
-	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool, nil)
 	if err != nil {
 		return intake.RescanResult{}, err
 	}
@@ -194,7 +197,7 @@ func Rescan(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, fromHei
 // Audit checks the asset's ledger against its backend's chain (the `ledger check
 // --against-backend` command); it changes nothing.
 func Audit(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log logr.Logger) ([]ledger.Violation, error) {
-	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +241,14 @@ type Options struct {
 // the backend once every part has stopped.
 func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable, close func(), err error) {
 	cfg, log, h, m, pool, token, opts := p.cfg, p.log, p.h, p.m, p.pool, p.token, p.opts
-	l, be, closeBackend, err := openAsset(ctx, cfg, pool)
+	// Every write that commits events wakes the dispatcher: the intake's, the broadcaster's, the API's and a rescan's alike. The ledger is opened before the
+	// dispatcher exists, but nothing writes to it before the parts run.
+	var dispatcher atomic.Pointer[events.Dispatcher]
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool, func() {
+		if d := dispatcher.Load(); d != nil {
+			d.Wake()
+		}
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -275,8 +285,9 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 	grace := 2*timeoutOf(cfg) + 30*time.Second
 	bc := broadcast.New(l, be, grace, log.WithName("broadcast"))
 	bc.Fence = lock.held
-	dispatcher := events.NewDispatcher(l, targets, events.DefaultBackoff(), log.WithName("events"))
-	dispatcher.OnResult = func(target string, err error) { m.eventAttempt(target, err) }
+	d := events.NewDispatcher(l, targets, events.DefaultBackoff(), log.WithName("events"))
+	d.OnResult = func(target string, err error) { m.eventAttempt(target, err) }
+	dispatcher.Store(d)
 	catchUpWake := make(chan struct{}, 1)
 	broadcastWake := make(chan struct{}, 1)
 	wake := func(c chan struct{}) func() {
@@ -314,9 +325,6 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 		m.catchUp(time.Since(start), r, err)
 		act.caughtUp(err)
 		sawBackend(err)
-		if err == nil && (r.Booked+r.Updated) > 0 {
-			dispatcher.Wake()
-		}
 		return err
 	}))
 	add("broadcast", sup.loop("broadcast", cfg.Broadcast.Period.Duration, broadcastWake, func(ctx context.Context) error {
@@ -325,12 +333,9 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 		if err != nil {
 			sawBackend(err)
 		}
-		if r.Sent || r.Reconciled || r.Refused > 0 {
-			dispatcher.Wake()
-		}
 		return err
 	}))
-	add("events", background(dispatcher.Run))
+	add("events", background(d.Run))
 	add("event-retention", sup.loop("event-retention", time.Hour, nil, func(ctx context.Context) error {
 		before := time.Now().Add(-cfg.EventRetention.Duration)
 		for {
@@ -364,10 +369,7 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 		return func(ctx context.Context, txid string) error {
 			m.notification(source)
 			act.notified(txid)
-			r, err := in.Notify(ctx, txid)
-			if err == nil && (r.Booked+r.Updated) > 0 {
-				dispatcher.Wake()
-			}
+			_, err := in.Notify(ctx, txid)
 			wake(catchUpWake)()
 			return err
 		}

@@ -52,7 +52,7 @@ const MaxBroadcastSends = 1000
 // (at most MaxBroadcastSends), or returns nil when nothing is pending.
 func (l *Ledger) OpenBroadcast(ctx context.Context) (*Broadcast, error) {
 	var b *Broadcast
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		b = &Broadcast{Outputs: map[string]Amount{}}
 		err := tx.QueryRow(ctx, `SELECT id, opened_at, attempts, sending_at FROM broadcasts WHERE wallet_id = $1 AND state = 'opened'`, l.walletID).
 			Scan(&b.ID, &b.OpenedAt, &b.Attempts, &b.SendingAt)
@@ -132,7 +132,7 @@ func (l *Ledger) MarkBroadcasted(ctx context.Context, broadcastID int64, txid st
 // SettleBroadcast it runs at READ COMMITTED: it moves no balance, and it changes only the open
 // broadcast's row, which only one writer can close.
 func (l *Ledger) MarkPaid(ctx context.Context, broadcastID int64, txid string) error {
-	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
+	err := l.inTxAt(ctx, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'broadcasted', txid = $1, closed_at = now() WHERE id = $2 AND state = 'opened'`, txid, broadcastID)
 		if err != nil {
 			return err
@@ -159,7 +159,7 @@ func (l *Ledger) MarkPaid(ctx context.Context, broadcastID int64, txid string) e
 // (hundreds of sends and events) are promoted to whole-table locks, and any send queued or
 // deposit booked meanwhile made it fail: a 118-send broadcast gave up twice after 25 retries.
 func (l *Ledger) SettleBroadcast(ctx context.Context, broadcastID int64) error {
-	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
+	err := l.inTxAt(ctx, pgx.ReadCommitted, untilDone(l.opts.Retry), func(tx pgx.Tx) error {
 		var (
 			ntID int64
 			txid string
@@ -254,7 +254,7 @@ func (l *Ledger) broadcastEvents(ctx context.Context, tx pgx.Tx, ntID int64, txs
 // committed before the request leaves, so after a crash the broadcaster knows whether a payment
 // could be under way.
 func (l *Ledger) MarkSending(ctx context.Context, broadcastID int64) error {
-	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	return l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET sending_at = now() WHERE id = $1 AND state = 'opened'`, broadcastID)
 		if err == nil && tag.RowsAffected() == 0 {
 			err = fmt.Errorf("broadcast %d is not open", broadcastID)
@@ -265,7 +265,7 @@ func (l *Ledger) MarkSending(ctx context.Context, broadcastID int64) error {
 
 // NoteBroadcast says on an open broadcast why it is waiting; its sends show it as their note.
 func (l *Ledger) NoteBroadcast(ctx context.Context, broadcastID int64, note string) error {
-	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	return l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE broadcasts SET last_error = $1 WHERE id = $2 AND state = 'opened'`, note, broadcastID)
 		return err
 	})
@@ -274,7 +274,7 @@ func (l *Ledger) NoteBroadcast(ctx context.Context, broadcastID int64, note stri
 // NoteBroadcastAttempt records a failed attempt of a broadcast that stays open, because the send
 // may or may not have gone out (the backend did not answer).
 func (l *Ledger) NoteBroadcastAttempt(ctx context.Context, broadcastID int64, reason string) error {
-	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	return l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE broadcasts SET attempts = attempts + 1, last_error = $1 WHERE id = $2`, reason, broadcastID)
 		return err
 	})
@@ -283,7 +283,7 @@ func (l *Ledger) NoteBroadcastAttempt(ctx context.Context, broadcastID int64, re
 // FailBroadcast closes a broadcast the backend definitely refused (it paid nothing) and puts its
 // sends back to pending for the next period; the amounts stay reserved.
 func (l *Ledger) FailBroadcast(ctx context.Context, broadcastID int64, reason string) error {
-	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	return l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'failed', last_error = $1, attempts = attempts + 1, closed_at = now()
 			WHERE id = $2 AND state = 'opened'`, reason, broadcastID); err != nil {
 			return err
@@ -298,7 +298,7 @@ func (l *Ledger) FailBroadcast(ctx context.Context, broadcastID int64, reason st
 // the others back to pending, to go out in a later broadcast. The refusal paid nothing, so the
 // broadcast is not "asked" any more (sending_at is cleared) and is paid at once.
 func (l *Ledger) ShrinkBroadcast(ctx context.Context, broadcastID int64, keep []int64, reason string) error {
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET sending_at = NULL, attempts = attempts + 1, last_error = $2
 			WHERE id = $1 AND state = 'opened'`, broadcastID, reason)
 		if err != nil {
@@ -321,7 +321,7 @@ func (l *Ledger) ShrinkBroadcast(ctx context.Context, broadcastID int64, keep []
 // backend's reason and an event, its amount still reserved until someone cancels it or pays it
 // by other means. It is never retried on its own: a person must look at it.
 func (l *Ledger) RefuseSend(ctx context.Context, broadcastID, sendID int64, reason string) error {
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'failed', last_error = $2, attempts = attempts + 1, closed_at = now()
 			WHERE id = $1 AND state = 'opened'`, broadcastID, reason)
 		if err != nil {
@@ -351,7 +351,7 @@ func (l *Ledger) RefuseSend(ctx context.Context, broadcastID, sendID int64, reas
 // event says so. A send in a broadcast being paid, or paid, is refused with ErrNotCancellable.
 func (l *Ledger) CancelSend(ctx context.Context, id int64) (Transaction, error) {
 	var out Transaction
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		var kind, state string
 		var from *int64
 		var amount Amount
@@ -450,7 +450,7 @@ func (l *Ledger) BookFee(ctx context.Context, txid string, fee Amount) error {
 	if fee <= 0 {
 		return nil
 	}
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		var ntID int64
 		if err := tx.QueryRow(ctx, `SELECT id FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast' AND txid = $2`, l.assetID, txid).Scan(&ntID); err != nil {
 			return fmt.Errorf("broadcast %s: %w", txid, err)
@@ -502,7 +502,7 @@ func (l *Ledger) RecordBroadcastConfirmations(ctx context.Context, txid string, 
 	if conflicted {
 		confirmations, blockHash, height = -1, "", 0
 	}
-	err = inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err = l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		var ntID int64
 		var old int32
 		if err := tx.QueryRow(ctx, `SELECT id, confirmations FROM network_transactions WHERE asset_id = $1 AND kind = 'broadcast' AND txid = $2 FOR UPDATE`,

@@ -145,7 +145,7 @@ type reportKey struct {
 // transaction commits having only read. Otherwise it books, locking what it changes.
 func (l *Ledger) recordDeposits(ctx context.Context, obs []Observation) ([]DepositUpdate, error) {
 	var out []DepositUpdate
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		known, err := l.depositAddresses(ctx, tx, obs)
 		if err != nil {
 			return err
@@ -681,8 +681,11 @@ func (l *Ledger) writeEvents(ctx context.Context, tx pgx.Tx, name string, payloa
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `WITH gate AS (SELECT), `+outboxWrite+` SELECT`, args...)
-	return err
+	if _, err = tx.Exec(ctx, `WITH gate AS (SELECT), `+outboxWrite+` SELECT`, args...); err != nil {
+		return err
+	}
+	noteEvents(tx)
+	return nil
 }
 
 // outboxWrite is the common table expressions that append the events $3 (JSON text, in order)
@@ -781,7 +784,7 @@ func (l *Ledger) HasReceivingAddresses(ctx context.Context) (bool, error) {
 
 // SetCursor records the last block catch-up fully processed.
 func (l *Ledger) SetCursor(ctx context.Context, c Cursor) error {
-	return inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	return l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO cursors (asset_id, block_height, block_hash) VALUES ($1, $2, $3)
 			ON CONFLICT (asset_id) DO UPDATE SET block_height = excluded.block_height, block_hash = excluded.block_hash, updated_at = now()`,
 			l.assetID, c.Height, c.Hash)

@@ -61,6 +61,9 @@ type Options struct {
 	// delivery row per target.
 	EventTargets []string
 	Retry        RetryPolicy
+	// OnEvents, if set, is called after a write that added events has committed, so that their
+	// delivery starts at once instead of at the dispatcher's next poll. It must not block.
+	OnEvents func()
 }
 
 // Ledger is the ledger of one asset.
@@ -283,7 +286,7 @@ func (l *Ledger) CreateAccount(ctx context.Context, name string) (Account, error
 		return Account{}, fmt.Errorf("account %q: %w (reserved for network fees)", name, ErrExists)
 	}
 	a := Account{Name: name, Kind: "user"}
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `INSERT INTO accounts (wallet_id, name) VALUES ($1, $2) RETURNING id`, l.walletID, name).Scan(&a.ID)
 	})
 	if isUniqueViolation(err) {
@@ -358,7 +361,7 @@ func (l *Ledger) AddReceivingAddress(ctx context.Context, accountID int64, addre
 		return Address{}, fmt.Errorf("the backend returned address %q: %w: %v", address, ErrInvalidAddress, err)
 	}
 	a := Address{Address: address, AccountID: &accountID, Label: label}
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		owner, err := l.lockAccount(ctx, tx, accountID)
 		if err != nil {
 			return err
@@ -486,6 +489,9 @@ func (l *Ledger) SendInternal(ctx context.Context, from, to int64, amount Amount
 	if err != nil {
 		return Transaction{}, fmt.Errorf("internal send of %s from account %d to %d: %w", amount.Format(l.coin.Decimals), from, to, err)
 	}
+	if !out.Replayed {
+		l.eventsWritten() // the transfer's statement, on the pool, committed its event
+	}
 	return out, nil
 }
 
@@ -543,6 +549,8 @@ func (l *Ledger) transfer(ctx context.Context, q queryRower, from, to int64, amo
 		return Transaction{}, l.transferRefused(ctx, q, from, to, amount)
 	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "transactions_idempotency":
 		return Transaction{}, fmt.Errorf("idempotency key %q used meanwhile: %w", key, errRaced)
+	case err == nil:
+		noteEvents(q)
 	}
 	return t, err
 }
@@ -617,7 +625,7 @@ func (l *Ledger) SendExternal(ctx context.Context, from int64, address string, a
 		return Transaction{}, fmt.Errorf("send to %q: %w: %v", address, ErrInvalidAddress, err)
 	}
 	var out Transaction
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		if prev, err := l.existingByKey(ctx, tx, from, idempotencyKey); err != nil || prev != nil {
 			if prev != nil {
 				if prev.Amount != amount || (prev.Kind == "outgoing" && prev.Address != address) {
@@ -724,7 +732,7 @@ func (l *Ledger) Transaction(ctx context.Context, id int64) (Transaction, error)
 // confirmation updates keep arriving afterwards (the original library broke them).
 func (l *Ledger) MarkProcessed(ctx context.Context, id int64) (Transaction, error) {
 	var out Transaction
-	err := inTx(ctx, l.pool, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTx(ctx, l.opts.Retry, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE transactions SET processed_at = coalesce(processed_at, now()), updated_at = now()
 			WHERE id = $1 AND asset_id = $2 AND kind = 'deposit'`, id, l.assetID)
 		if err != nil {

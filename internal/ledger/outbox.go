@@ -167,7 +167,7 @@ func (l *Ledger) eventsLockKey() int64 { return 0x6576656e74730000 ^ l.assetID }
 // with ErrEventsPruned when events after that position were deleted by the retention.
 func (l *Ledger) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
 	var out []Event
-	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTxAt(ctx, pgx.ReadCommitted, l.opts.Retry, func(tx pgx.Tx) error {
 		if err := l.positionEvents(ctx, tx); err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ const PruneBatch = 10_000
 // so no event still being delivered is deleted (config validation sees to it).
 func (l *Ledger) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
 	var n int64
-	err := inTxAt(ctx, l.pool, pgx.ReadCommitted, l.opts.Retry, func(tx pgx.Tx) error {
+	err := l.inTxAt(ctx, pgx.ReadCommitted, l.opts.Retry, func(tx pgx.Tx) error {
 		if err := l.positionEvents(ctx, tx); err != nil {
 			return err
 		}

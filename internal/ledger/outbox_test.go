@@ -386,3 +386,89 @@ func poolAt(t *testing.T, v int) *pgxpool.Pool {
 	}
 	return pool
 }
+
+// TestOnEventsAfterCommit: Options.OnEvents is called once for each write that added events, and
+// only once they are committed (another connection sees them when it is called); never for a
+// write that added none, was refused, or replayed an earlier request.
+func TestOnEventsAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	committed := func() int {
+		t.Helper()
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var seen []int // the events another connection saw at each call
+	l, err := Open(ctx, pool, Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3, MaxTrackedConfirmations: 6,
+		ValidateAddress: testAddress, EventTargets: []string{"app"}, OnEvents: func() { seen = append(seen, committed()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alice, bob Account
+	var send Transaction
+	deposit := func(confirmations int32) func() error {
+		return func() error {
+			_, err := l.RecordDeposit(ctx, Observation{TxID: "tx-1", Address: "addr-alice", Amount: 10_000, Confirmations: confirmations})
+			return err
+		}
+	}
+	for _, step := range []struct {
+		name    string
+		do      func() error
+		refused bool
+		events  bool
+	}{
+		{name: "accounts and an address", do: func() (err error) {
+			if alice, err = l.CreateAccount(ctx, "alice"); err != nil {
+				return err
+			}
+			if bob, err = l.CreateAccount(ctx, "bob"); err != nil {
+				return err
+			}
+			_, err = l.AddReceivingAddress(ctx, alice.ID, "addr-alice", "")
+			return err
+		}},
+		{name: "a deposit seen", do: deposit(1), events: true},
+		{name: "the same observation again", do: deposit(1)},
+		{name: "the deposit credited", do: deposit(3), events: true},
+		{name: "an internal transfer, a statement on the pool", do: func() error {
+			_, err := l.SendInternal(ctx, alice.ID, bob.ID, 1_000, "move-1")
+			return err
+		}, events: true},
+		{name: "the transfer replayed", do: func() error {
+			_, err := l.SendInternal(ctx, alice.ID, bob.ID, 1_000, "move-1")
+			return err
+		}},
+		{name: "a transfer refused", do: func() error {
+			_, err := l.SendInternal(ctx, alice.ID, bob.ID, 1_000_000, "move-2")
+			return err
+		}, refused: true},
+		{name: "an external send queued", do: func() (err error) {
+			send, err = l.SendExternal(ctx, alice.ID, "addr-shop", 2_000, "pay-1", false)
+			return err
+		}},
+		{name: "the send cancelled", do: func() error {
+			_, err := l.CancelSend(ctx, send.ID)
+			return err
+		}, events: true},
+	} {
+		before, calls := committed(), len(seen)
+		if err := step.do(); (err != nil) != step.refused {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		after := committed()
+		switch {
+		case (after > before) != step.events:
+			t.Fatalf("%s: %d events before, %d after; the step is wrong, not the hook", step.name, before, after)
+		case !step.events && len(seen) != calls:
+			t.Errorf("%s: OnEvents called %d times for no new event", step.name, len(seen)-calls)
+		case step.events && len(seen) != calls+1:
+			t.Errorf("%s: OnEvents called %d times, want once", step.name, len(seen)-calls)
+		case step.events && seen[calls] != after:
+			t.Errorf("%s: OnEvents called when %d events were committed, want %d", step.name, seen[calls], after)
+		}
+	}
+}

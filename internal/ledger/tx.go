@@ -57,6 +57,52 @@ func inTxAt(ctx context.Context, pool *pgxpool.Pool, iso pgx.TxIsoLevel, policy 
 	})
 }
 
+// inTx runs fn as the function inTx does, on the ledger's pool, and tells Options.OnEvents once
+// a transaction that wrote events has committed.
+func (l *Ledger) inTx(ctx context.Context, policy RetryPolicy, fn func(pgx.Tx) error) error {
+	return l.inTxAt(ctx, pgx.Serializable, policy, fn)
+}
+
+// inTxAt is the method inTx at a given isolation level. OnEvents is told after the commit, not
+// when the events are written: the dispatcher it wakes would look before they are there.
+func (l *Ledger) inTxAt(ctx context.Context, iso pgx.TxIsoLevel, policy RetryPolicy, fn func(pgx.Tx) error) error {
+	var wrote bool
+	err := withRetry(ctx, policy, func() error {
+		et := &eventTx{}
+		err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{IsoLevel: iso}, func(tx pgx.Tx) error {
+			et.Tx = tx
+			return fn(et)
+		})
+		wrote = err == nil && et.wroteEvents
+		return err
+	})
+	if wrote {
+		l.eventsWritten()
+	}
+	return err
+}
+
+// eventTx is a ledger transaction that remembers whether it wrote events (noteEvents).
+type eventTx struct {
+	pgx.Tx
+	wroteEvents bool
+}
+
+// noteEvents records that q's transaction wrote events. On the pool, where a statement is a
+// transaction of its own, it does nothing: the caller tells OnEvents after the statement.
+func noteEvents(q any) {
+	if et, ok := q.(*eventTx); ok {
+		et.wroteEvents = true
+	}
+}
+
+// eventsWritten tells Options.OnEvents that committed events wait for delivery.
+func (l *Ledger) eventsWritten() {
+	if l.opts.OnEvents != nil {
+		l.opts.OnEvents()
+	}
+}
+
 // withRetry runs op until it succeeds, fails for good, or has been tried policy.Attempts times;
 // op must be safe to repeat after a retryable error.
 func withRetry(ctx context.Context, policy RetryPolicy, op func() error) error {
