@@ -29,11 +29,17 @@ type Server struct {
 	token   []byte
 	// Wake is called after a send is queued, so the broadcaster need not wait a full period.
 	Wake func()
+	// EventsCommitted, if set, returns a channel closed when this process next commits events
+	// (events.Commits.Next). A long poll then waits on it, and looks at the database only every
+	// eventsPollWoken for the events of other processes, instead of every eventsPoll.
+	EventsCommitted func() <-chan struct{}
+	// pollWoken is eventsPollWoken; tests lengthen it to show that the wake alone answers.
+	pollWoken time.Duration
 }
 
 // New returns an API server; token is the bearer token applications present.
 func New(l *ledger.Ledger, b backend.Backend, token string) *Server {
-	return &Server{ledger: l, backend: b, token: []byte(token)}
+	return &Server{ledger: l, backend: b, token: []byte(token), pollWoken: eventsPollWoken}
 }
 
 // apiError is the JSON error body: what went wrong, and the request field when one is to blame.
@@ -517,10 +523,13 @@ type Event struct {
 // Bounds of GET /v1/events.
 const (
 	maxEventsWait = 60 * time.Second
-	// eventsPoll is how often a long poll looks for new events. Events are written by the
-	// helper's own parts, but also by `cryptoassets rescan` runs in other processes, so the
-	// database, not an in-process signal, is asked.
+	// eventsPoll is how often a long poll looks for new events when nothing tells it of them.
 	eventsPoll = 250 * time.Millisecond
+	// eventsPollWoken is how often it looks when EventsCommitted tells it of this process's
+	// events, so that it finds those of other processes (`cryptoassets rescan` runs): as the
+	// event dispatcher does. At eventsPoll, each waiting client cost the database four queries
+	// a second.
+	eventsPollWoken = 10 * time.Second
 )
 
 // events returns the asset's events after a position, in order, waiting up to wait= for the
@@ -552,9 +561,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	tick := time.NewTicker(eventsPoll)
+	poll, committed := eventsPoll, func() <-chan struct{} { return nil }
+	if s.EventsCommitted != nil {
+		poll, committed = s.pollWoken, s.EventsCommitted
+	}
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
+		woken := committed() // before the read: a commit after it wakes the wait below
 		evs, err := s.ledger.Events(r.Context(), after, limit)
 		if err != nil {
 			ledgerError(w, err)
@@ -576,6 +590,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, []Event{})
 			return
 		case <-tick.C:
+		case <-woken:
 		}
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
@@ -225,3 +228,85 @@ func TestListingsPage(t *testing.T) {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// TestEventsLongPollIsWoken: a long poll on GET /v1/events answers with an event this process
+// commits when the commit wakes it (events.Commits), though its poll is an hour; and with one
+// another process commits, which nothing wakes it for, at its poll.
+func TestEventsLongPollIsWoken(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		otherProcess bool
+		pollWoken    time.Duration
+	}{
+		{name: "this process's event, woken", pollWoken: time.Hour},
+		{name: "another process's event, polled", otherProcess: true, pollWoken: 200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			_, pool := ledgertest.DB(t, pg)
+			commits := &events.Commits{}
+			opts := ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 1, MaxTrackedConfirmations: 6,
+				ValidateAddress: func(string) error { return nil }}
+			hooked := opts
+			hooked.OnEvents = commits.Notify
+			l, err := ledger.Open(ctx, pool, hooked)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writer := l
+			if tc.otherProcess { // the same asset through a ledger the server is not told of
+				if writer, err = ledger.Open(ctx, pool, opts); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alice, _ := l.CreateAccount(ctx, "alice")
+			bob, _ := l.CreateAccount(ctx, "bob")
+			if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+				t.Fatal(err)
+			}
+			if up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-alice", Amount: 1_000_000,
+				Confirmations: 1, BlockHash: strings.Repeat("cd", 32), BlockHeight: 101}); err != nil || !up.Credited {
+				t.Fatalf("deposit: %+v %v", up, err)
+			}
+			past, err := l.Events(ctx, 0, 1000)
+			if err != nil || len(past) == 0 {
+				t.Fatalf("the deposit's events: %v %v", past, err)
+			}
+			last := past[len(past)-1].Position
+
+			s := New(l, nil, "token")
+			s.pollWoken = tc.pollWoken
+			waits := make(chan struct{}, 100)
+			s.EventsCommitted = func() <-chan struct{} { waits <- struct{}{}; return commits.Next() }
+			srv := httptest.NewServer(s.Handler())
+			defer srv.Close()
+			acquired := pool.Stat().AcquireCount()
+			got := make(chan []Event, 1)
+			go func() { // not through t: t.Fatal belongs to the test's goroutine
+				var page []Event
+				req, _ := http.NewRequest("GET", srv.URL+"/v1/events?wait=30s&after="+itoa(last), nil)
+				req.Header.Set("Authorization", "Bearer token")
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					_ = json.NewDecoder(resp.Body).Decode(&page)
+					resp.Body.Close()
+				}
+				got <- page
+			}()
+			// Write only once the long poll has read, found nothing and released its connection,
+			// so that what answers it is the wake or the poll, not its first read.
+			<-waits
+			testassets.Eventually(t, 30*time.Second, "the long poll's first read done", func() error {
+				if st := pool.Stat(); st.AcquireCount() == acquired || st.AcquiredConns() > 0 {
+					return fmt.Errorf("%d acquires since the request, %d connections held", st.AcquireCount()-acquired, st.AcquiredConns())
+				}
+				return nil
+			})
+			if _, err := writer.SendInternal(ctx, alice.ID, bob.ID, 1_000, "move-1"); err != nil {
+				t.Fatal(err)
+			}
+			if page := <-got; len(page) != 1 || page[0].Position != last+1 || page[0].Event != "txupdate" {
+				t.Errorf("long poll after %d answered %+v, want the transfer's event at %d", last, page, last+1)
+			}
+		})
+	}
+}

@@ -387,3 +387,38 @@ func TestRunIsWokenByWhatTheLedgerCommits(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCommitsWakesEveryWaiterOnce: Notify closes the channel every waiter took before it, and
+// only that one: a waiter that takes the channel afterwards waits for the next Notify.
+func TestCommitsWakesEveryWaiterOnce(t *testing.T) {
+	var c Commits
+	c.Notify() // nobody waits: nothing to wake, nothing remembered
+	before := []<-chan struct{}{c.Next(), c.Next()}
+	for i, ch := range before {
+		select {
+		case <-ch:
+			t.Fatalf("waiter %d woken before any commit", i)
+		default:
+		}
+	}
+	c.Notify()
+	for i, ch := range before {
+		select {
+		case <-ch:
+		default:
+			t.Errorf("waiter %d not woken by the commit", i)
+		}
+	}
+	after := c.Next()
+	select {
+	case <-after:
+		t.Error("a waiter that came after the commit was woken by it")
+	default:
+	}
+	c.Notify()
+	select {
+	case <-after:
+	default:
+		t.Error("the waiter that came after the first commit was not woken by the second")
+	}
+}

@@ -241,13 +241,16 @@ type Options struct {
 // the backend once every part has stopped.
 func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable, close func(), err error) {
 	cfg, log, h, m, pool, token, opts := p.cfg, p.log, p.h, p.m, p.pool, p.token, p.opts
-	// Every write that commits events wakes the dispatcher: the intake's, the broadcaster's, the API's and a rescan's alike. The ledger is opened before the
+	// Every write that commits events wakes the dispatcher and the pull API's long polls: the
+	// intake's, the broadcaster's, the API's and a rescan's alike. The ledger is opened before the
 	// dispatcher exists, but nothing writes to it before the parts run.
 	var dispatcher atomic.Pointer[events.Dispatcher]
+	commits := &events.Commits{}
 	l, be, closeBackend, err := openAsset(ctx, cfg, pool, func() {
 		if d := dispatcher.Load(); d != nil {
 			d.Wake()
 		}
+		commits.Notify()
 	})
 	if err != nil {
 		return nil, nil, err
@@ -348,6 +351,7 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 
 	apiServer := api.New(l, be, token)
 	apiServer.Wake = wake(broadcastWake)
+	apiServer.EventsCommitted = commits.Next
 	apiMux := http.NewServeMux()
 	apiMux.Handle("GET /status", statusHandler(cfg, l, h, act, token))
 	apiMux.Handle("/", apiServer.Handler())
