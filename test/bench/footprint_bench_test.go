@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -75,6 +76,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	// The application's webhook, as a helper that notifies its application has (BENCH_EVENT_TARGETS):
 	// an idle helper has nothing to post, so what the targets cost is the dispatcher's idling.
 	targets := eventTargets(b)
+	longPolls := envAtLeast(b, "BENCH_LONG_POLLS", 0, 0)
 	var posts atomic.Int64
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		posts.Add(1)
@@ -157,7 +159,43 @@ func BenchmarkHelperFootprint(b *testing.B) {
 			}
 		}()
 	}
-	before, postsBefore := counter.Snapshot(), posts.Load()
+	// Applications that pull events instead (BENCH_LONG_POLLS, 0 by default): each holds a long
+	// poll on GET /v1/events, as the README shows, and asks again when it ends.
+	var pulled atomic.Int64
+	for _, cfg := range cfgs {
+		for range longPolls {
+			probes.Add(1)
+			go func() {
+				defer probes.Done()
+				var after int64
+				for probeCtx.Err() == nil {
+					req, _ := http.NewRequestWithContext(probeCtx, "GET", fmt.Sprintf("http://%s/v1/events?after=%d&wait=60s", cfg.API.Listen, after), nil)
+					req.Header.Set("Authorization", "Bearer "+testassets.APIToken)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						if probeCtx.Err() == nil {
+							b.Errorf("long poll on %s: %v", cfg.API.Listen, err)
+						}
+						return
+					}
+					var page []struct{ Position int64 }
+					err = json.NewDecoder(resp.Body).Decode(&page)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != http.StatusOK {
+						if probeCtx.Err() == nil {
+							b.Errorf("long poll on %s: %d %v", cfg.API.Listen, resp.StatusCode, err)
+						}
+						return
+					}
+					if len(page) > 0 {
+						pulled.Add(int64(len(page)))
+						after = page[len(page)-1].Position
+					}
+				}
+			}()
+		}
+	}
+	before, postsBefore, pulledBefore := counter.Snapshot(), posts.Load(), pulled.Load()
 	// What the helpers log while idle: a step that failed is retried before the poll interval,
 	// a call more than idling needs, and the log says why.
 	logFrom := make([]int, helpers)
@@ -181,7 +219,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		b.Fatal(err)
 	}
 	pgCPU := pgAfter.used[0] - pgBefore.used[0]
-	after, posted := counter.Snapshot(), posts.Load()-postsBefore
+	after, posted := counter.Snapshot(), posts.Load()-postsBefore+pulled.Load()-pulledBefore
 	stopProbes()
 	probes.Wait()
 
@@ -229,7 +267,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		b.Logf("%d steps failed and were retried early while idle; the first: %s", retries, example)
 	}
 	if posted > 0 {
-		b.Logf("%d events were posted while idle: something wrote events, and its cost is in the figures", posted)
+		b.Logf("%d events were posted or pulled while idle: something wrote events, and its cost is in the figures", posted)
 	}
 	sort.Ints(rssKiB)
 	total := 0
@@ -246,8 +284,8 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	b.ReportMetric(float64(conns)/float64(helpers), "pg-conns/helper")
 	b.ReportMetric(perHelperCalls/idle.Minutes(), "calls/helper/min")
 	b.ReportMetric(perHelperCalls/intervals, "calls/helper/poll")
-	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s, %d event targets each): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute, and PostgreSQL's %.1f ms for it; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
-		helpers, idle, poll, len(targets), float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
+	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s, %d event targets and %d long polls each): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute, and PostgreSQL's %.1f ms for it; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
+		helpers, idle, poll, len(targets), longPolls, float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
 		float64(pssAnonKiB+pssFileKiB)/float64(helpers)/1024, float64(pssAnonKiB)/float64(helpers)/1024, float64(pssFileKiB)/float64(helpers)/1024,
 		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), pgCPU.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers), calls, perHelperCalls/intervals,
 		strings.Join(byMethod, " "))
