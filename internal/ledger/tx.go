@@ -66,17 +66,14 @@ func (l *Ledger) inTx(ctx context.Context, policy RetryPolicy, fn func(pgx.Tx) e
 // inTxAt is the method inTx at a given isolation level. OnEvents is told after the commit, not
 // when the events are written: the dispatcher it wakes would look before they are there.
 func (l *Ledger) inTxAt(ctx context.Context, iso pgx.TxIsoLevel, policy RetryPolicy, fn func(pgx.Tx) error) error {
-	var wrote bool
-	err := withRetry(ctx, policy, func() error {
-		et := &eventTx{}
-		err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{IsoLevel: iso}, func(tx pgx.Tx) error {
-			et.Tx = tx
-			return fn(et)
-		})
-		wrote = err == nil && et.wroteEvents
+	var wrote bool // of the latest attempt: the one that committed, when inTxAt succeeds
+	err := inTxAt(ctx, l.pool, iso, policy, func(tx pgx.Tx) error {
+		et := &eventTx{Tx: tx}
+		err := fn(et)
+		wrote = et.wroteEvents
 		return err
 	})
-	if wrote {
+	if err == nil && wrote {
 		l.eventsWritten()
 	}
 	return err
