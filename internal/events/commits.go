@@ -2,9 +2,9 @@ package events
 
 import "sync"
 
-// Commits tells any number of waiters that events have committed: the pull API's long polls,
-// which, unlike the dispatcher's targets, come and go with requests. Its Notify is what a
-// helper passes as ledger.Options.OnEvents. The zero value is ready to use.
+// Commits tells any number of waiters that events have committed: the dispatcher's targets and
+// the pull API's long polls, which come and go with requests. Its Notify is what a helper passes
+// as ledger.Options.OnEvents. The zero value is ready to use.
 type Commits struct {
 	mu sync.Mutex
 	ch chan struct{} // closed by the next Notify; nil until someone waits

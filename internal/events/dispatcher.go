@@ -44,8 +44,11 @@ type Dispatcher struct {
 	backoff Backoff
 	log     logr.Logger
 	poll    time.Duration
-	wake    chan struct{}
 	now     func() time.Time
+	// Commits, if set, wakes every target when events commit (the helper's ledger hook notifies
+	// it), so that they are delivered at once rather than at the next poll. Without it the
+	// targets only poll.
+	Commits *Commits
 	// page overrides defaultPage (tests page through a few events).
 	page int
 	// OnResult, if set, sees every attempt (for metrics). Posts to one target can be under way
@@ -55,70 +58,50 @@ type Dispatcher struct {
 
 // NewDispatcher returns a dispatcher for the targets.
 func NewDispatcher(l *ledger.Ledger, targets []Target, backoff Backoff, log logr.Logger) *Dispatcher {
-	return &Dispatcher{ledger: l, targets: targets, backoff: backoff, log: log, poll: idlePoll,
-		wake: make(chan struct{}, 1), now: time.Now}
+	return &Dispatcher{ledger: l, targets: targets, backoff: backoff, log: log, poll: idlePoll, now: time.Now}
 }
 
 // idlePoll is how often a target looks for due events when nothing woke it and no retry it
-// scheduled is due. What the helper writes wakes it (ledger.Options.OnEvents), so the poll finds
+// scheduled is due. What the helper writes wakes it (Commits), so the poll finds
 // only what it could not be told of: events of another process (the `cryptoassets rescan`
 // command), and retries scheduled before the helper started. Polling every second, an idle
 // helper cost its database 60 queries a minute per target, a thousand a second for a thousand
 // assets on one database.
 const idlePoll = 10 * time.Second
 
-// Wake makes the dispatcher look for new events now instead of at its next poll.
-func (d *Dispatcher) Wake() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
-
 // Run delivers until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wakes := make([]chan struct{}, len(d.targets))
-	for i, t := range d.targets {
-		wakes[i] = make(chan struct{}, 1)
+	for _, t := range d.targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.runTarget(ctx, t, wakes[i])
+			d.runTarget(ctx, t)
 		}()
 	}
-	// Fan one wake-up out to every target.
-	for {
-		select {
-		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		case <-d.wake:
-			for _, w := range wakes {
-				select {
-				case w <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}
+	wg.Wait()
+	return nil
 }
 
 // runTarget looks for a target's due events when woken (new events committed), when a retry it
 // scheduled falls due, and otherwise every poll.
-func (d *Dispatcher) runTarget(ctx context.Context, t Target, wake <-chan struct{}) {
+func (d *Dispatcher) runTarget(ctx context.Context, t Target) {
 	log := d.log.WithValues("target", t.Name())
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	// retryAt is the earliest retry this target's passes scheduled that no pass has taken yet.
 	var retryAt time.Time
+	// A wake-up is taken before the pass that follows it reads the outbox, so that events
+	// committed while a pass reads wake the next wait instead of waiting for the poll.
+	woken := d.committed()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
-		case <-wake:
+		case <-woken:
 		}
+		woken = d.committed()
 		began := d.now()
 		n, failedUntil, err := d.deliverDue(ctx, t)
 		if err != nil && ctx.Err() == nil {
@@ -139,6 +122,14 @@ func (d *Dispatcher) runTarget(ctx context.Context, t Target, wake <-chan struct
 		}
 		timer.Reset(next)
 	}
+}
+
+// committed is closed when events next commit; nil (never ready) without Commits.
+func (d *Dispatcher) committed() <-chan struct{} {
+	if d.Commits == nil {
+		return nil
+	}
+	return d.Commits.Next()
 }
 
 // concurrent is a target that takes several deliveries at once.

@@ -304,29 +304,25 @@ func TestRunDeliversToPGNotifyAndHTTP(t *testing.T) {
 		}
 		got[env.ID] = true
 	}
-	for web.unique() < 3 {
-		if deadline.Err() != nil {
-			t.Fatalf("HTTP target received %d of 3", web.unique())
+	testassets.Eventually(t, 20*time.Second, "the HTTP target's three events", func() error {
+		if n := web.unique(); n < 3 {
+			return fmt.Errorf("HTTP target received %d of 3", n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestRunIsWokenByWhatTheLedgerCommits: with a poll far longer than the test, events are
-// delivered because the ledger says it committed them (Options.OnEvents), and a failed delivery is
-// retried when its backoff ends, not at the next poll.
+// delivered because the ledger says it committed them (Options.OnEvents), one commit wakes every
+// target, and a failed delivery is retried when its backoff ends, not at the next poll.
 func TestRunIsWokenByWhatTheLedgerCommits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, pool := ledgertest.DB(t, pg)
-	var dispatcher atomic.Pointer[Dispatcher]
+	commits := &Commits{}
 	l, err := ledger.Open(ctx, pool, ledger.Options{Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3,
-		MaxTrackedConfirmations: 100, ValidateAddress: func(string) error { return nil }, EventTargets: []string{"web"},
-		OnEvents: func() {
-			if d := dispatcher.Load(); d != nil {
-				d.Wake()
-			}
-		}})
+		MaxTrackedConfirmations: 100, ValidateAddress: func(string) error { return nil }, EventTargets: []string{"web", "other"},
+		OnEvents: commits.Notify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,10 +343,14 @@ func TestRunIsWokenByWhatTheLedgerCommits(t *testing.T) {
 		web.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	d := NewDispatcher(l, []Target{NewHTTPTarget("web", srv.URL, web.key, 5*time.Second, 1)},
+	other := &receiver{key: []byte("o")}
+	otherSrv := httptest.NewServer(other)
+	defer otherSrv.Close()
+	d := NewDispatcher(l, []Target{NewHTTPTarget("web", srv.URL, web.key, 5*time.Second, 1),
+		NewHTTPTarget("other", otherSrv.URL, other.key, 5*time.Second, 1)},
 		Backoff{Base: 200 * time.Millisecond, Max: time.Second, GiveUpAfter: time.Hour}, testr.New(t))
 	d.poll = time.Hour
-	dispatcher.Store(d)
+	d.Commits = commits
 	done := make(chan struct{})
 	go func() { defer close(done); _ = d.Run(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -380,9 +380,9 @@ func TestRunIsWokenByWhatTheLedgerCommits(t *testing.T) {
 	if _, err := l.SendInternal(ctx, a.ID, b.ID, 400, ""); err != nil {
 		t.Fatal(err)
 	}
-	testassets.Eventually(t, 30*time.Second, "the transfer's event delivered", func() error {
-		if n := web.unique(); n != 2 {
-			return fmt.Errorf("%d events received", n)
+	testassets.Eventually(t, 30*time.Second, "the transfer's event delivered to both targets", func() error {
+		if n, m := web.unique(), other.unique(); n != 2 || m != 2 {
+			return fmt.Errorf("%d events received by one target and %d by the other", n, m)
 		}
 		return nil
 	})

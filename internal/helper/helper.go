@@ -11,7 +11,6 @@ import (
 	"hash/fnv"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -242,16 +241,9 @@ type Options struct {
 func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable, close func(), err error) {
 	cfg, log, h, m, pool, token, opts := p.cfg, p.log, p.h, p.m, p.pool, p.token, p.opts
 	// Every write that commits events wakes the dispatcher and the pull API's long polls: the
-	// intake's, the broadcaster's, the API's and a rescan's alike. The ledger is opened before the
-	// dispatcher exists, but nothing writes to it before the parts run.
-	var dispatcher atomic.Pointer[events.Dispatcher]
+	// intake's, the broadcaster's, the API's and a rescan's alike.
 	commits := &events.Commits{}
-	l, be, closeBackend, err := openAsset(ctx, cfg, pool, func() {
-		if d := dispatcher.Load(); d != nil {
-			d.Wake()
-		}
-		commits.Notify()
-	})
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool, commits.Notify)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -290,7 +282,7 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 	bc.Fence = lock.held
 	d := events.NewDispatcher(l, targets, events.DefaultBackoff(), log.WithName("events"))
 	d.OnResult = func(target string, err error) { m.eventAttempt(target, err) }
-	dispatcher.Store(d)
+	d.Commits = commits
 	catchUpWake := make(chan struct{}, 1)
 	broadcastWake := make(chan struct{}, 1)
 	wake := func(c chan struct{}) func() {
