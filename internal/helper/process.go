@@ -182,7 +182,7 @@ func (p *process) tenure(ctx context.Context) error {
 	} else if err != nil {
 		log.Info("could not check the ledger's record of the asset before queueing for its lock; it is checked again once held", "error", err.Error())
 	}
-	lock := &lockHolder{conn: conn}
+	lock := newLockHolder(conn)
 	h.set("active", errors.New("waiting for the advisory lock"), "")
 	log.Info("waiting to become the active helper")
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(cfg.Asset)); err != nil {
@@ -239,16 +239,61 @@ func (p *process) serve(name, addr string, handler http.Handler) (net.Listener, 
 // lockHolder is the connection holding the session-level advisory lock that makes this helper
 // the active one. The lock lives exactly as long as the connection's session.
 type lockHolder struct {
-	mu   sync.Mutex
 	conn *pgx.Conn
+	// idleCheck is how long the watch waits on the idle connection before it pings it
+	// (lockCheckEvery).
+	idleCheck time.Duration
+
+	// The connection has one user at a time. A ping (held) goes before the watch's read, and
+	// cuts a read under way short, so that a payment never waits for the watch.
+	mu      sync.Mutex
+	free    sync.Cond // L is &mu; told whenever the connection is given back
+	busy    bool
+	wanted  int                // pings waiting for the connection
+	cutRead context.CancelFunc // ends the watch's read; nil unless it reads
+}
+
+func newLockHolder(conn *pgx.Conn) *lockHolder {
+	lh := &lockHolder{conn: conn, idleCheck: lockCheckEvery}
+	lh.free.L = &lh.mu
+	return lh
+}
+
+// take waits for the connection: for a ping when read is nil, else for the watch's read, which
+// read cancels. A read waits while any ping does.
+func (lh *lockHolder) take(read context.CancelFunc) {
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
+	ping := read == nil
+	if ping {
+		lh.wanted++
+		if lh.cutRead != nil {
+			lh.cutRead()
+		}
+	}
+	for lh.busy || (!ping && lh.wanted > 0) {
+		lh.free.Wait()
+	}
+	if ping {
+		lh.wanted--
+	}
+	lh.busy, lh.cutRead = true, read
+}
+
+// give gives the connection back.
+func (lh *lockHolder) give() {
+	lh.mu.Lock()
+	lh.busy, lh.cutRead = false, nil
+	lh.mu.Unlock()
+	lh.free.Broadcast()
 }
 
 // held says whether the lock is still ours: the session that holds it still answers. The
 // broadcaster asks before every payment, so a helper whose database restarted under it never
 // pays beside the helper that took over.
 func (lh *lockHolder) held(ctx context.Context) error {
-	lh.mu.Lock()
-	defer lh.mu.Unlock()
+	lh.take(nil)
+	defer lh.give()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := lh.conn.Ping(pctx); err != nil {
@@ -257,15 +302,23 @@ func (lh *lockHolder) held(ctx context.Context) error {
 	return nil
 }
 
-// watch returns when the lock connection stops answering (errLostLock) or ctx ends (nil).
+// watch returns when the lock connection is lost (errLostLock) or ctx ends (nil).
+//
+// It waits on the idle connection's socket rather than pinging it on a timer: a session the
+// server ends (a restart, pg_terminate_backend) closes the socket, which wakes the wait at once
+// and costs no query while nothing happens. Pinging every 2 s cost each idle helper 30 queries a
+// minute, and a thousand helpers on one database 500 a second. A connection that dies silently
+// (the database's host gone, a partition) only shows as an unanswered ping, so the watch still
+// pings after each idleCheck without news.
 func (lh *lockHolder) watch(ctx context.Context) error {
-	t := time.NewTicker(lockCheckEvery)
-	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		timedOut, err := lh.wait(ctx)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case <-t.C:
+		case err != nil:
+			return err
+		case timedOut:
 			if err := lh.held(ctx); err != nil && ctx.Err() == nil {
 				return err
 			}
@@ -273,5 +326,23 @@ func (lh *lockHolder) watch(ctx context.Context) error {
 	}
 }
 
-// lockCheckEvery is how often the active helper checks that its lock connection lives.
-const lockCheckEvery = 2 * time.Second
+// wait reads the lock connection for up to idleCheck, or until a ping wants it. It says whether
+// the read ran its whole time, and returns errLostLock if the connection broke meanwhile.
+func (lh *lockHolder) wait(ctx context.Context) (timedOut bool, err error) {
+	rctx, cancel := context.WithTimeout(ctx, lh.idleCheck)
+	defer cancel()
+	lh.take(cancel)
+	defer lh.give()
+	// Nothing listens on this connection, so no notification comes: the read ends at the
+	// deadline, when a ping cuts it short, or with the error that says the session is gone.
+	// pgx's default context handling only sets a deadline on the socket, which leaves the
+	// connection usable after the first two.
+	if _, err := lh.conn.WaitForNotification(rctx); err != nil && rctx.Err() == nil {
+		return false, fmt.Errorf("%w: %w", errLostLock, err)
+	}
+	return errors.Is(rctx.Err(), context.DeadlineExceeded), nil
+}
+
+// lockCheckEvery is how long the lock watch waits on an idle lock connection before it pings it,
+// for the failures only a ping finds. The broadcaster's fence pings before each payment anyway.
+const lockCheckEvery = 30 * time.Second
