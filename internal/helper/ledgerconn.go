@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // stepLimit is how long one step of a periodic part (a catch-up, a broadcast pass) may run before
@@ -52,7 +53,7 @@ func watchLedger(ctx context.Context, pool *pgxpool.Pool, h *health) {
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := pool.Ping(pctx)
+		err := reachable(pctx, pool)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -67,4 +68,23 @@ func watchLedger(ctx context.Context, pool *pgxpool.Pool, h *health) {
 		case <-t.C:
 		}
 	}
+}
+
+// reachable says whether the pool's database answers, in one round trip when it does. pool.Ping
+// cost two: the pool pings a connection idle for over a second before it hands it out, and
+// pool.Ping then pings it again, every ledgerPingEvery from every idle helper.
+func reachable(ctx context.Context, pool *pgxpool.Pool) error {
+	c, err := pool.Acquire(ledger.WithoutPrePing(ctx))
+	if err != nil {
+		return err
+	}
+	err = c.Ping(ctx)
+	c.Release()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// A connection the database closed while it sat idle (a restart) fails its ping, and the
+	// pool drops it. Ask again the usual way, which pings idle connections and replaces the
+	// dead ones, so a database that is back is not reported gone until the next check.
+	return pool.Ping(ctx)
 }

@@ -149,7 +149,21 @@ func PoolConfig(url string, maxConns int32) (*pgxpool.Config, error) {
 		pc.MaxConns = maxConns
 	}
 	closeIdle(pc, PoolIdleTime)
+	pc.ShouldPing = func(ctx context.Context, p pgxpool.ShouldPingParams) bool {
+		// pgxpool's own rule, except for a caller that pings the connection itself.
+		return ctx.Value(noPrePing{}) == nil && p.IdleDuration > time.Second
+	}
 	return pc, nil
+}
+
+type noPrePing struct{}
+
+// WithoutPrePing marks ctx for a caller whose first use of the connection it acquires is a ping
+// of its own (the helper's ledger watch): a pool from PoolConfig hands it out without pinging it
+// first, which would make one answer cost two round trips. The caller must allow for a
+// connection the database closed while it sat idle.
+func WithoutPrePing(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noPrePing{}, true)
 }
 
 // closeIdle makes pc's pool hold only what it uses: maxConns is a ceiling for bursts (API

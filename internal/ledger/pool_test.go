@@ -97,3 +97,30 @@ func TestPoolClosesWhatABurstOpened(t *testing.T) {
 		t.Fatalf("a query while the pool closed its spare connections: %v", err)
 	}
 }
+
+// TestPoolPingsIdleConnectionsUnlessTheCallerDoes: a pool from PoolConfig pings a connection
+// idle for over a second before it hands it out, as pgxpool does by default, except to a caller
+// that said it pings the connection itself (WithoutPrePing), whose check would otherwise cost two
+// round trips.
+func TestPoolPingsIdleConnectionsUnlessTheCallerDoes(t *testing.T) {
+	pc, err := PoolConfig("postgres://ledger@db.invalid:5432/ledger", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		idle time.Duration
+		want bool
+	}{
+		{"used within the second", ctx, 500 * time.Millisecond, false},
+		{"idle for a while", ctx, 10 * time.Second, true},
+		{"idle, for a caller that pings", WithoutPrePing(ctx), 10 * time.Second, false},
+		{"idle for long, for a caller that pings", WithoutPrePing(ctx), time.Hour, false},
+	} {
+		if got := pc.ShouldPing(c.ctx, pgxpool.ShouldPingParams{IdleDuration: c.idle}); got != c.want {
+			t.Errorf("%s: pinged before handing out: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
