@@ -61,7 +61,9 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	poll := 15 * time.Second
 	// Room for every helper's pool at its ceiling, so a start-up burst is not refused: what
 	// they hold once idle is what is measured.
-	srv, err := pgtest.StartSized(helpers*(config.DefaultMaxConnections+1) + 20)
+	// BENCH_PG_PROFILE_DIR lists the statements the helpers ran while idle.
+	pgProfile := pgProfileSettings(b)
+	srv, err := pgtest.StartSized(helpers*(config.DefaultMaxConnections+1)+20, pgProfile...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,6 +211,9 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	// The database's side of idling: the server is the helpers' alone here, and a platform team
 	// pays it once per asset on a shared database.
 	pgMeter := cpuMeter{{name: "PostgreSQL", pid: srv.PID(), children: true}}
+	if pgProfile != nil {
+		resetPGStatements(b, srv)
+	}
 	pgBefore, err := pgMeter.read()
 	if err != nil {
 		b.Fatal(err)
@@ -217,6 +222,9 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	pgAfter, err := pgMeter.read()
 	if err != nil {
 		b.Fatal(err)
+	}
+	if pgProfile != nil {
+		writePGProfile(b, srv)
 	}
 	pgCPU := pgAfter.used[0] - pgBefore.used[0]
 	after, posted := counter.Snapshot(), posts.Load()-postsBefore+pulled.Load()-pulledBefore

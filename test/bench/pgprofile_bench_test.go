@@ -31,7 +31,7 @@ import (
 // all; "off" for none, so the statements' times are read without EXPLAIN ANALYZE's overhead).
 // At the end it writes
 //   - DIR/<benchmark>.statements: the statements by total time, over all the run's databases
-//     (the baselines' too);
+//     (the baselines' too; BenchmarkHelperFootprint's, of its idle window only);
 //   - DIR/<benchmark>.plans: the server's log, with auto_explain's plans;
 //
 // and logs the first statements and the time of each constraint's trigger in the plans. The
@@ -67,6 +67,23 @@ func pgProfileSettings(b *testing.B) []string {
 		"auto_explain.log_triggers=on",
 		"auto_explain.log_nested_statements=on",
 	)...)
+}
+
+// resetPGStatements starts pg_stat_statements' counts afresh, for a benchmark that profiles only
+// part of its run (the footprint bench: the idle window, not the helpers' start-up).
+func resetPGStatements(b *testing.B, srv *pgtest.Server) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // pgStatement is one statement's line of pg_stat_statements, summed over databases.

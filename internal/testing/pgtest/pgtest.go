@@ -85,8 +85,10 @@ func credential(dir string) (*syscall.SysProcAttr, error) {
 func Start() (*Server, error) { return StartOn("") }
 
 // StartSized is Start with room for maxConnections clients (Start allows 200), for runs of many
-// helpers on one database.
-func StartSized(maxConnections int) (*Server, error) { return start("", maxConnections) }
+// helpers on one database, and with StartWith's settings if any.
+func StartSized(maxConnections int, settings ...string) (*Server, error) {
+	return start("", maxConnections, settings...)
+}
 
 // StartOn starts a server that also listens on host and trusts clients of host's subnet: pods on
 // a node's bridge reach it at the bridge's address (they cannot reach 127.0.0.1 on the host).
