@@ -184,8 +184,12 @@ func (in *Intake) list(ctx context.Context, r *Result, mined minedNow) error {
 		return err
 	}
 	mined.add(txs, ours, in.ledger.TrackedConfirmations())
-	if err := in.ledger.SetCursor(ctx, ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); err != nil {
-		return fmt.Errorf("moving the cursor: %w", err)
+	// An idle poll finds the tip where the cursor is, and rewriting the same row cost every idle
+	// helper a write transaction (and its commit's WAL flush) per poll.
+	if next := (ledger.Cursor{Height: tip.Height, Hash: tip.Hash}); !ok || next != cur {
+		if err := in.ledger.SetCursor(ctx, next); err != nil {
+			return fmt.Errorf("moving the cursor: %w", err)
+		}
 	}
 	return nil
 }

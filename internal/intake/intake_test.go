@@ -522,3 +522,43 @@ func TestFirstCatchUpWithNoAddressStartsAtTheTip(t *testing.T) {
 		t.Fatalf("first catch-up of a ledger with an address: %+v %v, balance %d", r, err, restored.balance(t, bob.ID))
 	}
 }
+
+// TestIdleCatchUpWritesNothing: a catch-up that finds the tip where the cursor is leaves the
+// cursor's row as it was (the same row version, not the same values written again), and one
+// after a new block moves it to that block.
+func TestIdleCatchUpWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	version := func() string {
+		t.Helper()
+		var xmin string
+		if err := f.pool.QueryRow(ctx, `SELECT xmin::text FROM cursors`).Scan(&xmin); err != nil {
+			t.Fatal(err)
+		}
+		return xmin
+	}
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := version()
+	for i := range 3 {
+		if _, err := f.intake.CatchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := version(); v != first {
+			t.Fatalf("idle catch-up %d rewrote the cursor (row version %s, was %s)", i, v, first)
+		}
+	}
+	node.MustMine(t, 1)
+	if _, err := f.intake.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur, ok, err := f.ledger.Cursor(ctx)
+	tip, _ := f.backend.Tip(ctx)
+	if err != nil || !ok || cur != (ledger.Cursor{Height: tip.Height, Hash: tip.Hash}) {
+		t.Fatalf("cursor %+v %v %v after a new block, want the tip %+v", cur, ok, err, tip)
+	}
+	if version() == first {
+		t.Fatal("the cursor's row was not written when the tip moved")
+	}
+}
