@@ -125,6 +125,22 @@ func (l *Ledger) MarkAttemptFailed(ctx context.Context, seq int64, target, reaso
 	return err
 }
 
+// NextRetry returns when the earliest scheduled retry of a delivery to target falls due, or zero
+// when none is scheduled. A dispatcher reads it when it starts: the retries an earlier run's
+// failures scheduled are in no pass's results, and would otherwise wait for the idle poll.
+func (l *Ledger) NextRetry(ctx context.Context, target string) (time.Time, error) {
+	var at *time.Time
+	if err := l.pool.QueryRow(ctx, `SELECT min(next_attempt_at) FROM outbox_deliveries
+		WHERE asset_id = $1 AND target = $2 AND delivered_at IS NULL AND attempts > 0 AND next_attempt_at < 'infinity'`,
+		l.assetID, target).Scan(&at); err != nil {
+		return time.Time{}, fmt.Errorf("reading the next retry at %s: %w", target, err)
+	}
+	if at == nil {
+		return time.Time{}, nil
+	}
+	return *at, nil
+}
+
 // Notify sends a PostgreSQL NOTIFY on the ledger's database.
 func (l *Ledger) Notify(ctx context.Context, channel string, payload []byte) error {
 	_, err := l.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, string(payload))

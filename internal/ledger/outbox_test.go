@@ -472,3 +472,42 @@ func TestOnEventsAfterCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestNextRetry: the earliest retry still to come at a target, not one given up on (scheduled
+// at infinity), another target's or another tenant's; zero when none is scheduled.
+func TestNextRetry(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	l := open(t, pool, "app", "audit")
+	if at, err := l.NextRetry(ctx, "app"); err != nil || !at.IsZero() {
+		t.Fatalf("no events: %v %v", at, err)
+	}
+	seqs := addEvents(t, l, "app", 3)
+	if at, err := l.NextRetry(ctx, "app"); err != nil || !at.IsZero() {
+		t.Fatalf("events never tried: %v %v", at, err)
+	}
+	soon := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	for i, next := range []time.Time{soon.Add(time.Minute), soon, {}} {
+		if err := l.MarkAttemptFailed(ctx, seqs[i], "app", "down", next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := addEvents(t, l, "audit", 1)
+	if err := l.MarkAttemptFailed(ctx, audit[0], "audit", "down", soon.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if at, err := l.NextRetry(ctx, "app"); err != nil || !at.Equal(soon) {
+		t.Fatalf("next retry at app: %v %v, want %v", at, err, soon)
+	}
+	if at, err := l.NextRetry(ctx, "audit"); err != nil || !at.Equal(soon.Add(-time.Minute)) {
+		t.Fatalf("next retry at audit: %v %v, want %v", at, err, soon.Add(-time.Minute))
+	}
+	other, err := Open(ctx, pool, Options{Namespace: "payroll", Asset: "btc", Coin: "bitcoin", Network: "regtest", Confirmations: 3,
+		MaxTrackedConfirmations: 6, ValidateAddress: testAddress, EventTargets: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at, err := other.NextRetry(ctx, "app"); err != nil || !at.IsZero() {
+		t.Fatalf("another tenant's next retry: %v %v", at, err)
+	}
+}
