@@ -29,9 +29,9 @@ type Server struct {
 	token   []byte
 	// Wake is called after a send is queued, so the broadcaster need not wait a full period.
 	Wake func()
-	// EventsCommitted, if set, returns a channel closed when this process next commits events
-	// (events.Commits.Next). A long poll then waits on it, and looks at the database only every
-	// eventsPollWoken for the events of other processes, instead of every eventsPoll.
+	// EventsCommitted, if set, returns a channel closed when events next commit
+	// (events.Commits.Next). A long poll then waits on it, and looks at the database otherwise
+	// only every eventsPollWoken instead of every eventsPoll.
 	EventsCommitted func() <-chan struct{}
 	// pollWoken is eventsPollWoken; tests lengthen it to show that the wake alone answers.
 	pollWoken time.Duration
@@ -525,11 +525,12 @@ const (
 	maxEventsWait = 60 * time.Second
 	// eventsPoll is how often a long poll looks for new events when nothing tells it of them.
 	eventsPoll = 250 * time.Millisecond
-	// eventsPollWoken is how often it looks when EventsCommitted tells it of this process's
-	// events, so that it finds those of other processes (`cryptoassets rescan` runs): as the
-	// event dispatcher does. At eventsPoll, each waiting client cost the database four queries
-	// a second.
-	eventsPollWoken = 10 * time.Second
+	// eventsPollWoken is how often it looks when EventsCommitted tells it of new events (the
+	// helper's own, and those another process tells it of): a backstop, as the event
+	// dispatcher's idle poll is, for a notification lost with a connection. It is maxEventsWait,
+	// so a long poll reads when it starts, when woken, and at most once more. At eventsPoll, each
+	// waiting client cost the database four queries a second.
+	eventsPollWoken = maxEventsWait
 )
 
 // events returns the asset's events after a position, in order, waiting up to wait= for the

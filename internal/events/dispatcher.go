@@ -43,8 +43,10 @@ type Dispatcher struct {
 	targets []Target
 	backoff Backoff
 	log     logr.Logger
-	poll    time.Duration
 	now     func() time.Time
+	// IdlePoll is how often a target looks for events nothing told it of (idlePoll unless
+	// changed before Run; tests lengthen it to show what wakes the targets).
+	IdlePoll time.Duration
 	// Commits, if set, wakes every target when events commit (the helper's ledger hook notifies
 	// it), so that they are delivered at once rather than at the next poll. Without it the
 	// targets only poll.
@@ -58,16 +60,17 @@ type Dispatcher struct {
 
 // NewDispatcher returns a dispatcher for the targets.
 func NewDispatcher(l *ledger.Ledger, targets []Target, backoff Backoff, log logr.Logger) *Dispatcher {
-	return &Dispatcher{ledger: l, targets: targets, backoff: backoff, log: log, poll: idlePoll, now: time.Now}
+	return &Dispatcher{ledger: l, targets: targets, backoff: backoff, log: log, IdlePoll: idlePoll, now: time.Now}
 }
 
 // idlePoll is how often a target looks for due events when nothing woke it and no retry it
-// scheduled is due. What the helper writes wakes it (Commits), so the poll finds
-// only what it could not be told of: events of another process (the `cryptoassets rescan`
-// command), and retries scheduled before the helper started. Polling every second, an idle
-// helper cost its database 60 queries a minute per target, a thousand a second for a thousand
-// assets on one database.
-const idlePoll = 10 * time.Second
+// knows of is due. What the helper commits wakes it (Commits), and so do events that another
+// process commits (the `cryptoassets rescan` command notifies the helper's lock connection);
+// retries scheduled before the helper started are read when it starts. So the poll is only a
+// backstop, for a notification lost with a connection. Polling every second, an idle helper cost
+// its database 60 queries a minute per target, a thousand a second for a thousand assets on one
+// database; every 10 s, 6.
+const idlePoll = time.Minute
 
 // Run delivers until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
@@ -89,8 +92,12 @@ func (d *Dispatcher) runTarget(ctx context.Context, t Target) {
 	log := d.log.WithValues("target", t.Name())
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	// retryAt is the earliest retry this target's passes scheduled that no pass has taken yet.
-	var retryAt time.Time
+	// retryAt is the earliest retry this target's passes scheduled that no pass has taken yet;
+	// at first, the earliest one an earlier run scheduled.
+	retryAt, err := d.ledger.NextRetry(ctx, t.Name())
+	if err != nil && ctx.Err() == nil {
+		log.Error(err, "reading the outbox; retries scheduled before this start wait for the idle poll")
+	}
 	// A wake-up is taken before the pass that follows it reads the outbox, so that events
 	// committed while a pass reads wake the next wait instead of waiting for the poll.
 	woken := d.committed()
@@ -113,7 +120,7 @@ func (d *Dispatcher) runTarget(ctx context.Context, t Target) {
 		if !failedUntil.IsZero() && (retryAt.IsZero() || failedUntil.Before(retryAt)) {
 			retryAt = failedUntil
 		}
-		next := d.poll
+		next := d.IdlePoll
 		switch {
 		case n > 0:
 			next = 0 // a full batch: there may be more

@@ -349,7 +349,7 @@ func TestRunIsWokenByWhatTheLedgerCommits(t *testing.T) {
 	d := NewDispatcher(l, []Target{NewHTTPTarget("web", srv.URL, web.key, 5*time.Second, 1),
 		NewHTTPTarget("other", otherSrv.URL, other.key, 5*time.Second, 1)},
 		Backoff{Base: 200 * time.Millisecond, Max: time.Second, GiveUpAfter: time.Hour}, testr.New(t))
-	d.poll = time.Hour
+	d.IdlePoll = time.Hour
 	d.Commits = commits
 	done := make(chan struct{})
 	go func() { defer close(done); _ = d.Run(ctx) }()
@@ -421,4 +421,33 @@ func TestCommitsWakesEveryWaiterOnce(t *testing.T) {
 	default:
 		t.Error("the waiter that came after the first commit was not woken by the second")
 	}
+}
+
+// TestRunPicksUpRetriesScheduledBeforeItStarted: retries an earlier run's failures scheduled are
+// delivered when they fall due, though no pass of this run scheduled them and its poll is longer
+// than the test.
+func TestRunPicksUpRetriesScheduledBeforeItStarted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, pool, _ := ledgerWithEvents(t, []string{"web"}, 3)
+	// The earlier run: every event refused, retried in 2 s (longer than a busy machine takes to
+	// start the dispatcher, so that its first pass finds none of them due).
+	if _, err := pool.Exec(ctx, `UPDATE outbox_deliveries SET attempts = 1, last_error = 'down',
+		next_attempt_at = now() + interval '2 seconds' WHERE target = 'web'`); err != nil {
+		t.Fatal(err)
+	}
+	web := &receiver{key: []byte("k")}
+	srv := httptest.NewServer(web)
+	defer srv.Close()
+	d := NewDispatcher(l, []Target{NewHTTPTarget("web", srv.URL, web.key, 5*time.Second, 1)}, DefaultBackoff(), testr.New(t))
+	d.IdlePoll = time.Hour
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testassets.Eventually(t, 60*time.Second, "the retries scheduled before the start delivered", func() error {
+		if n := web.unique(); n != 3 {
+			return fmt.Errorf("%d of 3 events received", n)
+		}
+		return nil
+	})
 }

@@ -185,7 +185,14 @@ func ledgerOptions(cfg *config.Config, k coin.Coin) ledger.Options {
 // Rescan runs one rescan outside the helper service (the `cryptoassets rescan` command): it books
 // into the ledger through the same path, so running it beside a live helper is safe.
 func Rescan(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, fromHeight int64, log logr.Logger, progress func(intake.RescanProgress)) (intake.RescanResult, error) {
-	l, be, closeBackend, err := openAsset(ctx, cfg, pool, nil)
+	// The active helper delivers what the rescan books: tell it when events commit, so they go out
+	// now rather than at its idle poll. A notification that fails only delays them to that poll.
+	channel := eventsChannel(cfg.Asset)
+	l, be, closeBackend, err := openAsset(ctx, cfg, pool, func() {
+		if _, err := pool.Exec(ctx, "SELECT pg_notify($1, '')", channel); err != nil && ctx.Err() == nil {
+			log.Error(err, "telling the active helper of the events the rescan committed; it finds them at its idle poll")
+		}
+	})
 	if err != nil {
 		return intake.RescanResult{}, err
 	}
@@ -213,6 +220,12 @@ func lockKey(a config.Asset) int64 {
 	return int64(h.Sum64())
 }
 
+// eventsChannel is the NOTIFY channel on which another process tells the asset's active helper
+// that it committed events (the lock's key names the asset, namespace included).
+func eventsChannel(a config.Asset) string {
+	return fmt.Sprintf("cryptoassets_events_%016x", uint64(lockKey(a)))
+}
+
 // Run runs the helper until ctx ends (SIGTERM) or a part fails in a way a restart must fix (a
 // port taken, a bad config). Losing the database is not such a failure: the helper stops its
 // active parts, waits for the database and queues for the lock again. A shutdown is a clean
@@ -232,6 +245,9 @@ type Options struct {
 	Kube *rest.Config
 	// RescanProgressEvery bounds how often rescan progress is written to status (default 3s).
 	RescanProgressEvery time.Duration
+	// EventsIdlePoll, if set, is how often event delivery looks for events nothing told it of
+	// (default a minute); tests lengthen it to show what wakes it.
+	EventsIdlePoll time.Duration
 }
 
 // parts builds the runnables of the active helper: the catch-up and broadcast loops, event
@@ -241,10 +257,15 @@ type Options struct {
 func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable, close func(), err error) {
 	cfg, log, h, m, pool, token, opts := p.cfg, p.log, p.h, p.m, p.pool, p.token, p.opts
 	// Every write that commits events wakes the dispatcher and the pull API's long polls: the
-	// intake's, the broadcaster's, the API's and a rescan's alike.
+	// intake's, the broadcaster's, the API's and a rescan's alike, and those of another process
+	// (the rescan command), which notifies the lock connection.
 	commits := &events.Commits{}
 	l, be, closeBackend, err := openAsset(ctx, cfg, pool, commits.Notify)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := lock.listen(ctx, eventsChannel(cfg.Asset), commits.Notify); err != nil {
+		closeBackend()
 		return nil, nil, err
 	}
 	var listeners []net.Listener
@@ -283,6 +304,9 @@ func (p *process) parts(ctx context.Context, lock *lockHolder) (parts []runnable
 	d := events.NewDispatcher(l, targets, events.DefaultBackoff(), log.WithName("events"))
 	d.OnResult = func(target string, err error) { m.eventAttempt(target, err) }
 	d.Commits = commits
+	if opts.EventsIdlePoll > 0 {
+		d.IdlePoll = opts.EventsIdlePoll
+	}
 	catchUpWake := make(chan struct{}, 1)
 	broadcastWake := make(chan struct{}, 1)
 	wake := func(c chan struct{}) func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 
 // TestLockWatch: the active helper's lock watch notices at once that the server ended the lock's
 // session, though it pings only after a long quiet read; the broadcaster's ping (held) does not
-// wait for that read; and reads that run out leave the session holding the lock.
+// wait for that read; reads that run out leave the session holding the lock; and the read hands
+// on the notifications of the channel the helper listens to.
 func TestLockWatch(t *testing.T) {
 	ctx := context.Background()
 	dbURL, admin := ledgertest.DB(t, pg)
@@ -109,6 +111,51 @@ func TestLockWatch(t *testing.T) {
 			}
 		}
 		holds(t, pid, 2)
+	})
+
+	t.Run("notifications on the channel it listens to are handed on", func(t *testing.T) {
+		lh, pid := locked(t, 4)
+		lh.idleCheck = time.Hour
+		var notified atomic.Int32
+		if err := lh.listen(ctx, "cryptoassets_events_test", func() { notified.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		done := watching(t, lh)
+		for want := int32(1); want <= 2; want++ {
+			testassets.Eventually(t, 60*time.Second, "the watch reading", reading(lh))
+			if _, err := admin.Exec(ctx, "SELECT pg_notify('cryptoassets_events_test', '')"); err != nil {
+				t.Fatal(err)
+			}
+			testassets.Eventually(t, 60*time.Second, "the notification handed on", func() error {
+				if n := notified.Load(); n != want {
+					return fmt.Errorf("%d notifications handed on, want %d", n, want)
+				}
+				return nil
+			})
+		}
+		// One that comes while a statement has the connection is kept (by pgx, if the statement
+		// read it) for the watch's next read.
+		lh.take(nil)
+		if _, err := admin.Exec(ctx, "SELECT pg_notify('cryptoassets_events_test', '')"); err != nil {
+			t.Fatal(err)
+		}
+		err := lh.conn.Ping(ctx)
+		lh.give()
+		if err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 60*time.Second, "the notification that came during a ping handed on", func() error {
+			if n := notified.Load(); n != 3 {
+				return fmt.Errorf("%d notifications handed on, want 3", n)
+			}
+			return nil
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("the watch returned %v", err)
+		default:
+		}
+		holds(t, pid, 4)
 	})
 
 	t.Run("a session the server ends is noticed without a ping", func(t *testing.T) {

@@ -251,6 +251,8 @@ type lockHolder struct {
 	busy    bool
 	wanted  int                // pings waiting for the connection
 	cutRead context.CancelFunc // ends the watch's read; nil unless it reads
+	// notified is called for each notification the watch's read receives (listen).
+	notified func()
 }
 
 func newLockHolder(conn *pgx.Conn) *lockHolder {
@@ -259,8 +261,8 @@ func newLockHolder(conn *pgx.Conn) *lockHolder {
 	return lh
 }
 
-// take waits for the connection: for a ping when read is nil, else for the watch's read, which
-// read cancels. A read waits while any ping does.
+// take waits for the connection: for a statement (a ping, LISTEN) when read is nil, else for the
+// watch's read, which read cancels. A read waits while any statement does.
 func (lh *lockHolder) take(read context.CancelFunc) {
 	lh.mu.Lock()
 	defer lh.mu.Unlock()
@@ -302,6 +304,22 @@ func (lh *lockHolder) held(ctx context.Context) error {
 	return nil
 }
 
+// listen has the watch's read take the notifications of channel, and hand each to notified. The
+// lock connection waits on its socket anyway, so other processes can wake the helper through it
+// at no cost to an idle one. Notifications that come while a ping has the connection wait in
+// pgx until the next read.
+func (lh *lockHolder) listen(ctx context.Context, channel string, notified func()) error {
+	lh.take(nil)
+	defer lh.give()
+	lh.mu.Lock()
+	lh.notified = notified
+	lh.mu.Unlock()
+	if _, err := lh.conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listening on the lock connection for %s: %w", channel, err)
+	}
+	return nil
+}
+
 // watch returns when the lock connection is lost (errLostLock) or ctx ends (nil).
 //
 // It waits on the idle connection's socket rather than pinging it on a timer: a session the
@@ -333,11 +351,20 @@ func (lh *lockHolder) wait(ctx context.Context) (timedOut bool, err error) {
 	defer cancel()
 	lh.take(cancel)
 	defer lh.give()
-	// Nothing listens on this connection, so no notification comes: the read ends at the
-	// deadline, when a ping cuts it short, or with the error that says the session is gone.
-	// pgx's default context handling only sets a deadline on the socket, which leaves the
-	// connection usable after the first two.
-	if _, err := lh.conn.WaitForNotification(rctx); err != nil && rctx.Err() == nil {
+	// The read ends with a notification (listen), at the deadline, when a ping cuts it short, or
+	// with the error that says the session is gone. pgx's default context handling only sets a
+	// deadline on the socket, which leaves the connection usable after the deadline or the cut.
+	_, err = lh.conn.WaitForNotification(rctx)
+	switch {
+	case err == nil:
+		lh.mu.Lock()
+		notified := lh.notified
+		lh.mu.Unlock()
+		if notified != nil {
+			notified()
+		}
+		return false, nil
+	case rctx.Err() == nil:
 		return false, fmt.Errorf("%w: %w", errLostLock, err)
 	}
 	return errors.Is(rctx.Err(), context.DeadlineExceeded), nil
