@@ -44,9 +44,14 @@ type running struct {
 
 func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
+	return startWith(t, cfg, Options{})
+}
+
+func startWith(t *testing.T, cfg *config.Config, opts Options) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- Run(ctx, cfg, testr.New(t), Options{}) }()
+	go func() { r.done <- Run(ctx, cfg, testr.New(t), opts) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }

@@ -2,12 +2,9 @@ package helper
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/config"
+	"github.com/cryptoassets/cryptoassets-operator/internal/events/eventstest"
+	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger/ledgertest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
@@ -79,29 +78,14 @@ func TestRescanTellsTheActiveHelper(t *testing.T) {
 // which wakes delivery.
 func TestRescanCommandEventsAreDeliveredAtOnce(t *testing.T) {
 	ctx := context.Background()
-	var mu sync.Mutex
-	var posted []string
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		posted = append(posted, string(body))
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer app.Close()
+	app := &eventstest.EventReceiver{Key: []byte(testassets.SigningKey)}
+	appSrv := httptest.NewServer(app)
+	defer appSrv.Close()
 	dbURL, pool := ledgertest.DB(t, pg)
-	cfg := testassets.HelperConfig(t, node, dbURL, app.URL)
+	cfg := testassets.HelperConfig(t, node, dbURL, appSrv.URL)
 	// The helper's own catch-up must not book the deposit before the rescan does.
 	cfg.Notify.PollInterval = config.Duration{Duration: time.Hour}
-	hctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- Run(hctx, cfg, testr.New(t), Options{EventsIdlePoll: time.Hour}) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("helper: %v", err)
-		}
-	}()
+	startWith(t, cfg, Options{EventsIdlePoll: time.Hour})
 	testassets.Eventually(t, 120*time.Second, "helper ready", func() error { return ready(cfg) })
 
 	var acct struct{ ID int64 }
@@ -125,13 +109,16 @@ func TestRescanCommandEventsAreDeliveredAtOnce(t *testing.T) {
 		t.Fatalf("rescan: %+v %v, want the deposit booked by it", r, err)
 	}
 	testassets.Eventually(t, 60*time.Second, "the rescan's event delivered by the helper", func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range posted {
-			if strings.Contains(p, txid) {
+		evs := app.Events()
+		for _, e := range evs {
+			var u ledger.TxUpdate
+			if err := json.Unmarshal(e.Data, &u); err == nil && u.TxID == txid {
 				return nil
 			}
 		}
-		return fmt.Errorf("%d posts, none about %s", len(posted), txid)
+		if _, bad := app.Counts(); bad > 0 {
+			return fmt.Errorf("%d events received, %d badly signed, none about %s", len(evs), bad, txid)
+		}
+		return fmt.Errorf("%d events received, none about %s", len(evs), txid)
 	})
 }
