@@ -73,17 +73,28 @@ func pgProfileSettings(b *testing.B) []string {
 // part of its run (the footprint bench: the idle window, not the helpers' start-up).
 func resetPGStatements(b *testing.B, srv *pgtest.Server) {
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	conn, err := pgStatementsConn(ctx, srv)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-		b.Fatal(err)
-	}
 	if _, err := conn.Exec(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// pgStatementsConn connects to srv's maintenance database, where pg_stat_statements is read and
+// reset, creating the extension there if it is not yet.
+func pgStatementsConn(ctx context.Context, srv *pgtest.Server) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	return conn, nil
 }
 
 // pgStatement is one statement's line of pg_stat_statements, summed over databases.
@@ -156,14 +167,11 @@ func explainMs(b *testing.B) (ms int, explain bool) {
 // pgStatements reads pg_stat_statements, summed by statement text over databases, slowest first,
 // without the schema's migrations, the databases' creation and the extension's own scripts.
 func pgStatements(ctx context.Context, srv *pgtest.Server) ([]pgStatement, error) {
-	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	conn, err := pgStatementsConn(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-		return nil, err
-	}
 	rows, err := conn.Query(ctx, `SELECT sum(calls)::bigint, sum(rows)::bigint, sum(total_exec_time), sum(total_plan_time), q
 		FROM (SELECT calls, rows, total_exec_time, total_plan_time, regexp_replace(query, '\s+', ' ', 'g') AS q FROM pg_stat_statements) s
 		WHERE q !~* '^ ?(--.*)?(CREATE|ALTER|DROP|COMMENT) ' AND q !~ 'pg_stat_statements'
