@@ -249,7 +249,7 @@ type lockHolder struct {
 	mu      sync.Mutex
 	free    sync.Cond // L is &mu; told whenever the connection is given back
 	busy    bool
-	wanted  int                // pings waiting for the connection
+	wanted  int                // statements (pings, LISTEN) waiting for the connection
 	cutRead context.CancelFunc // ends the watch's read; nil unless it reads
 	// notified is called for each notification the watch's read receives (listen).
 	notified func()
