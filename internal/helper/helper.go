@@ -189,7 +189,7 @@ func Rescan(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, fromHei
 	// now rather than at its idle poll. A notification that fails only delays them to that poll.
 	channel := eventsChannel(cfg.Asset)
 	l, be, closeBackend, err := openAsset(ctx, cfg, pool, func() {
-		if _, err := pool.Exec(ctx, "SELECT pg_notify($1, '')", channel); err != nil && ctx.Err() == nil {
+		if err := ledger.Notify(ctx, pool, channel, nil); err != nil && ctx.Err() == nil {
 			log.Error(err, "telling the active helper of the events the rescan committed; it finds them at its idle poll")
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Delivery is one event due at one target.
@@ -143,7 +144,13 @@ func (l *Ledger) NextRetry(ctx context.Context, target string) (time.Time, error
 
 // Notify sends a PostgreSQL NOTIFY on the ledger's database.
 func (l *Ledger) Notify(ctx context.Context, channel string, payload []byte) error {
-	_, err := l.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, string(payload))
+	return Notify(ctx, l.pool, channel, payload)
+}
+
+// Notify sends a PostgreSQL NOTIFY on pool's database, for a caller that has no Ledger yet (the
+// rescan command's OnEvents hook, built before its ledger is opened).
+func Notify(ctx context.Context, pool *pgxpool.Pool, channel string, payload []byte) error {
+	_, err := pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, string(payload))
 	return err
 }
 
