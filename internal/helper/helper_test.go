@@ -243,16 +243,20 @@ func TestHelperServesDepositsSendsAndEvents(t *testing.T) {
 		t.Errorf("status page does not escape account names")
 	}
 
-	// Metrics are served.
-	resp, err = http.Get("http://" + cfg.Server.MetricsListen + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(m), `cryptoassets_notifications_total{source="http"} 1`) || !strings.Contains(string(m), `cryptoassets_broadcast_passes_total{result="sent"} 1`) {
-		t.Errorf("metrics lack the notification or the broadcast:\n%s", grep(string(m), "cryptoassets_"))
-	}
+	// Metrics are served. The broadcast pass counts itself after it has recorded the broadcast
+	// the API already shows, so the count is waited for (a loaded CI run scraped in between).
+	testassets.Eventually(t, 60*time.Second, "metrics with the notification and the broadcast", func() error {
+		resp, err := http.Get("http://" + cfg.Server.MetricsListen + "/metrics")
+		if err != nil {
+			return err
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(m), `cryptoassets_notifications_total{source="http"} 1`) || !strings.Contains(string(m), `cryptoassets_broadcast_passes_total{result="sent"} 1`) {
+			return fmt.Errorf("metrics lack the notification or the broadcast:\n%s", grep(string(m), "cryptoassets_"))
+		}
+		return nil
+	})
 
 	// The active helper stops (SIGTERM): the standby takes over.
 	a.stop(t)
