@@ -72,6 +72,7 @@ const clockSkew = 10 * time.Minute
 
 // Run broadcasts until nothing is pending (a long queue goes out in several transactions of at
 // most ledger.MaxBroadcastSends sends), or a pass waits or fails, and returns what the passes did.
+// With nothing to send, record or follow (ledger.BroadcastWork), it returns at once.
 //
 // A paid broadcast's sends are recorded (ledger.SettleBroadcast) while the next broadcast is
 // opened and paid: the payment itself is on record before the next opens (ledger.MarkPaid), so
@@ -79,6 +80,9 @@ const clockSkew = 10 * time.Minute
 // events keep the order they were paid in.
 func (b *Broadcaster) Run(ctx context.Context) (Result, error) {
 	var total Result
+	if work, err := b.ledger.BroadcastWork(ctx); err != nil || !work {
+		return total, err
+	}
 	if err := b.settleLeftovers(ctx); err != nil {
 		return total, err
 	}

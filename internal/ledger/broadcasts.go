@@ -186,6 +186,30 @@ func (l *Ledger) SettleBroadcast(ctx context.Context, broadcastID int64) error {
 	return nil
 }
 
+// BroadcastWork says whether the broadcaster has anything to do: sends pending or on their way
+// (in an open broadcast, or in a paid one not yet recorded), an open broadcast (which may have
+// carried only sends refused since), or a broadcast whose confirmations are still followed.
+//
+// It is one read, where a pass that finds nothing costs six round trips and a SERIALIZABLE
+// transaction (UnsettledBroadcasts, OpenBroadcast, OpenBroadcastTxIDs): an idle helper's
+// broadcaster asks every period, for as long as it runs. A send queued just after it answers
+// waits for the next pass, as it would just after an empty one.
+func (l *Ledger) BroadcastWork(ctx context.Context) (bool, error) {
+	var work bool
+	if err := l.pool.QueryRow(ctx, broadcastWorkSQL, l.walletID, l.assetID, l.opts.MaxTrackedConfirmations).Scan(&work); err != nil {
+		return false, fmt.Errorf("looking for sends to broadcast or broadcasts to follow: %w", err)
+	}
+	return work, nil
+}
+
+// broadcastWorkSQL is BroadcastWork's read. Each part is the condition of the statement it stands
+// for, so that the broadcaster never skips a pass that would have done something.
+const broadcastWorkSQL = `SELECT
+	EXISTS (SELECT FROM transactions WHERE wallet_id = $1 AND kind = 'outgoing' AND state IN ('pending', 'broadcasting'))
+	OR EXISTS (SELECT FROM broadcasts WHERE wallet_id = $1 AND state = 'opened')
+	OR EXISTS (SELECT FROM network_transactions n WHERE asset_id = $2 AND kind = 'broadcast' AND confirmations < $3
+		AND NOT EXISTS (SELECT FROM transactions t WHERE t.network_transaction_id = n.id AND t.state = 'needs_review'))`
+
 // UnsettledBroadcasts lists the paid broadcasts whose sends are not recorded yet (a helper
 // stopped between MarkPaid and SettleBroadcast), oldest first.
 func (l *Ledger) UnsettledBroadcasts(ctx context.Context) ([]int64, error) {

@@ -78,3 +78,87 @@ func TestBroadcastSendsReadByBroadcast(t *testing.T) {
 		{"all but one of them, back to pending", returnSendsSQL, []any{open, []int64{kept}}, 0},
 	})
 }
+
+// TestBroadcastWork: the read the broadcaster makes before a pass finds work from the moment a
+// send is queued until its broadcast is past the tracking horizon, and none after; none for a
+// send left for review, nor for another asset's send on the same database. On a ledger with
+// 100,000 past sends it reads a few pages, with either plan.
+func TestBroadcastWork(t *testing.T) {
+	ctx := context.Background()
+	l, pool, alice := withAlice(t)
+	fund(t, l, alice.ID, 100_000)
+	work := func(step string, want bool) {
+		t.Helper()
+		got, err := l.BroadcastWork(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if got != want {
+			t.Errorf("%s: work %v, want %v", step, got, want)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	work("nothing ever sent", false)
+
+	other := tenant(t, pool, "payroll")
+	bob, err := other.CreateAccount(ctx, "bob")
+	must(err)
+	fund(t, other, bob.ID, 10_000)
+	_, err = other.SendExternal(ctx, bob.ID, "addr-payee", 5_000, "", false)
+	must(err)
+	work("another asset's send queued", false)
+
+	_, err = l.SendExternal(ctx, alice.ID, "addr-payee", 10_000, "", false)
+	must(err)
+	work("a send queued", true)
+	bc, err := l.OpenBroadcast(ctx)
+	must(err)
+	work("its broadcast open", true)
+	must(l.MarkPaid(ctx, bc.ID, "paid-1"))
+	work("paid, its send not yet recorded", true)
+	must(l.SettleBroadcast(ctx, bc.ID))
+	work("recorded, unconfirmed", true)
+	_, err = l.RecordBroadcastConfirmations(ctx, "paid-1", 5, "block-5", 105, false)
+	must(err)
+	work("5 confirmations of the 6 followed", true)
+	_, err = l.RecordBroadcastConfirmations(ctx, "paid-1", 6, "block-5", 105, false)
+	must(err)
+	work("past the tracking horizon", false)
+
+	dust, err := l.SendExternal(ctx, alice.ID, "addr-dust", 1, "", false)
+	must(err)
+	bc, err = l.OpenBroadcast(ctx)
+	must(err)
+	must(l.RefuseSend(ctx, bc.ID, dust.ID, "dust"))
+	work("the only send refused and left for review", false)
+
+	_, err = l.SendExternal(ctx, alice.ID, "addr-payee", 20_000, "", false)
+	must(err)
+	bc, err = l.OpenBroadcast(ctx)
+	must(err)
+	must(l.MarkBroadcasted(ctx, bc.ID, "paid-2"))
+	_, err = l.RecordBroadcastConfirmations(ctx, "paid-2", 0, "", 0, true)
+	must(err)
+	work("a broadcast double-spent, its send left for review", false)
+
+	// 100 past broadcasts of 1,000 confirmed sends each.
+	execAll(t, pool, []statement{
+		{`INSERT INTO network_transactions (asset_id, kind, txid, confirmations)
+			SELECT $1, 'broadcast', 'past-' || g, 6 FROM generate_series(1, 100) g`, []any{l.assetID}},
+		{`INSERT INTO broadcasts (asset_id, wallet_id, state, txid, closed_at)
+			SELECT $1, $2, 'broadcasted', txid, now() FROM network_transactions WHERE asset_id = $1 AND txid LIKE 'past-%' ORDER BY id`, []any{l.assetID, l.walletID}},
+		{`INSERT INTO transactions (asset_id, wallet_id, kind, state, sending_account_id, address_id, amount, broadcast_id, network_transaction_id)
+			SELECT $1, $2, 'outgoing', 'confirmed', $3, (SELECT id FROM addresses WHERE address = 'addr-payee' AND asset_id = $1), 1, b.id, n.id
+			FROM broadcasts b JOIN network_transactions n ON n.txid = b.txid, generate_series(1, 1000) g
+			WHERE b.txid LIKE 'past-%' AND b.asset_id = $1`, []any{l.assetID, l.walletID, alice.ID}},
+		{`ANALYZE`, nil},
+	})
+	work("100,000 past sends", false)
+	readsItsPage(t, l, []pageRead{{"anything to broadcast or follow, among 100,000 past sends", broadcastWorkSQL,
+		[]any{l.walletID, l.assetID, l.opts.MaxTrackedConfirmations}, 1}})
+}
