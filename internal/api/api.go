@@ -120,9 +120,40 @@ func (s *Server) routes() []route {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.routes() {
-		mux.HandleFunc(r.method+" "+r.path, r.handler)
+		mux.HandleFunc(r.method+" "+r.path, finish(r.handler))
 	}
 	return s.authenticate(mux)
+}
+
+// requestWork bounds what a request may still do once its client has left: the longest wait
+// (a long poll's) and a margin for the database.
+const requestWork = maxEventsWait + 30*time.Second
+
+// clientKey holds, in a finished request's context, the context the client's leaving cancels.
+type clientKey struct{}
+
+// finish runs a request to its end even when its client leaves first. Cut off mid-statement, the
+// request would cost more than it saves: pgx closes a connection whose statement is cancelled,
+// so the next request opens a new session (a backend start on a database that many helpers
+// share, and under a slow database every client timeout would add one). And a send whose client
+// gave up would be booked or not depending on the moment it left; finished, it is booked, and
+// the client's retry with the same idempotency key finds it. A long poll still stops waiting
+// when its client leaves (clientGone).
+func finish(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		client := r.Context()
+		ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(client), clientKey{}, client), requestWork)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
+}
+
+// clientGone is closed when the request's client has left.
+func clientGone(r *http.Request) <-chan struct{} {
+	if client, ok := r.Context().Value(clientKey{}).(context.Context); ok {
+		return client.Done()
+	}
+	return r.Context().Done()
 }
 
 // Protect puts another handler (the simulator's controls) behind the API's token check.
@@ -584,10 +615,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		select {
+		case <-clientGone(r):
+			return
 		case <-ctx.Done():
-			if r.Context().Err() != nil {
-				return // the caller left
-			}
 			writeJSON(w, http.StatusOK, []Event{})
 			return
 		case <-tick.C:

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cryptoassets/cryptoassets-operator/internal/coin"
 	"github.com/cryptoassets/cryptoassets-operator/internal/events"
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -309,4 +311,143 @@ func TestEventsLongPollIsWoken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRequestsFinishWhenTheirClientLeaves: a send whose client gives up while the database makes
+// it wait is still booked, once, on the connection it waited on, which stays open for the next
+// request; the client's retry with the same idempotency key finds it. A long poll whose client
+// leaves stops waiting.
+func TestRequestsFinishWhenTheirClientLeaves(t *testing.T) {
+	ctx := context.Background()
+	url, pool := ledgertest.DB(t, pg)
+	l := ledgertest.Open(t, pool)
+	alice, _ := l.CreateAccount(ctx, "alice")
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-alice", Amount: 1_000_000,
+		Confirmations: 1, BlockHash: strings.Repeat("cd", 32), BlockHeight: 101}); err != nil || !up.Credited {
+		t.Fatalf("deposit: %+v %v", up, err)
+	}
+	// Each request the server takes hands the test two channels: left is closed once the server
+	// has seen its client go (or the handler has returned: the request's context ends at either),
+	// returned once the handler has returned.
+	type served struct{ left, returned chan struct{} }
+	requests := make(chan served, 10)
+	api := New(l, nil, "token").Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := served{make(chan struct{}), make(chan struct{})}
+		requests <- req
+		go func() { <-r.Context().Done(); close(req.left) }()
+		defer close(req.returned)
+		api.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	// start sends a request that the returned function abandons; it returns once the server
+	// has the request.
+	start := func(t *testing.T, method, path, key, body string) (abandon func(), req served) {
+		t.Helper()
+		client, leave := context.WithCancel(ctx)
+		answered := make(chan error, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(client, method, srv.URL+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer token")
+			if key != "" {
+				req.Header.Set("Idempotency-Key", key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			answered <- err
+		}()
+		select {
+		case req = <-requests:
+		case err := <-answered:
+			t.Fatalf("%s %s answered before the test left it: %v", method, path, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s %s never reached the server", method, path)
+		}
+		return func() {
+			leave()
+			if err := <-answered; err == nil {
+				t.Errorf("the client that left %s %s got an answer", method, path)
+			}
+		}, req
+	}
+	ended := func(t *testing.T, what string, ended chan struct{}) {
+		t.Helper()
+		select {
+		case <-ended:
+		case <-time.After(30 * time.Second):
+			t.Fatal(what)
+		}
+	}
+	send := "/v1/accounts/" + itoa(alice.ID) + "/send"
+	body := `{"to":"addr-payee","amount":"0.001"}`
+
+	t.Run("a send", func(t *testing.T) {
+		// Another session holds the transactions table, so the send's first read waits on it.
+		locker, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer locker.Close(ctx)
+		hold, err := locker.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hold.Exec(ctx, "LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		abandon, req := start(t, "POST", send, "leave-1", body)
+		var pid int32
+		testassets.Eventually(t, 30*time.Second, "the send waiting for the table", func() error {
+			return locker.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&pid)
+		})
+		abandon()
+		// Only now may the send go on: the server has seen its client leave.
+		ended(t, "the server did not see the client leave", req.left)
+		if err := hold.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		testassets.Eventually(t, 30*time.Second, "the send booked and its connection back in the pool", func() error {
+			var booked int
+			var state string
+			if err := locker.QueryRow(ctx, `SELECT (SELECT count(*) FROM transactions WHERE idempotency_key = 'leave-1'),
+				coalesce((SELECT state FROM pg_stat_activity WHERE pid = $1), 'gone')`, pid).Scan(&booked, &state); err != nil {
+				return err
+			}
+			if booked != 1 || state != "idle" {
+				return fmt.Errorf("%d sends booked, want 1; the session that waited (pid %d) is %s, want idle", booked, pid, state)
+			}
+			return nil
+		})
+		retry, _ := http.NewRequest("POST", srv.URL+send, strings.NewReader(body))
+		retry.Header.Set("Authorization", "Bearer token")
+		retry.Header.Set("Idempotency-Key", "leave-1")
+		resp, err := http.DefaultClient.Do(retry)
+		<-requests
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get(ReplayedHeader) != "true" {
+			t.Errorf("the retry: %s, %s %q; want 200 and true, the send booked when its client left", resp.Status, ReplayedHeader, resp.Header.Get(ReplayedHeader))
+		}
+		if a, err := l.Account(ctx, alice.ID); err != nil || a.Balance != 1_000_000-100_000 {
+			t.Errorf("alice: %+v %v, want a balance of 900000 after one send of 100000", a, err)
+		}
+	})
+
+	t.Run("a long poll", func(t *testing.T) {
+		evs, err := l.Events(ctx, 0, 1000)
+		if err != nil || len(evs) == 0 {
+			t.Fatalf("events so far: %v %v", evs, err)
+		}
+		abandon, req := start(t, "GET", "/v1/events?wait=60s&after="+itoa(evs[len(evs)-1].Position), "", "")
+		abandon()
+		// The poll would wait 60 s for its client; it stops well before.
+		ended(t, "the long poll still waits for a client that left", req.returned)
+	})
 }
