@@ -196,19 +196,24 @@ func (l *Ledger) SettleBroadcast(ctx context.Context, broadcastID int64) error {
 // waits for the next pass, as it would just after an empty one.
 func (l *Ledger) BroadcastWork(ctx context.Context) (bool, error) {
 	var work bool
-	if err := l.pool.QueryRow(ctx, broadcastWorkSQL, l.walletID, l.assetID, l.opts.MaxTrackedConfirmations).Scan(&work); err != nil {
+	if err := l.pool.QueryRow(ctx, broadcastWorkSQL, l.assetID, l.opts.MaxTrackedConfirmations, l.walletID).Scan(&work); err != nil {
 		return false, fmt.Errorf("looking for sends to broadcast or broadcasts to follow: %w", err)
 	}
 	return work, nil
 }
 
+// followedBroadcasts is the condition, on network_transactions n, of the asset's ($1) broadcasts
+// whose confirmations are still followed (below $2, the tracking horizon): OpenBroadcastTxIDs
+// lists them, and BroadcastWork must find the same ones.
+const followedBroadcasts = `n.asset_id = $1 AND n.kind = 'broadcast' AND n.confirmations < $2
+	AND NOT EXISTS (SELECT FROM transactions t WHERE t.network_transaction_id = n.id AND t.state = 'needs_review')`
+
 // broadcastWorkSQL is BroadcastWork's read. Each part is the condition of the statement it stands
 // for, so that the broadcaster never skips a pass that would have done something.
 const broadcastWorkSQL = `SELECT
-	EXISTS (SELECT FROM transactions WHERE wallet_id = $1 AND kind = 'outgoing' AND state IN ('pending', 'broadcasting'))
-	OR EXISTS (SELECT FROM broadcasts WHERE wallet_id = $1 AND state = 'opened')
-	OR EXISTS (SELECT FROM network_transactions n WHERE asset_id = $2 AND kind = 'broadcast' AND confirmations < $3
-		AND NOT EXISTS (SELECT FROM transactions t WHERE t.network_transaction_id = n.id AND t.state = 'needs_review'))`
+	EXISTS (SELECT FROM transactions WHERE wallet_id = $3 AND kind = 'outgoing' AND state IN ('pending', 'broadcasting'))
+	OR EXISTS (SELECT FROM broadcasts WHERE wallet_id = $3 AND state = 'opened')
+	OR EXISTS (SELECT FROM network_transactions n WHERE ` + followedBroadcasts + `)`
 
 // UnsettledBroadcasts lists the paid broadcasts whose sends are not recorded yet (a helper
 // stopped between MarkPaid and SettleBroadcast), oldest first.
@@ -505,8 +510,7 @@ func (l *Ledger) BookFee(ctx context.Context, txid string, fee Amount) error {
 
 // OpenBroadcastTxIDs lists our broadcasts whose confirmations are still followed.
 func (l *Ledger) OpenBroadcastTxIDs(ctx context.Context) ([]string, error) {
-	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions n WHERE asset_id = $1 AND kind = 'broadcast' AND confirmations < $2
-		AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.network_transaction_id = n.id AND t.state = 'needs_review') ORDER BY id`,
+	rows, err := l.pool.Query(ctx, `SELECT txid FROM network_transactions n WHERE `+followedBroadcasts+` ORDER BY id`,
 		l.assetID, l.opts.MaxTrackedConfirmations)
 	if err != nil {
 		return nil, err

@@ -160,5 +160,5 @@ func TestBroadcastWork(t *testing.T) {
 	})
 	work("100,000 past sends", false)
 	readsItsPage(t, l, []pageRead{{"anything to broadcast or follow, among 100,000 past sends", broadcastWorkSQL,
-		[]any{l.walletID, l.assetID, l.opts.MaxTrackedConfirmations}, 1}})
+		[]any{l.assetID, l.opts.MaxTrackedConfirmations, l.walletID}, 1}})
 }
