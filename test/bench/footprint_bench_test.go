@@ -228,10 +228,11 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	}
 	pgCPU := pgAfter.used[0] - pgBefore.used[0]
 	after, posted := counter.Snapshot(), posts.Load()-postsBefore+pulled.Load()-pulledBefore
-	// The connections held while idle, counted before the clients stop: a long poll that goes
-	// away while its request reads the database has pgx close that connection, and counted after,
-	// a run with long polls reported fewer connections than its helpers held (1.14 a helper of 50,
-	// where pg_stat_activity showed 2 throughout the window).
+	// The connections held while idle, counted before the clients stop, as the helpers held them
+	// in the window. Counted after, a run with long polls reported fewer than its helpers held
+	// (1.14 a helper of 50, where pg_stat_activity showed 2 throughout the window): before a
+	// request ran to its end when its client left (api.finish), a long poll that went away while
+	// its request read the database had pgx close that connection.
 	conns := 0
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
