@@ -48,6 +48,8 @@ var rows = []row{
 	{bench: "HelperFootprint", name: "helper idle: CPU per helper per minute", ours: "cpu-ms/helper/min", unit: "ms"},
 	{bench: "HelperFootprint", name: "helper idle: PostgreSQL CPU per helper per minute", ours: "pg-cpu-ms/helper/min", unit: "ms"},
 	{bench: "HelperFootprint", name: "helper idle: PostgreSQL connections per helper", ours: "pg-conns/helper", unit: "conns"},
+	{bench: "HelperFootprint", name: "helper idle: PostgreSQL round trips per helper per minute", ours: "pg-requests/helper/min", unit: "trips"},
+	{bench: "HelperFootprint", name: "helper idle: PostgreSQL sessions opened per helper per minute", ours: "pg-sessions/helper/min", unit: "sessions"},
 	{bench: "IdleCatchUp", name: "idle poll: catch-up, long history vs none", ours: "history-catchup-ms", base: "fresh-catchup-ms", goal: 1.5, unit: "ms"},
 	{bench: "Intake", name: "intake: deposits booked vs bare RPC + bare insert", ours: "catchup-s", base: "bare-rpc-s", sum: []string{"bare-insert-s"}, goal: 1.3, unit: "s"},
 	{bench: "Intake", name: "intake: on an old ledger vs fresh", ours: "catchup-old-s", base: "catchup-s", unit: "s"},

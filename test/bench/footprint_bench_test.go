@@ -75,6 +75,10 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		b.Fatal(err)
 	}
 	counter, proxyURL := btctest.CountingProxy(b, node.WalletURL())
+	// The helpers reach the database through a proxy that counts their round trips and the
+	// sessions they open: pgx's pings are in neither pg_stat_statements nor the server's
+	// transaction counts, and a session is a backend the server starts.
+	exchanges, helperDBURL := pgtest.CountingProxy(b, dbURL)
 	// The application's webhook, as a helper that notifies its application has (BENCH_EVENT_TARGETS):
 	// an idle helper has nothing to post, so what the targets cost is the dispatcher's idling.
 	targets := eventTargets(b)
@@ -93,7 +97,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	cfgs := make([]*config.Config, helpers)
 	paths := make([]string, helpers)
 	for i := range helpers {
-		cfg := testassets.HelperConfig(b, node, dbURL, eventsURL)
+		cfg := testassets.HelperConfig(b, node, helperDBURL, eventsURL)
 		for j, name := range targets {
 			if j > 0 {
 				cfg.Events = append(cfg.Events, cfg.Events[0])
@@ -198,6 +202,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 		}
 	}
 	before, postsBefore, pulledBefore := counter.Snapshot(), posts.Load(), pulled.Load()
+	requestsBefore, sessionsBefore := exchanges.Requests(), exchanges.Sessions()
 	// What the helpers log while idle: a step that failed is retried before the poll interval,
 	// a call more than idling needs, and the log says why.
 	logFrom := make([]int, helpers)
@@ -228,6 +233,7 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	}
 	pgCPU := pgAfter.used[0] - pgBefore.used[0]
 	after, posted := counter.Snapshot(), posts.Load()-postsBefore+pulled.Load()-pulledBefore
+	requests, sessions := exchanges.Requests()-requestsBefore, exchanges.Sessions()-sessionsBefore
 	// The connections held while idle, counted before the clients stop, as the helpers held them
 	// in the window. Counted after, a run with long polls reported fewer than its helpers held
 	// (1.14 a helper of 50, where pg_stat_activity showed 2 throughout the window): before a
@@ -295,12 +301,15 @@ func BenchmarkHelperFootprint(b *testing.B) {
 	b.ReportMetric(cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), "cpu-ms/helper/min")
 	b.ReportMetric(pgCPU.Seconds()*1000/float64(helpers)/idle.Minutes(), "pg-cpu-ms/helper/min")
 	b.ReportMetric(float64(conns)/float64(helpers), "pg-conns/helper")
+	b.ReportMetric(float64(requests)/float64(helpers)/idle.Minutes(), "pg-requests/helper/min")
+	b.ReportMetric(float64(sessions)/float64(helpers)/idle.Minutes(), "pg-sessions/helper/min")
 	b.ReportMetric(perHelperCalls/idle.Minutes(), "calls/helper/min")
 	b.ReportMetric(perHelperCalls/intervals, "calls/helper/poll")
-	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s, %d event targets and %d long polls each): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute, and PostgreSQL's %.1f ms for it; %d PostgreSQL connections (%.2f per helper); %d backend calls (%.2f per helper per poll interval): %s",
+	b.Logf("%d helpers idle for %s (poll every %s, probes every 10s, %d event targets and %d long polls each): RSS %.1f MiB per helper (max %.1f), PSS %.1f MiB (%.1f anonymous + %.1f of the shared binary); CPU %.1f ms per helper per minute, and PostgreSQL's %.1f ms for it; %d PostgreSQL connections (%.2f per helper), %.1f requests and %.2f new sessions per helper per minute; %d backend calls (%.2f per helper per poll interval): %s",
 		helpers, idle, poll, len(targets), longPolls, float64(total)/float64(helpers)/1024, float64(rssKiB[len(rssKiB)-1])/1024,
 		float64(pssAnonKiB+pssFileKiB)/float64(helpers)/1024, float64(pssAnonKiB)/float64(helpers)/1024, float64(pssFileKiB)/float64(helpers)/1024,
-		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), pgCPU.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers), calls, perHelperCalls/intervals,
+		cpu.Seconds()*1000/float64(helpers)/idle.Minutes(), pgCPU.Seconds()*1000/float64(helpers)/idle.Minutes(), conns, float64(conns)/float64(helpers),
+		float64(requests)/float64(helpers)/idle.Minutes(), float64(sessions)/float64(helpers)/idle.Minutes(), calls, perHelperCalls/intervals,
 		strings.Join(byMethod, " "))
 }
 
