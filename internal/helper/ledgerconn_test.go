@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
@@ -68,4 +69,99 @@ func TestReachableFollowsTheDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	testassets.Eventually(t, 60*time.Second, "the check passing once the database is back", check)
+}
+
+// TestLedgerCheckStandsOnTheHelpersStatements: the ledger watch's check pings the database only
+// when none of the pool's statements was answered since the last check. Its own ping is no such
+// answer, nor is a statement that failed, nor one on the lock's connection; and a database that
+// went down is reported at the first check that has no answer to stand on.
+func TestLedgerCheckStandsOnTheHelpersStatements(t *testing.T) {
+	ctx := context.Background()
+	db, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Stop)
+	// Every request the pool sends goes through the proxy, which counts them.
+	counts, url := pgtest.CountingProxy(t, db.Database(t))
+	pc, err := ledger.PoolConfig(url, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered, lockConfig := traceAnswers(pc)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	lockConn, err := pgx.ConnectConfig(ctx, lockConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lockConn.Close(ctx) })
+	// check runs one check and says how many requests it sent.
+	check := func(step string, wantRequests bool) error {
+		t.Helper()
+		before := counts.Requests()
+		err := checkLedger(ctx, pool, answered)
+		if sent := counts.Requests() - before; (sent > 0) != wantRequests {
+			t.Errorf("%s: the check sent %d requests, want some: %v", step, sent, wantRequests)
+		}
+		return err
+	}
+	work := func(sql string) error {
+		_, err := pool.Exec(ctx, sql)
+		return err
+	}
+
+	if err := check("nothing answered yet", true); err != nil {
+		t.Fatalf("database up: %v", err)
+	}
+	if err := check("right after a check of its own", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := work("SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := check("a statement answered since", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := check("that answer taken by the last check", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := work("SELECT * FROM no_such_table"); err == nil {
+		t.Fatal("a statement on a missing table succeeded")
+	}
+	if err := check("a statement failed since", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockConn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := check("the lock's connection answered since", true); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := work("SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	db.Down()
+	if err := work("SELECT 1"); err == nil {
+		t.Fatal("a statement succeeded with the database down")
+	}
+	// The answer before the outage was taken in the period of the check after it, as a ping's
+	// would have been; the next finds none and asks.
+	if err := check("the period of the last answer", false); err != nil {
+		t.Fatalf("the check after an answer within its period: %v", err)
+	}
+	// Asked with nothing to stand on, it pings; no request reaches a database that is down.
+	if err := checkLedger(ctx, pool, answered); err == nil {
+		t.Fatal("the check says the database answers while it is down")
+	}
+	if err := db.Up(); err != nil {
+		t.Fatal(err)
+	}
+	testassets.Eventually(t, 60*time.Second, "the check passing once the database is back", func() error {
+		return checkLedger(ctx, pool, answered)
+	})
 }

@@ -48,7 +48,7 @@ type process struct {
 	log           logr.Logger
 	opts          Options
 	pool          *pgxpool.Pool
-	connConfig    *pgx.ConnConfig
+	connConfig    *pgx.ConnConfig // the lock connection's, whose answers the ledger watch does not count
 	token         string
 	m             *metrics
 	rescanMetrics *rescan.Metrics
@@ -69,6 +69,7 @@ func run(ctx context.Context, cfg *config.Config, log logr.Logger, opts Options)
 	if err != nil {
 		return err
 	}
+	answered, lockConfig := traceAnswers(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return fmt.Errorf("connecting to the ledger database: %w", err)
@@ -77,7 +78,7 @@ func run(ctx context.Context, cfg *config.Config, log logr.Logger, opts Options)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p := &process{cfg: cfg, log: log, opts: opts, pool: pool, connConfig: pc.ConnConfig, token: token,
+	p := &process{cfg: cfg, log: log, opts: opts, pool: pool, connConfig: lockConfig, token: token,
 		m: newMetrics(reg), rescanMetrics: rescan.NewMetrics(reg), h: newHealth()}
 	h := p.h
 	registerHealthGauges(reg, h)
@@ -94,7 +95,7 @@ func run(ctx context.Context, cfg *config.Config, log logr.Logger, opts Options)
 	}
 	parts := []runnable{
 		{"ops", ops},
-		{"ledger-watch", func(ctx context.Context) error { watchLedger(ctx, pool, h); return nil }},
+		{"ledger-watch", func(ctx context.Context) error { watchLedger(ctx, pool, answered, h); return nil }},
 	}
 	if k := cfg.Kubernetes; k != nil && opts.Kube != nil {
 		cw, err := newConditionWriter(opts.Kube, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, h, cfg.Backend.Type == v1alpha1.BackendNull, log.WithName("conditions"))
