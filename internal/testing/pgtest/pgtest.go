@@ -38,6 +38,8 @@ type Server struct {
 	attr        *syscall.SysProcAttr
 	maxConns    int
 	settings    []string
+	// tlsDir holds StartTLS's certificate and key, outside the data directory.
+	tlsDir string
 }
 
 const superuser = "cryptoassets"
@@ -261,4 +263,7 @@ func (s *Server) Database(t testing.TB) string {
 func (s *Server) Stop() {
 	s.shutdown()
 	os.RemoveAll(s.dir)
+	if s.tlsDir != "" {
+		os.RemoveAll(s.tlsDir)
+	}
 }
