@@ -149,11 +149,24 @@ func PoolConfig(url string, maxConns int32) (*pgxpool.Config, error) {
 		pc.MaxConns = maxConns
 	}
 	closeIdle(pc, PoolIdleTime)
-	pc.ShouldPing = func(ctx context.Context, p pgxpool.ShouldPingParams) bool {
-		// pgxpool's own rule, except for a caller that pings the connection itself.
-		return ctx.Value(noPrePing{}) == nil && p.IdleDuration > time.Second
-	}
+	pc.ShouldPing = shouldPing
 	return pc, nil
+}
+
+// shouldPing decides whether the pool pings a connection before it hands it out. pgxpool pings
+// every one idle for over a second, which made a ping of every idle helper's every poll, broadcast
+// check and outbox read: about a quarter of the round trips an idle helper sends its database
+// (BenchmarkHelperFootprint, pg-requests/helper/min). What that ping is for is a connection the
+// server ended while it sat idle, and a peek at its socket finds that without asking the server;
+// the ping stays for a connection whose socket cannot be looked at or that the server spoke on
+// (through TLS as in the clear), and is left out for a caller that pings the connection itself.
+func shouldPing(ctx context.Context, p pgxpool.ShouldPingParams) bool {
+	if ctx.Value(noPrePing{}) != nil || p.IdleDuration <= time.Second {
+		return false
+	}
+	// A closed connection is pinged too: the ping fails at once, and the pool then drops it and
+	// hands out another, as it would have with pgxpool's rule.
+	return idleState(p.Conn) != connQuiet
 }
 
 type noPrePing struct{}

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cryptoassets/cryptoassets-operator/internal/testing/pgtest"
 	"github.com/cryptoassets/cryptoassets-operator/internal/testing/testassets"
 )
 
@@ -98,29 +101,144 @@ func TestPoolClosesWhatABurstOpened(t *testing.T) {
 	}
 }
 
-// TestPoolPingsIdleConnectionsUnlessTheCallerDoes: a pool from PoolConfig pings a connection
-// idle for over a second before it hands it out, as pgxpool does by default, except to a caller
-// that said it pings the connection itself (WithoutPrePing), whose check would otherwise cost two
-// round trips.
-func TestPoolPingsIdleConnectionsUnlessTheCallerDoes(t *testing.T) {
-	pc, err := PoolConfig("postgres://ledger@db.invalid:5432/ledger", 4)
+// TestPoolPingsOnlyConnectionsItCannotVouchFor: a pool from PoolConfig hands out a connection
+// idle for over a second without a ping when a look at its socket shows it open and quiet; pings
+// one the server spoke on or ended, or whose socket it cannot look at, as pgxpool does every idle
+// one; and never pings for a caller that pings the connection itself (WithoutPrePing), whose
+// check would otherwise cost two round trips. A statement after the server ended the session
+// still succeeds: the ping finds the connection dead, and the pool opens another.
+func TestPoolPingsOnlyConnectionsItCannotVouchFor(t *testing.T) {
+	ctx := context.Background()
+	dbURL := server.Database(t)
+	counts, url := pgtest.CountingProxy(t, dbURL)
+	pc, err := PoolConfig(url, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(ctx) })
+
+	// A connection of the pool's kind, outside it, so a failed check cannot leave the pool
+	// waiting for it to come back when the test ends.
+	quiet, err := pgx.ConnectConfig(ctx, pc.ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { quiet.Close(ctx) })
 	for _, c := range []struct {
 		name string
 		ctx  context.Context
+		conn *pgx.Conn
 		idle time.Duration
 		want bool
 	}{
-		{"used within the second", ctx, 500 * time.Millisecond, false},
-		{"idle for a while", ctx, 10 * time.Second, true},
-		{"idle, for a caller that pings", WithoutPrePing(ctx), 10 * time.Second, false},
-		{"idle for long, for a caller that pings", WithoutPrePing(ctx), time.Hour, false},
+		{"used within the second", ctx, quiet, 500 * time.Millisecond, false},
+		{"idle for a while, open and quiet", ctx, quiet, 10 * time.Second, false},
+		{"idle for a while, its socket out of sight", ctx, nil, 10 * time.Second, true},
+		{"idle, for a caller that pings", WithoutPrePing(ctx), nil, 10 * time.Second, false},
+		{"idle for long, for a caller that pings", WithoutPrePing(ctx), nil, time.Hour, false},
 	} {
-		if got := pc.ShouldPing(c.ctx, pgxpool.ShouldPingParams{IdleDuration: c.idle}); got != c.want {
+		if got := pc.ShouldPing(c.ctx, pgxpool.ShouldPingParams{Conn: c.conn, IdleDuration: c.idle}); got != c.want {
 			t.Errorf("%s: pinged before handing out: %v, want %v", c.name, got, c.want)
 		}
+	}
+	// The server speaks on an idle connection: a notification it listens for.
+	if _, err := quiet.Exec(ctx, "LISTEN wake"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "NOTIFY wake"); err != nil {
+		t.Fatal(err)
+	}
+	testassets.Eventually(t, 30*time.Second, "a connection the server spoke on pinged", func() error {
+		if !pc.ShouldPing(ctx, pgxpool.ShouldPingParams{Conn: quiet, IdleDuration: 10 * time.Second}) {
+			return errors.New("not pinged")
+		}
+		return nil
+	})
+
+	// Through the pool itself: a quiet connection idle for over a second is handed out with no
+	// request sent; one whose session the server ended is found dead and replaced.
+	if _, err := pool.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	idle := func() {
+		// The pool's own threshold is a time, not another process's progress.
+		time.Sleep(1500 * time.Millisecond)
+	}
+	idle()
+	before := counts.Requests()
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Conn().PgConn().PID()
+	c.Release()
+	if sent := counts.Requests() - before; sent != 0 {
+		t.Errorf("handing out a quiet connection idle for over a second sent %d requests, want none", sent)
+	}
+	var ended bool
+	if err := admin.QueryRow(ctx, "SELECT pg_terminate_backend($1)", pid).Scan(&ended); err != nil || !ended {
+		t.Fatalf("ending the pooled session: %v, %v", ended, err)
+	}
+	idle()
+	sessions := counts.Sessions()
+	if _, err := pool.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("a statement after the server ended the pooled session: %v", err)
+	}
+	if got := counts.Sessions() - sessions; got != 1 {
+		t.Errorf("the pool opened %d sessions to replace the one the server ended, want 1", got)
+	}
+}
+
+// TestPoolLooksThroughTLS: the look at an idle connection's socket works through TLS, as most
+// production databases are reached: a quiet one is handed out without a ping, one whose session
+// the server ended is pinged (and so replaced).
+func TestPoolLooksThroughTLS(t *testing.T) {
+	ctx := context.Background()
+	srv, err := pgtest.StartTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	pc, err := PoolConfig(srv.TLSURL("postgres"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc.ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	if _, ok := conn.PgConn().Conn().(*tls.Conn); !ok {
+		t.Fatalf("the connection is a %T, not TLS", conn.PgConn().Conn())
+	}
+	idle := pgxpool.ShouldPingParams{Conn: conn, IdleDuration: 10 * time.Second}
+	if pc.ShouldPing(ctx, idle) {
+		t.Error("a quiet TLS connection idle for a while is pinged before it is handed out")
+	}
+	admin, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(ctx) })
+	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", conn.PgConn().PID()); err != nil {
+		t.Fatal(err)
+	}
+	testassets.Eventually(t, 30*time.Second, "a TLS connection the server ended pinged", func() error {
+		if !pc.ShouldPing(ctx, idle) {
+			return errors.New("not pinged")
+		}
+		return nil
+	})
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("the ended session still answers a ping")
 	}
 }
