@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,8 +175,8 @@ func (p *proxy) forward(server io.Writer, client io.Reader) error {
 				return errors.New("an untyped message shorter than its code")
 			}
 		}
-		msg = append(msg[:0], head...)
-		msg = append(msg, make([]byte, body)...)
+		msg = slices.Grow(msg[:0], len(head)+body)[:len(head)+body]
+		copy(msg, head)
 		if _, err := io.ReadFull(r, msg[len(head):]); err != nil {
 			return err
 		}
