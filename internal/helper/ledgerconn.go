@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cryptoassets/cryptoassets-operator/internal/backoff"
-	"github.com/cryptoassets/cryptoassets-operator/internal/ledger"
 )
 
 // stepLimit is how long one step of a periodic part (a catch-up, a broadcast pass) may run before
@@ -120,21 +119,15 @@ func checkLedger(ctx context.Context, pool *pgxpool.Pool, answered *answers) err
 	return reachable(pctx, pool)
 }
 
-// reachable says whether the pool's database answers, in one round trip when it does. pool.Ping
-// cost two: the pool pings a connection idle for over a second before it hands it out, and
-// pool.Ping then pings it again, every ledgerPingEvery from every idle helper.
+// reachable says whether the pool's database answers, in one round trip when it does: the pool
+// hands out a quiet connection without a ping of its own (ledger.PoolConfig).
 func reachable(ctx context.Context, pool *pgxpool.Pool) error {
-	c, err := pool.Acquire(ledger.WithoutPrePing(ctx))
-	if err != nil {
-		return err
-	}
-	err = c.Ping(ctx)
-	c.Release()
+	err := pool.Ping(ctx)
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
-	// A connection the database closed while it sat idle (a restart) fails its ping, and the
-	// pool drops it. Ask again the usual way, which pings idle connections and replaces the
-	// dead ones, so a database that is back is not reported gone until the next check.
+	// A connection the database ended (a restart) within the second before it was handed out
+	// is handed out without a look, fails its ping, and is dropped. Ask once more, on another or
+	// a new connection, so a database that is back is not reported gone until the next check.
 	return pool.Ping(ctx)
 }

@@ -159,24 +159,14 @@ func PoolConfig(url string, maxConns int32) (*pgxpool.Config, error) {
 // (BenchmarkHelperFootprint, pg-requests/helper/min). What that ping is for is a connection the
 // server ended while it sat idle, and a peek at its socket finds that without asking the server;
 // the ping stays for a connection whose socket cannot be looked at or that the server spoke on
-// (through TLS as in the clear), and is left out for a caller that pings the connection itself.
-func shouldPing(ctx context.Context, p pgxpool.ShouldPingParams) bool {
-	if ctx.Value(noPrePing{}) != nil || p.IdleDuration <= time.Second {
+// (through TLS as in the clear).
+func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
+	if p.IdleDuration <= time.Second {
 		return false
 	}
 	// A closed connection is pinged too: the ping fails at once, and the pool then drops it and
 	// hands out another, as it would have with pgxpool's rule.
 	return idleState(p.Conn) != connQuiet
-}
-
-type noPrePing struct{}
-
-// WithoutPrePing marks ctx for a caller whose first use of the connection it acquires is a ping
-// of its own (the helper's ledger watch): a pool from PoolConfig hands it out without pinging it
-// first, which would make one answer cost two round trips. The caller must allow for a
-// connection the database closed while it sat idle.
-func WithoutPrePing(ctx context.Context) context.Context {
-	return context.WithValue(ctx, noPrePing{}, true)
 }
 
 // closeIdle makes pc's pool hold only what it uses: maxConns is a ceiling for bursts (API
