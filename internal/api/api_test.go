@@ -231,6 +231,25 @@ func TestListingsPage(t *testing.T) {
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
 
+// creditedAlice makes the account alice, with a receiving address and a credited deposit of
+// 1,000,000 to it: the balance a send draws on, and the events a long poll reads past.
+func creditedAlice(t *testing.T, l *ledger.Ledger) ledger.Account {
+	t.Helper()
+	ctx := context.Background()
+	alice, err := l.CreateAccount(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-alice", Amount: 1_000_000,
+		Confirmations: 1, BlockHash: strings.Repeat("cd", 32), BlockHeight: 101}); err != nil || !up.Credited {
+		t.Fatalf("deposit: %+v %v", up, err)
+	}
+	return alice
+}
+
 // TestEventsLongPollIsWoken: a long poll on GET /v1/events answers with an event this process
 // commits when the commit wakes it (events.Commits), though its poll is an hour; and with one
 // another process commits, which nothing wakes it for, at its poll.
@@ -261,15 +280,8 @@ func TestEventsLongPollIsWoken(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			alice, _ := l.CreateAccount(ctx, "alice")
+			alice := creditedAlice(t, l)
 			bob, _ := l.CreateAccount(ctx, "bob")
-			if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
-				t.Fatal(err)
-			}
-			if up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-alice", Amount: 1_000_000,
-				Confirmations: 1, BlockHash: strings.Repeat("cd", 32), BlockHeight: 101}); err != nil || !up.Credited {
-				t.Fatalf("deposit: %+v %v", up, err)
-			}
 			past, err := l.Events(ctx, 0, 1000)
 			if err != nil || len(past) == 0 {
 				t.Fatalf("the deposit's events: %v %v", past, err)
@@ -321,14 +333,7 @@ func TestRequestsFinishWhenTheirClientLeaves(t *testing.T) {
 	ctx := context.Background()
 	url, pool := ledgertest.DB(t, pg)
 	l := ledgertest.Open(t, pool)
-	alice, _ := l.CreateAccount(ctx, "alice")
-	if _, err := l.AddReceivingAddress(ctx, alice.ID, "addr-alice", ""); err != nil {
-		t.Fatal(err)
-	}
-	if up, err := l.RecordDeposit(ctx, ledger.Observation{TxID: strings.Repeat("ab", 32), Address: "addr-alice", Amount: 1_000_000,
-		Confirmations: 1, BlockHash: strings.Repeat("cd", 32), BlockHeight: 101}); err != nil || !up.Credited {
-		t.Fatalf("deposit: %+v %v", up, err)
-	}
+	alice := creditedAlice(t, l)
 	// Each request the server takes hands the test two channels: left is closed once the server
 	// has seen its client go (or the handler has returned: the request's context ends at either),
 	// returned once the handler has returned.
